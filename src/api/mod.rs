@@ -1,0 +1,174 @@
+//! The gRPC edge: one tonic service per file, converting proto messages to
+//! validated domain values and domain results back to proto. Errors are
+//! mapped to gRPC statuses here, in one place.
+
+pub mod aggregation;
+pub mod organizations;
+pub mod spaces;
+
+use std::collections::HashMap;
+
+use tonic::{Code, Response, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+use uuid::Uuid;
+
+use crate::domain::model::{
+    Member, Organization, OrganizationDetails, OrganizationSummary, Space, SpaceRef,
+};
+use crate::domain::{Error, ErrorKind};
+use crate::proto;
+use crate::storage::Storage;
+
+/// The domain of every ErrorInfo orgd sends.
+pub const ERROR_DOMAIN: &str = "orgd";
+
+pub fn grpc_code(kind: ErrorKind) -> Code {
+    match kind {
+        ErrorKind::InvalidArgument => Code::InvalidArgument,
+        ErrorKind::Unauthenticated => Code::Unauthenticated,
+        ErrorKind::PermissionDenied => Code::PermissionDenied,
+        ErrorKind::NotFound => Code::NotFound,
+        ErrorKind::AlreadyExists => Code::AlreadyExists,
+        ErrorKind::FailedPrecondition => Code::FailedPrecondition,
+        ErrorKind::Aborted => Code::Aborted,
+        ErrorKind::ResourceExhausted => Code::ResourceExhausted,
+        ErrorKind::Unavailable => Code::Unavailable,
+        ErrorKind::Unimplemented => Code::Unimplemented,
+        ErrorKind::Internal => Code::Internal,
+    }
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Self {
+        let metadata: HashMap<String, String> = e
+            .metadata
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        let mut details = ErrorDetails::with_error_info(e.reason, ERROR_DOMAIN, metadata);
+        if e.kind == ErrorKind::InvalidArgument
+            && let Some((_, field)) = e.metadata.iter().find(|(k, _)| *k == "field")
+        {
+            details.add_bad_request_violation(field.clone(), e.message.clone());
+        }
+        Status::with_error_details(grpc_code(e.kind), e.message, details)
+    }
+}
+
+/// Microseconds since the epoch to a protobuf timestamp.
+pub fn timestamp(micros: i64) -> Option<prost_types::Timestamp> {
+    Some(prost_types::Timestamp {
+        seconds: micros.div_euclid(1_000_000),
+        nanos: (micros.rem_euclid(1_000_000) * 1_000) as i32,
+    })
+}
+
+/// A response that REST callers see as `201 Created` (Envoy's filter turns
+/// the `x-http-status` hint into the status line and removes it).
+pub fn created<T>(message: T) -> Response<T> {
+    let mut response = Response::new(message);
+    response.metadata_mut().insert(
+        "x-http-status",
+        tonic::metadata::MetadataValue::from_static("201"),
+    );
+    response
+}
+
+/// A response that REST callers see as `204 No Content`.
+pub fn no_content<T>(message: T) -> Response<T> {
+    let mut response = Response::new(message);
+    response.metadata_mut().insert(
+        "x-http-status",
+        tonic::metadata::MetadataValue::from_static("204"),
+    );
+    response
+}
+
+/// Counts as JSON numbers: int32, saturating.
+pub fn count(n: i64) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// Empty strings and absent values mean "no filter".
+pub fn non_empty(s: &str) -> Option<String> {
+    let t = s.trim();
+    (!t.is_empty()).then(|| t.to_owned())
+}
+
+pub fn space_ref(s: &SpaceRef) -> proto::SpaceRef {
+    proto::SpaceRef {
+        id: s.id.to_string(),
+        name: s.name.clone(),
+        slug: s.slug.clone(),
+    }
+}
+
+pub fn space(s: &Space) -> proto::Space {
+    proto::Space {
+        id: s.id.to_string(),
+        name: s.name.clone(),
+        slug: s.slug.clone(),
+        description: s.description.clone(),
+        visibility: s.visibility.as_str().to_owned(),
+        repo: s.repo.clone(),
+        agent: s.agent.as_ref().map(|a| proto::Agent {
+            agent_id: a.agent_id.clone(),
+            status: a.status.as_str().to_owned(),
+            autonomy_level: a.autonomy_level,
+        }),
+        organization_id: s
+            .organization_id
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
+        created_at: timestamp(s.created_at),
+        updated_at: timestamp(s.updated_at),
+    }
+}
+
+pub fn member(m: &Member) -> proto::Member {
+    proto::Member {
+        user_id: m.user_id.to_string(),
+        email: m.email.clone(),
+        display_name: m.display_name.clone(),
+        role: m.role.clone(),
+        joined_at: timestamp(m.joined_at),
+    }
+}
+
+pub fn organization_summary(s: &OrganizationSummary) -> proto::Organization {
+    let o: &Organization = &s.org;
+    proto::Organization {
+        id: o.id.to_string(),
+        name: o.name.clone(),
+        slug: o.slug.clone(),
+        description: o.description.clone(),
+        spaces: s.spaces.iter().map(space_ref).collect(),
+        space_count: count(s.spaces.len() as i64),
+        user_count: count(s.user_count),
+        storage_dir: Storage::relative_dir(o.id),
+        created_at: timestamp(o.created_at),
+        updated_at: timestamp(o.updated_at),
+    }
+}
+
+pub fn organization_details(d: &OrganizationDetails) -> proto::OrganizationDetails {
+    let o = &d.org;
+    proto::OrganizationDetails {
+        id: o.id.to_string(),
+        name: o.name.clone(),
+        slug: o.slug.clone(),
+        description: o.description.clone(),
+        spaces: d.spaces.iter().map(space).collect(),
+        space_count: count(d.spaces.len() as i64),
+        user_count: count(d.user_count),
+        storage_dir: Storage::relative_dir(o.id),
+        created_at: timestamp(o.created_at),
+        updated_at: timestamp(o.updated_at),
+        members: d.members.iter().map(member).collect(),
+    }
+}
+
+/// Logs a storage-directory failure and answers INTERNAL.
+pub fn storage_error(what: &str, org: Uuid, e: std::io::Error) -> Error {
+    Error::internal(what, format!("organization {org}: {e}"))
+}

@@ -1,0 +1,9 @@
+//! Validated types and the rules of orgd. Knows nothing of tonic or sqlx.
+
+pub mod access;
+pub mod error;
+pub mod model;
+pub mod page;
+pub mod types;
+
+pub use error::{Error, ErrorKind, Result};

@@ -1,0 +1,136 @@
+//! What the store returns: organizations, spaces, users and memberships as
+//! the domain sees them. Timestamps are microseconds since the Unix epoch.
+
+use uuid::Uuid;
+
+use super::page::Cursor;
+use super::types::{Agent, OrgRole, Visibility};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    pub id: Uuid,
+    pub email: String,
+    pub display_name: String,
+    pub is_superadmin: bool,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Organization {
+    pub id: Uuid,
+    pub name: String,
+    pub slug: String,
+    pub description: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A space's id, name and slug.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpaceRef {
+    pub id: Uuid,
+    pub name: String,
+    pub slug: String,
+}
+
+/// An organization as listed, with its spaces and member count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrganizationSummary {
+    pub org: Organization,
+    pub spaces: Vec<SpaceRef>,
+    pub user_count: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrganizationDetails {
+    pub org: Organization,
+    pub spaces: Vec<Space>,
+    pub members: Vec<Member>,
+    pub user_count: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Space {
+    pub id: Uuid,
+    pub name: String,
+    pub slug: String,
+    pub description: String,
+    pub visibility: Visibility,
+    pub repo: String,
+    pub agent: Option<Agent>,
+    pub organization_id: Option<Uuid>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A user's membership in an organization or a space; `role` is the
+/// lowercase role name of either kind.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Member {
+    pub user_id: Uuid,
+    pub email: String,
+    pub display_name: String,
+    pub role: String,
+    pub joined_at: i64,
+}
+
+/// What the caller holds in an organization.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrgAccess {
+    pub org: Organization,
+    pub role: Option<OrgRole>,
+}
+
+/// What the caller holds around a space: their space role and their role in
+/// the space's organization.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpaceAccess {
+    pub space: Space,
+    pub space_role: Option<super::types::SpaceRole>,
+    pub org_role: Option<OrgRole>,
+}
+
+/// One page of a list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: i64,
+    pub page: u32,
+    pub size: u32,
+    pub next_page_token: String,
+}
+
+impl Organization {
+    pub fn cursor(&self) -> Cursor {
+        Cursor {
+            created_at: self.created_at,
+            id: self.id,
+        }
+    }
+}
+
+impl Space {
+    pub fn cursor(&self) -> Cursor {
+        Cursor {
+            created_at: self.created_at,
+            id: self.id,
+        }
+    }
+
+    pub fn as_ref(&self) -> SpaceRef {
+        SpaceRef {
+            id: self.id,
+            name: self.name.clone(),
+            slug: self.slug.clone(),
+        }
+    }
+}
+
+impl Member {
+    pub fn cursor(&self) -> Cursor {
+        Cursor {
+            created_at: self.joined_at,
+            id: self.user_id,
+        }
+    }
+}

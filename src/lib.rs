@@ -1,0 +1,163 @@
+//! orgd: a multi-tenant organizations service over gRPC.
+//!
+//! The library builds the application and serves it on a listener it is
+//! given; `main.rs` only parses the command line.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod domain;
+pub mod storage;
+pub mod store;
+pub mod telemetry;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::auth::{AuthConfig, Authenticator};
+use crate::domain::types::Email;
+use crate::storage::Storage;
+use crate::store::{Store, StoreOptions};
+
+/// Generated protobuf and gRPC code.
+pub mod proto {
+    #![allow(clippy::all, clippy::pedantic)]
+    tonic::include_proto!("orgd.v1");
+
+    /// The encoded descriptor set of every orgd proto, with imports.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("orgd_descriptor");
+}
+
+/// What every handler shares.
+pub struct App {
+    pub store: Arc<dyn Store>,
+    pub auth: Authenticator,
+    pub storage: Storage,
+}
+
+/// Everything `serve` needs, already resolved from flags and environment.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub database_url: String,
+    pub storage_root: PathBuf,
+    pub auth: AuthConfig,
+    pub superadmins: Vec<String>,
+    pub db_max_connections: u32,
+}
+
+/// Connects to the database, applies migrations, grants the configured
+/// superadmins and prepares the storage root.
+pub async fn build_app(config: &ServerConfig) -> Result<Arc<App>, String> {
+    let options = StoreOptions {
+        max_connections: config.db_max_connections,
+    };
+    let store = store::connect(&config.database_url, &options)
+        .await
+        .map_err(|e| e.message)?;
+    store
+        .migrate()
+        .await
+        .map_err(|e| format!("applying migrations: {}", e.message))?;
+    for raw in &config.superadmins {
+        if raw.trim().is_empty() {
+            continue;
+        }
+        let email = Email::parse("ORGD_SUPERADMINS", raw).map_err(|e| e.message)?;
+        store
+            .set_superadmin(&email, true)
+            .await
+            .map_err(|e| e.message)?;
+    }
+    std::fs::create_dir_all(&config.storage_root).map_err(|e| {
+        format!(
+            "creating storage root {}: {e}",
+            config.storage_root.display()
+        )
+    })?;
+    let auth = Authenticator::new(&config.auth, store.clone())?;
+    Ok(Arc::new(App {
+        store,
+        auth,
+        storage: Storage::new(config.storage_root.clone()),
+    }))
+}
+
+/// Serves every orgd service, health and reflection (v1 and v1alpha) on
+/// `listener` until `shutdown` completes.
+pub async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    use proto::aggregation_service_server::AggregationServiceServer;
+    use proto::organization_service_server::OrganizationServiceServer;
+    use proto::space_service_server::SpaceServiceServer;
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<OrganizationServiceServer<api::organizations::OrganizationApi>>()
+        .await;
+    health
+        .set_serving::<SpaceServiceServer<api::spaces::SpaceApi>>()
+        .await;
+    health
+        .set_serving::<AggregationServiceServer<api::aggregation::AggregationApi>>()
+        .await;
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| tracing::error!(error = %e, "reflection v1 unavailable"))
+        .ok();
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| tracing::error!(error = %e, "reflection v1alpha unavailable"))
+        .ok();
+
+    // Health follows the database: NOT_SERVING while it does not answer.
+    let watched = app.store.clone();
+    let reporter = health.clone();
+    let watcher = tokio::spawn(async move {
+        let mut serving = true;
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let ok = watched.ping().await.is_ok();
+            if ok != serving {
+                serving = ok;
+                let status = if ok {
+                    tonic_health::ServingStatus::Serving
+                } else {
+                    tonic_health::ServingStatus::NotServing
+                };
+                reporter.set_service_status("", status).await;
+            }
+        }
+    });
+
+    let result = tonic::transport::Server::builder()
+        .timeout(Duration::from_secs(30))
+        .add_service(health_service)
+        .add_optional_service(reflection_v1)
+        .add_optional_service(reflection_v1alpha)
+        .add_service(OrganizationServiceServer::new(
+            api::organizations::OrganizationApi::new(app.clone()),
+        ))
+        .add_service(SpaceServiceServer::new(api::spaces::SpaceApi::new(
+            app.clone(),
+        )))
+        .add_service(AggregationServiceServer::new(
+            api::aggregation::AggregationApi,
+        ))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await;
+    watcher.abort();
+    result
+}

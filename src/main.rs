@@ -1,0 +1,141 @@
+//! The orgd command line. Everything else lives in the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use orgd::auth::{Claims, issue_token, parse_ttl};
+use orgd::config::{Cli, Command, DataArgs, ServeArgs, SuperadminAction, TokenArgs};
+use orgd::domain::types::Email;
+use orgd::store::{self, StoreOptions};
+use orgd::{ServerConfig, build_app, serve, telemetry};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => run_serve(args).await,
+        Command::Migrate(data) => run_migrate(data).await,
+        Command::Token(args) => run_token(args),
+        Command::Superadmin { action } => run_superadmin(action).await,
+        Command::Descriptor { out } => std::fs::write(&out, orgd::proto::FILE_DESCRIPTOR_SET)
+            .map_err(|e| format!("writing {}: {e}", out.display())),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("orgd: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_serve(args: ServeArgs) -> Result<(), String> {
+    telemetry::init("info");
+    std::fs::create_dir_all(&args.data.data_dir)
+        .map_err(|e| format!("creating data dir {}: {e}", args.data.data_dir.display()))?;
+    let config = ServerConfig {
+        database_url: args.data.database_url(),
+        storage_root: args
+            .storage_root
+            .clone()
+            .unwrap_or_else(|| args.data.data_dir.join("storage")),
+        auth: args
+            .jwt
+            .auth_config(&args.data.data_dir)
+            .map_err(|e| format!("reading JWT settings: {e}"))?,
+        superadmins: args.superadmins.clone(),
+        db_max_connections: args.db_max_connections,
+    };
+    let app = build_app(&config).await?;
+    let listener = tokio::net::TcpListener::bind(args.grpc_addr)
+        .await
+        .map_err(|e| format!("binding {}: {e}", args.grpc_addr))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(%addr, backend = app.store.backend(), "orgd serving gRPC");
+    serve(app, listener, shutdown_signal())
+        .await
+        .map_err(|e| format!("server error: {e}"))?;
+    tracing::info!("orgd stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+async fn open_store(data: &DataArgs) -> Result<std::sync::Arc<dyn store::Store>, String> {
+    std::fs::create_dir_all(&data.data_dir).map_err(|e| format!("creating data dir: {e}"))?;
+    let store = store::connect(&data.database_url(), &StoreOptions { max_connections: 2 })
+        .await
+        .map_err(|e| e.message)?;
+    store
+        .migrate()
+        .await
+        .map_err(|e| format!("applying migrations: {}", e.message))?;
+    Ok(store)
+}
+
+async fn run_migrate(data: DataArgs) -> Result<(), String> {
+    telemetry::init("warn");
+    let store = open_store(&data).await?;
+    println!("migrations applied ({})", store.backend());
+    Ok(())
+}
+
+async fn run_superadmin(action: SuperadminAction) -> Result<(), String> {
+    telemetry::init("warn");
+    let (email, data, grant) = match action {
+        SuperadminAction::Grant { email, data } => (email, data, true),
+        SuperadminAction::Revoke { email, data } => (email, data, false),
+    };
+    let email = Email::parse("email", &email).map_err(|e| e.message)?;
+    let store = open_store(&data).await?;
+    let user = store
+        .set_superadmin(&email, grant)
+        .await
+        .map_err(|e| e.message)?;
+    println!(
+        "{} is {}a superadmin",
+        user.email,
+        if user.is_superadmin { "" } else { "no longer " }
+    );
+    Ok(())
+}
+
+fn run_token(args: TokenArgs) -> Result<(), String> {
+    let email = Email::parse("email", &args.email).map_err(|e| e.message)?;
+    let ttl = parse_ttl(&args.ttl)?;
+    let secret = args
+        .jwt
+        .secret(&args.data.data_dir)
+        .map_err(|e| format!("reading the JWT secret: {e}"))?;
+    let now = chrono::Utc::now().timestamp();
+    let claims = Claims {
+        email: email.as_str().to_owned(),
+        exp: now + ttl,
+        name: args.name,
+        sub: None,
+        iat: Some(now),
+        iss: args.jwt.jwt_issuer.filter(|s| !s.is_empty()),
+        aud: args.jwt.jwt_audience.filter(|s| !s.is_empty()),
+    };
+    println!("{}", issue_token(&secret, &claims)?);
+    Ok(())
+}

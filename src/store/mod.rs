@@ -1,0 +1,232 @@
+//! Persistence: one `Store` trait, one implementation per backend, chosen
+//! once from the database URL. Both implementations share their SQL text
+//! (see `sql.rs`); each mutation is one transaction, and the invariants
+//! (unique slugs, one membership per user, one organization per space, at
+//! least one admin per organization) are held by the schema itself.
+
+mod postgres;
+mod sql;
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::domain::model::{
+    Member, OrgAccess, Organization, OrganizationDetails, OrganizationSummary, Page, Space,
+    SpaceAccess, User,
+};
+use crate::domain::page::PageRequest;
+use crate::domain::types::{Agent, Description, Email, Name, OrgRole, Slug, SpaceRole, Visibility};
+use crate::domain::{Error, Result};
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// A new organization with its first admin.
+#[derive(Debug, Clone)]
+pub struct NewOrganization {
+    pub id: Uuid,
+    pub name: Name,
+    pub slug: Slug,
+    pub description: Description,
+    pub admin_email: Email,
+}
+
+/// Fields to change; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct OrganizationChanges {
+    pub name: Option<Name>,
+    pub slug: Option<Slug>,
+    pub description: Option<Description>,
+}
+
+impl OrganizationChanges {
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none() && self.slug.is_none() && self.description.is_none()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSpace {
+    pub id: Uuid,
+    pub name: Name,
+    pub slug: Slug,
+    pub description: Description,
+    pub visibility: Visibility,
+    pub repo: String,
+    pub agent: Option<Agent>,
+    pub admin_email: Email,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SpaceChanges {
+    pub name: Option<Name>,
+    pub slug: Option<Slug>,
+    pub description: Option<Description>,
+    pub visibility: Option<Visibility>,
+    pub repo: Option<String>,
+    /// `Some(None)` removes the agent.
+    pub agent: Option<Option<Agent>>,
+}
+
+impl SpaceChanges {
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none()
+            && self.slug.is_none()
+            && self.description.is_none()
+            && self.visibility.is_none()
+            && self.repo.is_none()
+            && self.agent.is_none()
+    }
+}
+
+/// Which organizations to list.
+#[derive(Debug, Clone, Default)]
+pub struct OrganizationFilter {
+    /// Only organizations this user belongs to (`None`: all, for superadmins).
+    pub member: Option<Uuid>,
+    pub search: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct MemberFilter {
+    pub search: Option<String>,
+    pub role: Option<OrgRole>,
+}
+
+/// Which spaces to list.
+#[derive(Debug, Clone, Default)]
+pub struct SpaceFilter {
+    /// Only spaces this user may see (`None`: all, for superadmins).
+    pub visible_to: Option<Uuid>,
+    pub search: Option<String>,
+    pub organization_id: Option<Uuid>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which backend this is ("sqlite" or "postgres").
+    fn backend(&self) -> &'static str;
+    /// Applies pending migrations.
+    async fn migrate(&self) -> Result<()>;
+    /// Checks that the database answers.
+    async fn ping(&self) -> Result<()>;
+
+    async fn user_by_email(&self, email: &Email) -> Result<Option<User>>;
+    /// Returns the user with this email, creating it when unknown, and fills
+    /// an empty display name.
+    async fn provision_user(&self, email: &Email, display_name: &str) -> Result<User>;
+    async fn set_superadmin(&self, email: &Email, superadmin: bool) -> Result<User>;
+
+    async fn create_organization(&self, new: NewOrganization) -> Result<Organization>;
+    /// The organization with this slug and the user's role in it.
+    async fn organization_access(&self, slug: &str, user: Uuid) -> Result<Option<OrgAccess>>;
+    async fn organization_details(&self, org: Organization) -> Result<OrganizationDetails>;
+    async fn list_organizations(
+        &self,
+        filter: &OrganizationFilter,
+        page: PageRequest,
+    ) -> Result<Page<OrganizationSummary>>;
+    async fn update_organization(
+        &self,
+        id: Uuid,
+        changes: OrganizationChanges,
+    ) -> Result<Organization>;
+    /// Deletes the organization; returns the ids of the spaces it detached.
+    async fn delete_organization(&self, id: Uuid) -> Result<Vec<Uuid>>;
+    async fn attach_space(&self, org: Uuid, space: Uuid) -> Result<Space>;
+    async fn detach_space(&self, org: Uuid, space: Uuid) -> Result<()>;
+    async fn add_member(&self, org: Uuid, email: &Email, role: OrgRole) -> Result<Member>;
+    async fn update_member_role(&self, org: Uuid, user: Uuid, role: OrgRole) -> Result<Member>;
+    async fn remove_member(&self, org: Uuid, user: Uuid) -> Result<()>;
+    async fn list_members(
+        &self,
+        org: Uuid,
+        filter: &MemberFilter,
+        page: PageRequest,
+    ) -> Result<Page<Member>>;
+
+    async fn create_space(&self, new: NewSpace) -> Result<Space>;
+    /// The space and what the user holds in it and in its organization.
+    async fn space_access(&self, space: Uuid, user: Uuid) -> Result<Option<SpaceAccess>>;
+    async fn list_spaces(&self, filter: &SpaceFilter, page: PageRequest) -> Result<Page<Space>>;
+    async fn update_space(&self, id: Uuid, changes: SpaceChanges) -> Result<Space>;
+    /// Deletes the space; returns the organization it belonged to.
+    async fn delete_space(&self, id: Uuid) -> Result<Option<Uuid>>;
+    async fn list_space_members(&self, space: Uuid, page: PageRequest) -> Result<Page<Member>>;
+    async fn add_space_member(&self, space: Uuid, email: &Email, role: SpaceRole)
+    -> Result<Member>;
+    async fn update_space_member(&self, space: Uuid, user: Uuid, role: SpaceRole)
+    -> Result<Member>;
+    async fn remove_space_member(&self, space: Uuid, user: Uuid) -> Result<()>;
+}
+
+/// Pool sizes and the like.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub max_connections: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+        }
+    }
+}
+
+/// Connects to the database named by `url` (`sqlite:` or `postgres:`).
+pub async fn connect(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStore::connect(url, options).await?))
+    } else if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(url, options).await?))
+    } else {
+        Err(Error::invalid(
+            "INVALID_DATABASE_URL",
+            "database_url",
+            "database URL must start with sqlite: or postgres://",
+        ))
+    }
+}
+
+/// The current time in microseconds since the Unix epoch.
+pub fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+/// `%term%` for LIKE, with LIKE's wildcards escaped (escape character `\`).
+pub(crate) fn like_pattern(term: &str) -> String {
+    let mut out = String::with_capacity(term.len() + 2);
+    out.push('%');
+    for c in term.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                Error::unavailable(e)
+            }
+            sqlx::Error::Database(d) if d.message().contains("LAST_ADMIN") => last_admin(),
+            _ => Error::internal("database", e),
+        }
+    }
+}
+
+pub(crate) fn last_admin() -> Error {
+    Error::failed_precondition("LAST_ADMIN", "an organization must keep at least one admin")
+}
+
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.kind() == sqlx::error::ErrorKind::UniqueViolation)
+}

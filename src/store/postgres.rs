@@ -1,0 +1,46 @@
+//! PostgreSQL: the production backend. One pool; membership changes lock the
+//! organization row so that concurrent changes of one organization serialize.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use super::StoreOptions;
+
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    const NAME: &'static str = "postgres";
+    const LIKE: &'static str = "ILIKE";
+    const LOCK: &'static str = " FOR UPDATE";
+    const MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+    pub async fn connect(url: &str, options: &StoreOptions) -> crate::domain::Result<Self> {
+        let connect = PgConnectOptions::from_str(url)
+            .map_err(|e| crate::domain::Error::internal("postgres url", e))?
+            .application_name("orgd");
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(2))
+            .test_before_acquire(false)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(connect)
+            .await
+            .map_err(|e| {
+                crate::domain::Error::unavailable(format!("connecting to postgres: {e}"))
+            })?;
+        Ok(Self { pool })
+    }
+
+    fn writer(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn reader(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+super::sql::impl_store!(PostgresStore, sqlx::Postgres);

@@ -1,0 +1,851 @@
+//! The SQL shared by both backends. Both accept `$n` placeholders and the
+//! same schema shape, so one body of code is instantiated per backend by
+//! `impl_store!`. What differs is supplied by the backend type:
+//! `Self::LIKE` (`LIKE` / `ILIKE`), `Self::LOCK` (row locks on PostgreSQL,
+//! nothing on SQLite, which runs one writer at a time), and the pools.
+
+macro_rules! impl_store {
+    ($store:ty, $db:ty) => {
+        use async_trait::async_trait;
+        use sqlx::{QueryBuilder, Row};
+        use uuid::Uuid;
+
+        use crate::domain::model::{
+            Member, OrgAccess, Organization, OrganizationDetails, OrganizationSummary, Page, Space, SpaceAccess,
+            SpaceRef, User,
+        };
+        use crate::domain::page::PageRequest;
+        use crate::domain::types::{Agent, AgentStatus, Email, OrgRole, SpaceRole, Visibility};
+        use crate::domain::{Error, Result};
+        use crate::store::{
+            is_unique_violation, last_admin, like_pattern, now_micros, MemberFilter, NewOrganization, NewSpace,
+            OrganizationChanges, OrganizationFilter, SpaceChanges, SpaceFilter, Store,
+        };
+
+        type DbRow = <$db as sqlx::Database>::Row;
+        type Tx = sqlx::Transaction<'static, $db>;
+
+        const ORG_COLUMNS: &str = "o.id, o.name, o.slug, o.description, o.created_at, o.updated_at";
+        const SPACE_COLUMNS: &str = "s.id, s.name, s.slug, s.description, s.visibility, s.repo, s.agent_id, \
+             s.agent_status, s.agent_autonomy, s.organization_id, s.created_at, s.updated_at";
+        const SPACE_RETURNING: &str = "id, name, slug, description, visibility, repo, agent_id, agent_status, \
+             agent_autonomy, organization_id, created_at, updated_at";
+        const MEMBER_SELECT: &str = "SELECT u.id AS user_id, u.email, u.display_name, m.role, m.created_at AS joined_at \
+             FROM memberships m JOIN users u ON u.id = m.user_id";
+        const SPACE_MEMBER_SELECT: &str = "SELECT u.id AS user_id, u.email, u.display_name, m.role, m.created_at AS joined_at \
+             FROM space_members m JOIN users u ON u.id = m.user_id";
+
+        fn decode_err(what: &str, value: &str) -> sqlx::Error {
+            sqlx::Error::Decode(format!("unexpected {what} in database: {value}").into())
+        }
+
+        fn user_from(row: &DbRow) -> std::result::Result<User, sqlx::Error> {
+            Ok(User {
+                id: row.try_get("id")?,
+                email: row.try_get("email")?,
+                display_name: row.try_get("display_name")?,
+                is_superadmin: row.try_get("is_superadmin")?,
+                created_at: row.try_get("created_at")?,
+            })
+        }
+
+        fn org_from(row: &DbRow) -> std::result::Result<Organization, sqlx::Error> {
+            Ok(Organization {
+                id: row.try_get("id")?,
+                name: row.try_get("name")?,
+                slug: row.try_get("slug")?,
+                description: row.try_get("description")?,
+                created_at: row.try_get("created_at")?,
+                updated_at: row.try_get("updated_at")?,
+            })
+        }
+
+        fn space_from(row: &DbRow) -> std::result::Result<Space, sqlx::Error> {
+            let visibility: String = row.try_get("visibility")?;
+            let agent_id: Option<String> = row.try_get("agent_id")?;
+            let agent = match agent_id {
+                None => None,
+                Some(agent_id) => {
+                    let status: String = row.try_get("agent_status")?;
+                    let autonomy_level: i32 = row.try_get("agent_autonomy")?;
+                    Some(Agent {
+                        agent_id,
+                        status: status.parse::<AgentStatus>().map_err(|_| decode_err("agent status", &status))?,
+                        autonomy_level,
+                    })
+                }
+            };
+            Ok(Space {
+                id: row.try_get("id")?,
+                name: row.try_get("name")?,
+                slug: row.try_get("slug")?,
+                description: row.try_get("description")?,
+                visibility: visibility.parse::<Visibility>().map_err(|_| decode_err("visibility", &visibility))?,
+                repo: row.try_get("repo")?,
+                agent,
+                organization_id: row.try_get("organization_id")?,
+                created_at: row.try_get("created_at")?,
+                updated_at: row.try_get("updated_at")?,
+            })
+        }
+
+        fn member_from(row: &DbRow) -> std::result::Result<Member, sqlx::Error> {
+            Ok(Member {
+                user_id: row.try_get("user_id")?,
+                email: row.try_get("email")?,
+                display_name: row.try_get("display_name")?,
+                role: row.try_get("role")?,
+                joined_at: row.try_get("joined_at")?,
+            })
+        }
+
+        fn org_role(raw: Option<String>) -> std::result::Result<Option<OrgRole>, sqlx::Error> {
+            raw.map(|r| r.parse::<OrgRole>().map_err(|_| decode_err("organization role", &r))).transpose()
+        }
+
+        fn space_role(raw: Option<String>) -> std::result::Result<Option<SpaceRole>, sqlx::Error> {
+            raw.map(|r| r.parse::<SpaceRole>().map_err(|_| decode_err("space role", &r))).transpose()
+        }
+
+        fn org_slug_taken(slug: &str) -> Error {
+            Error::already_exists("ORG_ALREADY_EXISTS", format!("an organization with slug '{slug}' already exists"))
+                .with("slug", slug)
+        }
+
+        fn space_slug_taken(slug: &str) -> Error {
+            Error::already_exists("SPACE_ALREADY_EXISTS", format!("a space with slug '{slug}' already exists"))
+                .with("slug", slug)
+        }
+
+        fn space_not_found(id: Uuid) -> Error {
+            Error::not_found("SPACE_NOT_FOUND", format!("space {id} not found")).with("space_id", id.to_string())
+        }
+
+        fn member_not_found(user: Uuid) -> Error {
+            Error::not_found("MEMBER_NOT_FOUND", format!("user {user} is not a member")).with("user_id", user.to_string())
+        }
+
+        /// Appends the keyset condition and the order/limit of a newest-first
+        /// list over `created`/`id` columns.
+        fn push_page(qb: &mut QueryBuilder<$db>, created: &str, id: &str, page: &PageRequest) {
+            if let Some(after) = page.after {
+                qb.push(format!(" AND ({created}, {id}) < ("));
+                qb.push_bind(after.created_at);
+                qb.push(", ");
+                qb.push_bind(after.id);
+                qb.push(")");
+            }
+            qb.push(format!(" ORDER BY {created} DESC, {id} DESC LIMIT "));
+            qb.push_bind(page.fetch());
+            qb.push(" OFFSET ");
+            qb.push_bind(page.offset());
+        }
+
+        fn page_of<T>(page: &PageRequest, rows: Vec<T>, total: i64, cursor: impl Fn(&T) -> crate::domain::page::Cursor) -> Page<T> {
+            let (items, next_page_token) = page.finish(rows, cursor);
+            Page { items, total, page: page.page, size: page.size, next_page_token }
+        }
+
+        /// Finds or creates the user with this email inside a transaction.
+        async fn upsert_user(tx: &mut Tx, email: &Email) -> Result<Uuid> {
+            sqlx::query(
+                "INSERT INTO users (id, email, display_name, is_superadmin, created_at) \
+                 VALUES ($1, $2, '', $3, $4) ON CONFLICT (email) DO NOTHING",
+            )
+            .bind(Uuid::now_v7())
+            .bind(email.as_str().to_owned())
+            .bind(false)
+            .bind(now_micros())
+            .execute(&mut **tx)
+            .await?;
+            let id: Uuid = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
+                .bind(email.as_str().to_owned())
+                .fetch_one(&mut **tx)
+                .await?;
+            Ok(id)
+        }
+
+        async fn org_member(tx: &mut Tx, org: Uuid, user: Uuid) -> Result<Member> {
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "{MEMBER_SELECT} WHERE m.organization_id = $1 AND m.user_id = $2"
+            )))
+            .bind(org)
+            .bind(user)
+            .fetch_optional(&mut **tx)
+            .await?;
+            row.as_ref().map(member_from).transpose()?.ok_or_else(|| member_not_found(user))
+        }
+
+        async fn space_member(tx: &mut Tx, space: Uuid, user: Uuid) -> Result<Member> {
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "{SPACE_MEMBER_SELECT} WHERE m.space_id = $1 AND m.user_id = $2"
+            )))
+            .bind(space)
+            .bind(user)
+            .fetch_optional(&mut **tx)
+            .await?;
+            row.as_ref().map(member_from).transpose()?.ok_or_else(|| member_not_found(user))
+        }
+
+        /// Locks the organization row (PostgreSQL) so that membership changes
+        /// of one organization run one after another. Returns the user's
+        /// current role.
+        async fn lock_membership(tx: &mut Tx, org: Uuid, user: Uuid) -> Result<Option<OrgRole>> {
+            sqlx::query(sqlx::AssertSqlSafe(format!("SELECT id FROM organizations WHERE id = $1{}", <$store>::LOCK)))
+                .bind(org)
+                .fetch_optional(&mut **tx)
+                .await?;
+            let role: Option<String> =
+                sqlx::query_scalar("SELECT role FROM memberships WHERE organization_id = $1 AND user_id = $2")
+                    .bind(org)
+                    .bind(user)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+            Ok(org_role(role)?)
+        }
+
+        async fn admin_count(tx: &mut Tx, org: Uuid) -> Result<i64> {
+            Ok(sqlx::query_scalar("SELECT count(*) FROM memberships WHERE organization_id = $1 AND role = 'admin'")
+                .bind(org)
+                .fetch_one(&mut **tx)
+                .await?)
+        }
+
+        #[async_trait]
+        impl Store for $store {
+            fn backend(&self) -> &'static str {
+                <$store>::NAME
+            }
+
+            async fn migrate(&self) -> Result<()> {
+                <$store>::MIGRATOR
+                    .run(self.writer())
+                    .await
+                    .map_err(|e| Error::internal("migrations", e))
+            }
+
+            async fn ping(&self) -> Result<()> {
+                sqlx::query("SELECT 1").execute(self.reader()).await?;
+                Ok(())
+            }
+
+            async fn user_by_email(&self, email: &Email) -> Result<Option<User>> {
+                let row = sqlx::query("SELECT id, email, display_name, is_superadmin, created_at FROM users WHERE email = $1")
+                    .bind(email.as_str().to_owned())
+                    .fetch_optional(self.reader())
+                    .await?;
+                Ok(row.as_ref().map(user_from).transpose()?)
+            }
+
+            async fn provision_user(&self, email: &Email, display_name: &str) -> Result<User> {
+                let mut tx = self.writer().begin().await?;
+                let id = upsert_user(&mut tx, email).await?;
+                if !display_name.is_empty() {
+                    sqlx::query("UPDATE users SET display_name = $1 WHERE id = $2 AND display_name = ''")
+                        .bind(display_name.to_owned())
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let row = sqlx::query("SELECT id, email, display_name, is_superadmin, created_at FROM users WHERE id = $1")
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(user_from(&row)?)
+            }
+
+            async fn set_superadmin(&self, email: &Email, superadmin: bool) -> Result<User> {
+                let row = sqlx::query(
+                    "INSERT INTO users (id, email, display_name, is_superadmin, created_at) VALUES ($1, $2, '', $3, $4) \
+                     ON CONFLICT (email) DO UPDATE SET is_superadmin = excluded.is_superadmin \
+                     RETURNING id, email, display_name, is_superadmin, created_at",
+                )
+                .bind(Uuid::now_v7())
+                .bind(email.as_str().to_owned())
+                .bind(superadmin)
+                .bind(now_micros())
+                .fetch_one(self.writer())
+                .await?;
+                Ok(user_from(&row)?)
+            }
+
+            async fn create_organization(&self, new: NewOrganization) -> Result<Organization> {
+                let now = now_micros();
+                let mut tx = self.writer().begin().await?;
+                let inserted = sqlx::query(
+                    "INSERT INTO organizations (id, name, slug, description, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $5)",
+                )
+                .bind(new.id)
+                .bind(new.name.as_str().to_owned())
+                .bind(new.slug.as_str().to_owned())
+                .bind(new.description.as_str().to_owned())
+                .bind(now)
+                .execute(&mut *tx)
+                .await;
+                match inserted {
+                    Err(e) if is_unique_violation(&e) => return Err(org_slug_taken(new.slug.as_str())),
+                    other => other?,
+                };
+                let admin = upsert_user(&mut tx, &new.admin_email).await?;
+                sqlx::query(
+                    "INSERT INTO memberships (organization_id, user_id, role, created_at) VALUES ($1, $2, 'admin', $3)",
+                )
+                .bind(new.id)
+                .bind(admin)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(Organization {
+                    id: new.id,
+                    name: new.name.as_str().to_owned(),
+                    slug: new.slug.as_str().to_owned(),
+                    description: new.description.as_str().to_owned(),
+                    created_at: now,
+                    updated_at: now,
+                })
+            }
+
+            async fn organization_access(&self, slug: &str, user: Uuid) -> Result<Option<OrgAccess>> {
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {ORG_COLUMNS}, m.role FROM organizations o \
+                     LEFT JOIN memberships m ON m.organization_id = o.id AND m.user_id = $2 \
+                     WHERE o.slug = $1"
+                )))
+                .bind(slug.to_owned())
+                .bind(user)
+                .fetch_optional(self.reader())
+                .await?;
+                let Some(row) = row else { return Ok(None) };
+                Ok(Some(OrgAccess { org: org_from(&row)?, role: org_role(row.try_get("role")?)? }))
+            }
+
+            async fn organization_details(&self, org: Organization) -> Result<OrganizationDetails> {
+                let spaces = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {SPACE_COLUMNS} FROM spaces s WHERE s.organization_id = $1 \
+                     ORDER BY s.created_at DESC, s.id DESC"
+                )))
+                .bind(org.id)
+                .fetch_all(self.reader())
+                .await?
+                .iter()
+                .map(space_from)
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+                let members = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "{MEMBER_SELECT} WHERE m.organization_id = $1 \
+                     ORDER BY m.created_at DESC, m.user_id DESC LIMIT 1000"
+                )))
+                .bind(org.id)
+                .fetch_all(self.reader())
+                .await?
+                .iter()
+                .map(member_from)
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+                let user_count: i64 = sqlx::query_scalar("SELECT count(*) FROM memberships WHERE organization_id = $1")
+                    .bind(org.id)
+                    .fetch_one(self.reader())
+                    .await?;
+                Ok(OrganizationDetails { org, spaces, members, user_count })
+            }
+
+            async fn list_organizations(
+                &self,
+                filter: &OrganizationFilter,
+                page: PageRequest,
+            ) -> Result<Page<OrganizationSummary>> {
+                let build = |select: &str| {
+                    let mut qb = QueryBuilder::<$db>::new(select);
+                    qb.push(" FROM organizations o");
+                    if let Some(user) = filter.member {
+                        qb.push(" JOIN memberships m ON m.organization_id = o.id AND m.user_id = ");
+                        qb.push_bind(user);
+                    }
+                    qb.push(" WHERE 1 = 1");
+                    if let Some(term) = &filter.search {
+                        let pattern = like_pattern(term);
+                        qb.push(format!(" AND (o.name {} ", <$store>::LIKE));
+                        qb.push_bind(pattern.clone());
+                        qb.push(format!(" ESCAPE '\\' OR o.slug {} ", <$store>::LIKE));
+                        qb.push_bind(pattern);
+                        qb.push(" ESCAPE '\\')");
+                    }
+                    qb
+                };
+                let total: i64 = build("SELECT count(*)").build_query_scalar().fetch_one(self.reader()).await?;
+                let mut qb = build(&format!("SELECT {ORG_COLUMNS}"));
+                push_page(&mut qb, "o.created_at", "o.id", &page);
+                let orgs = qb
+                    .build()
+                    .fetch_all(self.reader())
+                    .await?
+                    .iter()
+                    .map(org_from)
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                let page = page_of(&page, orgs, total, Organization::cursor);
+                if page.items.is_empty() {
+                    return Ok(Page {
+                        items: Vec::new(),
+                        total: page.total,
+                        page: page.page,
+                        size: page.size,
+                        next_page_token: page.next_page_token,
+                    });
+                }
+
+                // Two more queries for the whole page, whatever its length.
+                let mut qb = QueryBuilder::<$db>::new(
+                    "SELECT s.id, s.name, s.slug, s.organization_id FROM spaces s WHERE s.organization_id IN (",
+                );
+                let mut ids = qb.separated(", ");
+                for org in &page.items {
+                    ids.push_bind(org.id);
+                }
+                qb.push(") ORDER BY s.organization_id, s.name, s.id");
+                let mut spaces: std::collections::HashMap<Uuid, Vec<SpaceRef>> = std::collections::HashMap::new();
+                for row in qb.build().fetch_all(self.reader()).await? {
+                    let org: Uuid = row.try_get("organization_id")?;
+                    spaces.entry(org).or_default().push(SpaceRef {
+                        id: row.try_get("id")?,
+                        name: row.try_get("name")?,
+                        slug: row.try_get("slug")?,
+                    });
+                }
+                let mut qb = QueryBuilder::<$db>::new(
+                    "SELECT organization_id, count(*) AS n FROM memberships WHERE organization_id IN (",
+                );
+                let mut ids = qb.separated(", ");
+                for org in &page.items {
+                    ids.push_bind(org.id);
+                }
+                qb.push(") GROUP BY organization_id");
+                let mut counts: std::collections::HashMap<Uuid, i64> = std::collections::HashMap::new();
+                for row in qb.build().fetch_all(self.reader()).await? {
+                    counts.insert(row.try_get("organization_id")?, row.try_get("n")?);
+                }
+                let items = page
+                    .items
+                    .into_iter()
+                    .map(|org| OrganizationSummary {
+                        spaces: spaces.remove(&org.id).unwrap_or_default(),
+                        user_count: counts.get(&org.id).copied().unwrap_or(0),
+                        org,
+                    })
+                    .collect();
+                Ok(Page {
+                    items,
+                    total: page.total,
+                    page: page.page,
+                    size: page.size,
+                    next_page_token: page.next_page_token,
+                })
+            }
+
+            async fn update_organization(&self, id: Uuid, changes: OrganizationChanges) -> Result<Organization> {
+                let mut qb = QueryBuilder::<$db>::new("UPDATE organizations SET updated_at = ");
+                qb.push_bind(now_micros());
+                if let Some(name) = &changes.name {
+                    qb.push(", name = ");
+                    qb.push_bind(name.as_str().to_owned());
+                }
+                if let Some(slug) = &changes.slug {
+                    qb.push(", slug = ");
+                    qb.push_bind(slug.as_str().to_owned());
+                }
+                if let Some(description) = &changes.description {
+                    qb.push(", description = ");
+                    qb.push_bind(description.as_str().to_owned());
+                }
+                qb.push(" WHERE id = ");
+                qb.push_bind(id);
+                qb.push(" RETURNING id, name, slug, description, created_at, updated_at");
+                match qb.build().fetch_optional(self.writer()).await {
+                    Ok(Some(row)) => Ok(org_from(&row)?),
+                    Ok(None) => Err(Error::not_found("ORG_NOT_FOUND", "organization not found")),
+                    Err(e) if is_unique_violation(&e) => {
+                        Err(org_slug_taken(changes.slug.as_ref().map(|s| s.as_str()).unwrap_or_default()))
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            }
+
+            async fn delete_organization(&self, id: Uuid) -> Result<Vec<Uuid>> {
+                let mut tx = self.writer().begin().await?;
+                let spaces: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM spaces WHERE organization_id = $1")
+                    .bind(id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let done = sqlx::query("DELETE FROM organizations WHERE id = $1").bind(id).execute(&mut *tx).await?;
+                if done.rows_affected() == 0 {
+                    return Err(Error::not_found("ORG_NOT_FOUND", "organization not found"));
+                }
+                tx.commit().await?;
+                Ok(spaces)
+            }
+
+            async fn attach_space(&self, org: Uuid, space: Uuid) -> Result<Space> {
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE spaces SET organization_id = $1, updated_at = $3 \
+                     WHERE id = $2 AND organization_id IS NULL RETURNING {SPACE_RETURNING}"
+                )))
+                .bind(org)
+                .bind(space)
+                .bind(now_micros())
+                .fetch_optional(self.writer())
+                .await?;
+                if let Some(row) = row {
+                    return Ok(space_from(&row)?);
+                }
+                let owner: Option<Option<Uuid>> = sqlx::query_scalar("SELECT organization_id FROM spaces WHERE id = $1")
+                    .bind(space)
+                    .fetch_optional(self.writer())
+                    .await?;
+                Err(match owner {
+                    None => space_not_found(space),
+                    Some(Some(owner)) if owner == org => Error::already_exists(
+                        "SPACE_ALREADY_ATTACHED",
+                        "the space already belongs to this organization",
+                    )
+                    .with("space_id", space.to_string()),
+                    Some(_) => Error::failed_precondition(
+                        "SPACE_IN_OTHER_ORGANIZATION",
+                        "the space belongs to another organization; remove it there first",
+                    )
+                    .with("space_id", space.to_string()),
+                })
+            }
+
+            async fn detach_space(&self, org: Uuid, space: Uuid) -> Result<()> {
+                let done = sqlx::query(
+                    "UPDATE spaces SET organization_id = NULL, updated_at = $3 WHERE id = $2 AND organization_id = $1",
+                )
+                .bind(org)
+                .bind(space)
+                .bind(now_micros())
+                .execute(self.writer())
+                .await?;
+                if done.rows_affected() == 0 {
+                    return Err(Error::not_found(
+                        "SPACE_NOT_IN_ORGANIZATION",
+                        format!("space {space} does not belong to this organization"),
+                    )
+                    .with("space_id", space.to_string()));
+                }
+                Ok(())
+            }
+
+            async fn add_member(&self, org: Uuid, email: &Email, role: OrgRole) -> Result<Member> {
+                let mut tx = self.writer().begin().await?;
+                let user = upsert_user(&mut tx, email).await?;
+                let done = sqlx::query(
+                    "INSERT INTO memberships (organization_id, user_id, role, created_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (organization_id, user_id) DO NOTHING",
+                )
+                .bind(org)
+                .bind(user)
+                .bind(role.as_str())
+                .bind(now_micros())
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() == 0 {
+                    return Err(Error::already_exists(
+                        "MEMBER_ALREADY_EXISTS",
+                        format!("{email} is already a member of this organization"),
+                    )
+                    .with("user_email", email.as_str()));
+                }
+                let member = org_member(&mut tx, org, user).await?;
+                tx.commit().await?;
+                Ok(member)
+            }
+
+            async fn update_member_role(&self, org: Uuid, user: Uuid, role: OrgRole) -> Result<Member> {
+                let mut tx = self.writer().begin().await?;
+                let current = lock_membership(&mut tx, org, user).await?.ok_or_else(|| member_not_found(user))?;
+                if current == OrgRole::Admin && role != OrgRole::Admin && admin_count(&mut tx, org).await? <= 1 {
+                    return Err(last_admin());
+                }
+                sqlx::query("UPDATE memberships SET role = $3 WHERE organization_id = $1 AND user_id = $2")
+                    .bind(org)
+                    .bind(user)
+                    .bind(role.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                let member = org_member(&mut tx, org, user).await?;
+                tx.commit().await?;
+                Ok(member)
+            }
+
+            async fn remove_member(&self, org: Uuid, user: Uuid) -> Result<()> {
+                let mut tx = self.writer().begin().await?;
+                let current = lock_membership(&mut tx, org, user).await?.ok_or_else(|| member_not_found(user))?;
+                if current == OrgRole::Admin && admin_count(&mut tx, org).await? <= 1 {
+                    return Err(last_admin());
+                }
+                sqlx::query("DELETE FROM memberships WHERE organization_id = $1 AND user_id = $2")
+                    .bind(org)
+                    .bind(user)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn list_members(&self, org: Uuid, filter: &MemberFilter, page: PageRequest) -> Result<Page<Member>> {
+                let build = |select: &str| {
+                    let mut qb = QueryBuilder::<$db>::new(select);
+                    qb.push(" FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.organization_id = ");
+                    qb.push_bind(org);
+                    if let Some(role) = filter.role {
+                        qb.push(" AND m.role = ");
+                        qb.push_bind(role.as_str());
+                    }
+                    if let Some(term) = &filter.search {
+                        let pattern = like_pattern(term);
+                        qb.push(format!(" AND (u.email {} ", <$store>::LIKE));
+                        qb.push_bind(pattern.clone());
+                        qb.push(format!(" ESCAPE '\\' OR u.display_name {} ", <$store>::LIKE));
+                        qb.push_bind(pattern);
+                        qb.push(" ESCAPE '\\')");
+                    }
+                    qb
+                };
+                let total: i64 = build("SELECT count(*)").build_query_scalar().fetch_one(self.reader()).await?;
+                let mut qb = build(
+                    "SELECT u.id AS user_id, u.email, u.display_name, m.role, m.created_at AS joined_at",
+                );
+                push_page(&mut qb, "m.created_at", "m.user_id", &page);
+                let rows = qb
+                    .build()
+                    .fetch_all(self.reader())
+                    .await?
+                    .iter()
+                    .map(member_from)
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                Ok(page_of(&page, rows, total, Member::cursor))
+            }
+
+            async fn create_space(&self, new: NewSpace) -> Result<Space> {
+                let now = now_micros();
+                let mut tx = self.writer().begin().await?;
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO spaces (id, name, slug, description, visibility, repo, agent_id, agent_status, \
+                     agent_autonomy, organization_id, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, $10, $10) RETURNING {SPACE_RETURNING}"
+                )))
+                .bind(new.id)
+                .bind(new.name.as_str().to_owned())
+                .bind(new.slug.as_str().to_owned())
+                .bind(new.description.as_str().to_owned())
+                .bind(new.visibility.as_str())
+                .bind(new.repo.clone())
+                .bind(new.agent.as_ref().map(|a| a.agent_id.clone()))
+                .bind(new.agent.as_ref().map(|a| a.status.as_str()))
+                .bind(new.agent.as_ref().map(|a| a.autonomy_level))
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await;
+                let row = match row {
+                    Err(e) if is_unique_violation(&e) => return Err(space_slug_taken(new.slug.as_str())),
+                    other => other?,
+                };
+                let admin = upsert_user(&mut tx, &new.admin_email).await?;
+                sqlx::query("INSERT INTO space_members (space_id, user_id, role, created_at) VALUES ($1, $2, 'admin', $3)")
+                    .bind(new.id)
+                    .bind(admin)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(space_from(&row)?)
+            }
+
+            async fn space_access(&self, space: Uuid, user: Uuid) -> Result<Option<SpaceAccess>> {
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {SPACE_COLUMNS}, sm.role AS space_role, m.role AS org_role FROM spaces s \
+                     LEFT JOIN space_members sm ON sm.space_id = s.id AND sm.user_id = $2 \
+                     LEFT JOIN memberships m ON m.organization_id = s.organization_id AND m.user_id = $2 \
+                     WHERE s.id = $1"
+                )))
+                .bind(space)
+                .bind(user)
+                .fetch_optional(self.reader())
+                .await?;
+                let Some(row) = row else { return Ok(None) };
+                Ok(Some(SpaceAccess {
+                    space: space_from(&row)?,
+                    space_role: space_role(row.try_get("space_role")?)?,
+                    org_role: org_role(row.try_get("org_role")?)?,
+                }))
+            }
+
+            async fn list_spaces(&self, filter: &SpaceFilter, page: PageRequest) -> Result<Page<Space>> {
+                let build = |select: &str| {
+                    let mut qb = QueryBuilder::<$db>::new(select);
+                    qb.push(" FROM spaces s WHERE 1 = 1");
+                    if let Some(user) = filter.visible_to {
+                        // Space members; organization admins; organization
+                        // members for spaces that are not restricted.
+                        qb.push(" AND (s.id IN (SELECT space_id FROM space_members WHERE user_id = ");
+                        qb.push_bind(user);
+                        qb.push(") OR s.organization_id IN (SELECT organization_id FROM memberships WHERE user_id = ");
+                        qb.push_bind(user);
+                        qb.push(" AND (role = 'admin' OR s.visibility = 'organization')))");
+                    }
+                    if let Some(org) = filter.organization_id {
+                        qb.push(" AND s.organization_id = ");
+                        qb.push_bind(org);
+                    }
+                    if let Some(term) = &filter.search {
+                        let pattern = like_pattern(term);
+                        qb.push(format!(" AND (s.name {} ", <$store>::LIKE));
+                        qb.push_bind(pattern.clone());
+                        qb.push(format!(" ESCAPE '\\' OR s.slug {} ", <$store>::LIKE));
+                        qb.push_bind(pattern);
+                        qb.push(" ESCAPE '\\')");
+                    }
+                    qb
+                };
+                let total: i64 = build("SELECT count(*)").build_query_scalar().fetch_one(self.reader()).await?;
+                let mut qb = build(&format!("SELECT {SPACE_COLUMNS}"));
+                push_page(&mut qb, "s.created_at", "s.id", &page);
+                let rows = qb
+                    .build()
+                    .fetch_all(self.reader())
+                    .await?
+                    .iter()
+                    .map(space_from)
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                Ok(page_of(&page, rows, total, Space::cursor))
+            }
+
+            async fn update_space(&self, id: Uuid, changes: SpaceChanges) -> Result<Space> {
+                let mut qb = QueryBuilder::<$db>::new("UPDATE spaces SET updated_at = ");
+                qb.push_bind(now_micros());
+                if let Some(name) = &changes.name {
+                    qb.push(", name = ");
+                    qb.push_bind(name.as_str().to_owned());
+                }
+                if let Some(slug) = &changes.slug {
+                    qb.push(", slug = ");
+                    qb.push_bind(slug.as_str().to_owned());
+                }
+                if let Some(description) = &changes.description {
+                    qb.push(", description = ");
+                    qb.push_bind(description.as_str().to_owned());
+                }
+                if let Some(visibility) = changes.visibility {
+                    qb.push(", visibility = ");
+                    qb.push_bind(visibility.as_str());
+                }
+                if let Some(repo) = &changes.repo {
+                    qb.push(", repo = ");
+                    qb.push_bind(repo.clone());
+                }
+                if let Some(agent) = &changes.agent {
+                    qb.push(", agent_id = ");
+                    qb.push_bind(agent.as_ref().map(|a| a.agent_id.clone()));
+                    qb.push(", agent_status = ");
+                    qb.push_bind(agent.as_ref().map(|a| a.status.as_str()));
+                    qb.push(", agent_autonomy = ");
+                    qb.push_bind(agent.as_ref().map(|a| a.autonomy_level));
+                }
+                qb.push(" WHERE id = ");
+                qb.push_bind(id);
+                qb.push(format!(" RETURNING {SPACE_RETURNING}"));
+                match qb.build().fetch_optional(self.writer()).await {
+                    Ok(Some(row)) => Ok(space_from(&row)?),
+                    Ok(None) => Err(space_not_found(id)),
+                    Err(e) if is_unique_violation(&e) => {
+                        Err(space_slug_taken(changes.slug.as_ref().map(|s| s.as_str()).unwrap_or_default()))
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            }
+
+            async fn delete_space(&self, id: Uuid) -> Result<Option<Uuid>> {
+                let owner: Option<Option<Uuid>> =
+                    sqlx::query_scalar("DELETE FROM spaces WHERE id = $1 RETURNING organization_id")
+                        .bind(id)
+                        .fetch_optional(self.writer())
+                        .await?;
+                owner.ok_or_else(|| space_not_found(id))
+            }
+
+            async fn list_space_members(&self, space: Uuid, page: PageRequest) -> Result<Page<Member>> {
+                let total: i64 = sqlx::query_scalar("SELECT count(*) FROM space_members WHERE space_id = $1")
+                    .bind(space)
+                    .fetch_one(self.reader())
+                    .await?;
+                let mut qb = QueryBuilder::<$db>::new(SPACE_MEMBER_SELECT);
+                qb.push(" WHERE m.space_id = ");
+                qb.push_bind(space);
+                push_page(&mut qb, "m.created_at", "m.user_id", &page);
+                let rows = qb
+                    .build()
+                    .fetch_all(self.reader())
+                    .await?
+                    .iter()
+                    .map(member_from)
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                Ok(page_of(&page, rows, total, Member::cursor))
+            }
+
+            async fn add_space_member(&self, space: Uuid, email: &Email, role: SpaceRole) -> Result<Member> {
+                let mut tx = self.writer().begin().await?;
+                let user = upsert_user(&mut tx, email).await?;
+                let done = sqlx::query(
+                    "INSERT INTO space_members (space_id, user_id, role, created_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (space_id, user_id) DO NOTHING",
+                )
+                .bind(space)
+                .bind(user)
+                .bind(role.as_str())
+                .bind(now_micros())
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() == 0 {
+                    return Err(Error::already_exists(
+                        "MEMBER_ALREADY_EXISTS",
+                        format!("{email} is already a member of this space"),
+                    )
+                    .with("user_email", email.as_str()));
+                }
+                let member = space_member(&mut tx, space, user).await?;
+                tx.commit().await?;
+                Ok(member)
+            }
+
+            async fn update_space_member(&self, space: Uuid, user: Uuid, role: SpaceRole) -> Result<Member> {
+                let mut tx = self.writer().begin().await?;
+                let done = sqlx::query("UPDATE space_members SET role = $3 WHERE space_id = $1 AND user_id = $2")
+                    .bind(space)
+                    .bind(user)
+                    .bind(role.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err(member_not_found(user));
+                }
+                let member = space_member(&mut tx, space, user).await?;
+                tx.commit().await?;
+                Ok(member)
+            }
+
+            async fn remove_space_member(&self, space: Uuid, user: Uuid) -> Result<()> {
+                let done = sqlx::query("DELETE FROM space_members WHERE space_id = $1 AND user_id = $2")
+                    .bind(space)
+                    .bind(user)
+                    .execute(self.writer())
+                    .await?;
+                if done.rows_affected() == 0 {
+                    return Err(member_not_found(user));
+                }
+                Ok(())
+            }
+        }
+    };
+}
+
+pub(crate) use impl_store;

@@ -1,0 +1,65 @@
+//! SQLite: the embedded default. One writer connection (SQLite runs one
+//! writer at a time anyway; a single connection avoids busy errors and makes
+//! read-then-write transactions safe) and a pool of readers, in WAL mode.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use super::StoreOptions;
+
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    const NAME: &'static str = "sqlite";
+    const LIKE: &'static str = "LIKE";
+    const LOCK: &'static str = "";
+    const MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+    pub async fn connect(url: &str, options: &StoreOptions) -> crate::domain::Result<Self> {
+        let connect = SqliteConnectOptions::from_str(url)
+            .map_err(|e| crate::domain::Error::internal("sqlite url", e))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true)
+            .pragma("temp_store", "memory")
+            .pragma("cache_size", "-65536");
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .test_before_acquire(false)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(connect.clone())
+            .await
+            .map_err(|e| {
+                crate::domain::Error::unavailable(format!("opening sqlite database: {e}"))
+            })?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .test_before_acquire(false)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(connect)
+            .await
+            .map_err(|e| {
+                crate::domain::Error::unavailable(format!("opening sqlite database: {e}"))
+            })?;
+        Ok(Self { writer, reader })
+    }
+
+    fn writer(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    fn reader(&self) -> &SqlitePool {
+        &self.reader
+    }
+}
+
+super::sql::impl_store!(SqliteStore, sqlx::Sqlite);
