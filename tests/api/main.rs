@@ -1,1 +1,13 @@
+//! One integration-test binary: the real server on a real socket, called
+//! through the generated tonic clients (and grpcurl), on the backend chosen
+//! by ORGD_TEST_BACKEND.
 
+mod auth;
+mod cli;
+mod helpers;
+mod isolation;
+mod last_admin;
+mod organizations;
+mod permissions;
+mod spaces;
+mod validation;

@@ -1,0 +1,302 @@
+//! The real server on port 0, per test, on the backend named by
+//! `ORGD_TEST_BACKEND` (`sqlite`, the default, or `postgres` with
+//! `DATABASE_URL` pointing at a server where databases may be created).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Once;
+
+use orgd::auth::{AuthConfig, Claims, Secret, issue_token};
+use orgd::proto::aggregation_service_client::AggregationServiceClient;
+use orgd::proto::organization_service_client::OrganizationServiceClient;
+use orgd::proto::space_service_client::SpaceServiceClient;
+use orgd::proto::*;
+use orgd::{ServerConfig, build_app, serve};
+use sqlx::Connection;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+use tonic_types::StatusExt;
+
+pub const SUPERADMIN: &str = "root@orgd.test";
+pub const SECRET: &str = "test-secret-0123456789abcdef";
+
+pub fn backend() -> String {
+    std::env::var("ORGD_TEST_BACKEND").unwrap_or_else(|_| "sqlite".into())
+}
+
+fn init_logging() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if std::env::var("TEST_LOG").is_ok() {
+            orgd::telemetry::init("debug");
+        }
+    });
+}
+
+/// A fresh, empty database for one test.
+pub async fn fresh_database_url(dir: &std::path::Path) -> String {
+    match backend().as_str() {
+        "postgres" => {
+            let base = std::env::var("DATABASE_URL").expect(
+                "ORGD_TEST_BACKEND=postgres needs DATABASE_URL (scripts/test.sh starts a cluster)",
+            );
+            let name = format!("orgd_t_{}", uuid::Uuid::new_v4().simple());
+            let mut admin = sqlx::PgConnection::connect(&base)
+                .await
+                .expect("connect to PostgreSQL");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&mut admin)
+                .await
+                .expect("create test database");
+            admin.close().await.ok();
+            let (prefix, _) = base
+                .rsplit_once('/')
+                .expect("DATABASE_URL has a database name");
+            format!("{prefix}/{name}")
+        }
+        "sqlite" => format!("sqlite://{}", dir.join("orgd.db").display()),
+        other => panic!("unknown ORGD_TEST_BACKEND {other}"),
+    }
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub channel: Channel,
+    pub dir: TempDir,
+    pub storage_root: PathBuf,
+    pub database_url: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Starts the server after letting the test adjust its configuration.
+    pub async fn spawn_with(tweak: impl FnOnce(&mut ServerConfig)) -> Self {
+        init_logging();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let database_url = fresh_database_url(dir.path()).await;
+        let storage_root = dir.path().join("storage");
+        let mut config = ServerConfig {
+            database_url: database_url.clone(),
+            storage_root: storage_root.clone(),
+            auth: AuthConfig {
+                hs256_secret: Secret::new(SECRET),
+                public_key_pem: None,
+                issuer: None,
+                audience: None,
+            },
+            superadmins: vec![SUPERADMIN.into()],
+            db_max_connections: 4,
+        };
+        tweak(&mut config);
+        let app = build_app(&config).await.expect("build app");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            serve(app, listener, async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("server");
+        });
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect");
+        Self {
+            addr,
+            channel,
+            dir,
+            storage_root,
+            database_url,
+            shutdown: Some(tx),
+            server: Some(server),
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+    }
+
+    pub fn orgs(&self) -> OrganizationServiceClient<Channel> {
+        OrganizationServiceClient::new(self.channel.clone())
+    }
+
+    pub fn spaces(&self) -> SpaceServiceClient<Channel> {
+        SpaceServiceClient::new(self.channel.clone())
+    }
+
+    pub fn aggregation(&self) -> AggregationServiceClient<Channel> {
+        AggregationServiceClient::new(self.channel.clone())
+    }
+
+    /// Creates an organization as the superadmin, with `admin` as its admin.
+    pub async fn create_org(&self, name: &str, slug: &str, admin: &str) -> OrganizationDetails {
+        self.orgs()
+            .create_organization(req(
+                &root(),
+                CreateOrganizationRequest {
+                    name: name.into(),
+                    slug: Some(slug.into()),
+                    description: String::new(),
+                    admin_email: admin.into(),
+                },
+            ))
+            .await
+            .expect("create organization")
+            .into_inner()
+            .organization
+            .expect("organization in response")
+    }
+
+    pub async fn add_user(&self, slug: &str, email: &str, role: &str) -> Member {
+        self.orgs()
+            .add_user(req(
+                &root(),
+                AddUserRequest {
+                    slug: slug.into(),
+                    user_email: email.into(),
+                    role: role.into(),
+                },
+            ))
+            .await
+            .expect("add user")
+            .into_inner()
+            .member
+            .expect("member in response")
+    }
+
+    /// Creates a space as the superadmin, with `admin` as its space admin.
+    pub async fn create_space(&self, name: &str, visibility: &str, admin: &str) -> Space {
+        self.spaces()
+            .create_space(req(
+                &root(),
+                CreateSpaceRequest {
+                    name: name.into(),
+                    slug: None,
+                    description: String::new(),
+                    visibility: visibility.into(),
+                    repo: String::new(),
+                    agent: None,
+                    admin_email: admin.into(),
+                },
+            ))
+            .await
+            .expect("create space")
+            .into_inner()
+            .space
+            .expect("space in response")
+    }
+
+    pub async fn attach(&self, slug: &str, space_id: &str) {
+        self.orgs()
+            .add_space(req(
+                &root(),
+                AddSpaceRequest {
+                    slug: slug.into(),
+                    space_id: space_id.into(),
+                },
+            ))
+            .await
+            .expect("add space");
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A valid HS256 token for `email`, one hour long.
+pub fn token(email: &str) -> String {
+    token_with(Claims {
+        email: email.into(),
+        exp: chrono::Utc::now().timestamp() + 3600,
+        name: None,
+        sub: None,
+        iat: None,
+        iss: None,
+        aud: None,
+    })
+}
+
+pub fn token_with(claims: Claims) -> String {
+    issue_token(&Secret::new(SECRET), &claims).expect("sign")
+}
+
+pub fn root() -> String {
+    token(SUPERADMIN)
+}
+
+/// A request carrying `authorization: Bearer <token>` (none when empty).
+pub fn req<T>(token: &str, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    if !token.is_empty() {
+        request.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("header"),
+        );
+    }
+    request
+}
+
+/// The ErrorInfo reason of a status, checking its domain.
+pub fn reason(status: &Status) -> String {
+    let details = status.get_error_details();
+    let info = details
+        .error_info()
+        .unwrap_or_else(|| panic!("no ErrorInfo in {status:?}"));
+    assert_eq!(info.domain, "orgd");
+    info.reason.clone()
+}
+
+/// The ErrorInfo metadata value for `key`.
+pub fn info_meta(status: &Status, key: &str) -> Option<String> {
+    status
+        .get_error_details()
+        .error_info()
+        .and_then(|i| i.metadata.get(key).cloned())
+}
+
+/// Asserts a failure with this code and reason.
+#[track_caller]
+pub fn assert_error<T: std::fmt::Debug>(
+    result: Result<T, Status>,
+    code: Code,
+    expected_reason: &str,
+) -> Status {
+    match result {
+        Ok(v) => panic!("expected {code:?}/{expected_reason}, got success: {v:?}"),
+        Err(status) => {
+            assert_eq!(status.code(), code, "{status:?}");
+            assert_eq!(reason(&status), expected_reason, "{status:?}");
+            status
+        }
+    }
+}
+
+/// A unique slug for tests that need many organizations.
+pub fn unique_slug(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    )
+}

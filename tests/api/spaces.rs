@@ -1,0 +1,318 @@
+//! SpaceService registry: create, get, list, update, delete, members.
+
+use orgd::proto::*;
+use tonic::Code;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn spaces_are_created_read_updated_and_deleted() {
+    let app = TestApp::spawn().await;
+    let created = app
+        .spaces()
+        .create_space(req(
+            &root(),
+            CreateSpaceRequest {
+                name: "Data Lake".into(),
+                slug: None,
+                description: "raw data".into(),
+                visibility: String::new(),
+                repo: "github.com/acme/lake".into(),
+                agent: Some(Agent {
+                    agent_id: "agent-7".into(),
+                    status: "ACTIVE".into(),
+                    autonomy_level: 3,
+                }),
+                admin_email: "keeper@spaces.test".into(),
+            },
+        ))
+        .await
+        .expect("create")
+        .into_inner()
+        .space
+        .expect("space");
+    assert_eq!(
+        (created.slug.as_str(), created.visibility.as_str()),
+        ("data-lake", "organization")
+    );
+    assert_eq!(created.repo, "github.com/acme/lake");
+    assert_eq!(
+        created
+            .agent
+            .as_ref()
+            .map(|a| (a.status.as_str(), a.autonomy_level)),
+        Some(("ACTIVE", 3))
+    );
+    assert_eq!(created.organization_id, "");
+
+    let keeper = token("keeper@spaces.test");
+    let got = app
+        .spaces()
+        .get_space(req(
+            &keeper,
+            GetSpaceRequest {
+                space_id: created.id.clone(),
+            },
+        ))
+        .await
+        .expect("space admin reads")
+        .into_inner()
+        .space
+        .expect("space");
+    assert_eq!(got, created);
+
+    let updated = app
+        .spaces()
+        .update_space(req(
+            &keeper,
+            UpdateSpaceRequest {
+                space_id: created.id.clone(),
+                visibility: Some("restricted".into()),
+                repo: Some(String::new()),
+                remove_agent: true,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("update")
+        .into_inner()
+        .space
+        .expect("space");
+    assert_eq!(
+        (updated.visibility.as_str(), updated.repo.as_str()),
+        ("restricted", "")
+    );
+    assert_eq!(updated.agent, None);
+    assert_eq!(
+        (updated.name.as_str(), updated.description.as_str()),
+        ("Data Lake", "raw data")
+    );
+
+    let with_agent = app
+        .spaces()
+        .update_space(req(
+            &keeper,
+            UpdateSpaceRequest {
+                space_id: created.id.clone(),
+                agent: Some(Agent {
+                    agent_id: "agent-8".into(),
+                    status: "SUSPENDED".into(),
+                    autonomy_level: 0,
+                }),
+                new_slug: Some("lake".into()),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("update")
+        .into_inner()
+        .space
+        .expect("space");
+    assert_eq!(with_agent.slug, "lake");
+    assert_eq!(with_agent.agent.map(|a| a.agent_id), Some("agent-8".into()));
+
+    app.spaces()
+        .delete_space(req(
+            &keeper,
+            DeleteSpaceRequest {
+                space_id: created.id.clone(),
+            },
+        ))
+        .await
+        .expect("delete");
+    let gone = app
+        .spaces()
+        .get_space(req(
+            &root(),
+            GetSpaceRequest {
+                space_id: created.id.clone(),
+            },
+        ))
+        .await;
+    assert_error(gone, Code::NotFound, "SPACE_NOT_FOUND");
+}
+
+#[tokio::test]
+async fn space_slugs_are_unique() {
+    let app = TestApp::spawn().await;
+    app.create_space("Ops", "organization", "a@spaces.test")
+        .await;
+    let dup = app
+        .spaces()
+        .create_space(req(
+            &root(),
+            CreateSpaceRequest {
+                name: "OPS!".into(),
+                ..Default::default()
+            },
+        ))
+        .await;
+    let status = assert_error(dup, Code::AlreadyExists, "SPACE_ALREADY_EXISTS");
+    assert_eq!(info_meta(&status, "slug").as_deref(), Some("ops"));
+}
+
+#[tokio::test]
+async fn space_members_are_added_changed_listed_and_removed() {
+    let app = TestApp::spawn().await;
+    let space = app
+        .create_space("Crew", "organization", "cap@spaces.test")
+        .await;
+    let cap = token("cap@spaces.test");
+    let added = app
+        .spaces()
+        .add_space_member(req(
+            &cap,
+            AddSpaceMemberRequest {
+                space_id: space.id.clone(),
+                user_email: "Mate@Spaces.test".into(),
+                role: "viewer".into(),
+            },
+        ))
+        .await
+        .expect("add")
+        .into_inner()
+        .member
+        .expect("member");
+    assert_eq!(
+        (added.email.as_str(), added.role.as_str()),
+        ("mate@spaces.test", "viewer")
+    );
+    let dup = app
+        .spaces()
+        .add_space_member(req(
+            &cap,
+            AddSpaceMemberRequest {
+                space_id: space.id.clone(),
+                user_email: "mate@spaces.test".into(),
+                role: "admin".into(),
+            },
+        ))
+        .await;
+    assert_error(dup, Code::AlreadyExists, "MEMBER_ALREADY_EXISTS");
+    let changed = app
+        .spaces()
+        .update_space_member(req(
+            &cap,
+            UpdateSpaceMemberRequest {
+                space_id: space.id.clone(),
+                user_id: added.user_id.clone(),
+                role: "editor".into(),
+            },
+        ))
+        .await
+        .expect("update")
+        .into_inner()
+        .member
+        .expect("member");
+    assert_eq!(changed.role, "editor");
+    let list = app
+        .spaces()
+        .list_space_members(req(
+            &token("mate@spaces.test"),
+            ListSpaceMembersRequest {
+                space_id: space.id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(list.total, 2);
+    let roles: Vec<_> = list
+        .items
+        .iter()
+        .map(|m| (m.email.as_str(), m.role.as_str()))
+        .collect();
+    assert_eq!(
+        roles,
+        vec![("mate@spaces.test", "editor"), ("cap@spaces.test", "admin")]
+    );
+    app.spaces()
+        .remove_space_member(req(
+            &cap,
+            RemoveSpaceMemberRequest {
+                space_id: space.id.clone(),
+                user_id: added.user_id.clone(),
+            },
+        ))
+        .await
+        .expect("remove");
+    let again = app
+        .spaces()
+        .remove_space_member(req(
+            &cap,
+            RemoveSpaceMemberRequest {
+                space_id: space.id.clone(),
+                user_id: added.user_id.clone(),
+            },
+        ))
+        .await;
+    assert_error(again, Code::NotFound, "MEMBER_NOT_FOUND");
+}
+
+#[tokio::test]
+async fn listing_spaces_filters_by_organization_and_search() {
+    let app = TestApp::spawn().await;
+    let org = app.create_org("Holder", "holder", "h@spaces.test").await;
+    let a = app
+        .create_space("Analytics", "organization", "h@spaces.test")
+        .await;
+    let b = app
+        .create_space("Marketing", "organization", "h@spaces.test")
+        .await;
+    app.create_space("Loose", "organization", "h@spaces.test")
+        .await;
+    app.attach("holder", &a.id).await;
+    app.attach("holder", &b.id).await;
+    let list = |r: ListSpacesRequest| {
+        let mut c = app.spaces();
+        async move {
+            c.list_spaces(req(&root(), r))
+                .await
+                .expect("list")
+                .into_inner()
+        }
+    };
+    let in_org = list(ListSpacesRequest {
+        organization_id: org.id.clone(),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(
+        in_org
+            .items
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>(),
+        vec!["Marketing", "Analytics"]
+    );
+    let searched = list(ListSpacesRequest {
+        search: "lyt".into(),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(
+        searched
+            .items
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>(),
+        vec!["Analytics"]
+    );
+    assert_eq!(list(ListSpacesRequest::default()).await.total, 3);
+    let bad = app
+        .spaces()
+        .list_spaces(req(
+            &root(),
+            ListSpacesRequest {
+                organization_id: "nope".into(),
+                ..Default::default()
+            },
+        ))
+        .await;
+    let status = assert_error(bad, Code::InvalidArgument, "INVALID_ID");
+    assert_eq!(
+        info_meta(&status, "field").as_deref(),
+        Some("organization_id")
+    );
+}
