@@ -87,9 +87,7 @@ impl Authenticator {
                 } else if let Ok(key) = DecodingKey::from_ec_pem(pem) {
                     Some(PublicKey::Ec(key))
                 } else {
-                    return Err(
-                        "the JWT public key is neither an RSA nor an EC public key in PEM".into(),
-                    );
+                    return Err("the JWT public key is neither an RSA nor an EC public key in PEM".into());
                 }
             }
         };
@@ -148,9 +146,7 @@ impl Authenticator {
                 K::InvalidSignature => "the bearer token's signature is invalid",
                 K::InvalidIssuer => "the bearer token's issuer is not accepted",
                 K::InvalidAudience => "the bearer token's audience is not accepted",
-                K::MissingRequiredClaim(_) => {
-                    "the bearer token lacks a required claim (exp, email)"
-                }
+                K::MissingRequiredClaim(_) => "the bearer token lacks a required claim (exp, email)",
                 K::Json(_) => "the bearer token lacks a required claim (exp, email)",
                 _ => "the bearer token is invalid",
             };
@@ -174,13 +170,10 @@ impl Authenticator {
             .or_else(|| value.strip_prefix("bearer "))
             .map(str::trim)
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                Error::unauthenticated("the authorization header must be 'Bearer <token>'")
-            })?;
+            .ok_or_else(|| Error::unauthenticated("the authorization header must be 'Bearer <token>'"))?;
         let claims = self.verify(token)?;
-        let email = Email::parse("email", &claims.email).map_err(|_| {
-            Error::unauthenticated("the bearer token's email claim is not a valid email")
-        })?;
+        let email = Email::parse("email", &claims.email)
+            .map_err(|_| Error::unauthenticated("the bearer token's email claim is not a valid email"))?;
         let name = claims.name.as_deref().map(str::trim).unwrap_or_default();
         let name: String = name.chars().filter(|c| !c.is_control()).take(200).collect();
         let user = match self.store.user_by_email(&email).await? {
@@ -218,9 +211,7 @@ pub fn parse_ttl(raw: &str) -> std::result::Result<i64, String> {
         "h" => 3600,
         "d" => 86_400,
         _ => {
-            return Err(format!(
-                "invalid duration unit in '{raw}': use s, m, h or d"
-            ));
+            return Err(format!("invalid duration unit in '{raw}': use s, m, h or d"));
         }
     };
     if n <= 0 {

@@ -11,11 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::auth::{AuthConfig, Secret};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "orgd",
-    version,
-    about = "Multi-tenant organizations service (gRPC)"
-)]
+#[command(name = "orgd", version, about = "Multi-tenant organizations service (gRPC)")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

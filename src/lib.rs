@@ -68,17 +68,10 @@ pub async fn build_app(config: &ServerConfig) -> Result<Arc<App>, String> {
             continue;
         }
         let email = Email::parse("ORGD_SUPERADMINS", raw).map_err(|e| e.message)?;
-        store
-            .set_superadmin(&email, true)
-            .await
-            .map_err(|e| e.message)?;
+        store.set_superadmin(&email, true).await.map_err(|e| e.message)?;
     }
-    std::fs::create_dir_all(&config.storage_root).map_err(|e| {
-        format!(
-            "creating storage root {}: {e}",
-            config.storage_root.display()
-        )
-    })?;
+    std::fs::create_dir_all(&config.storage_root)
+        .map_err(|e| format!("creating storage root {}: {e}", config.storage_root.display()))?;
     let auth = Authenticator::new(&config.auth, store.clone())?;
     Ok(Arc::new(App {
         store,
@@ -150,12 +143,8 @@ pub async fn serve(
         .add_service(OrganizationServiceServer::new(
             api::organizations::OrganizationApi::new(app.clone()),
         ))
-        .add_service(SpaceServiceServer::new(api::spaces::SpaceApi::new(
-            app.clone(),
-        )))
-        .add_service(AggregationServiceServer::new(
-            api::aggregation::AggregationApi,
-        ))
+        .add_service(SpaceServiceServer::new(api::spaces::SpaceApi::new(app.clone())))
+        .add_service(AggregationServiceServer::new(api::aggregation::AggregationApi))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await;
     watcher.abort();

@@ -107,10 +107,7 @@ async fn run_superadmin(action: SuperadminAction) -> Result<(), String> {
     };
     let email = Email::parse("email", &email).map_err(|e| e.message)?;
     let store = open_store(&data).await?;
-    let user = store
-        .set_superadmin(&email, grant)
-        .await
-        .map_err(|e| e.message)?;
+    let user = store.set_superadmin(&email, grant).await.map_err(|e| e.message)?;
     println!(
         "{} is {}a superadmin",
         user.email,

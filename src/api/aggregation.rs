@@ -40,10 +40,7 @@ impl AggregationService for AggregationApi {
         Err(Error::unimplemented("ListQualityChecks").into())
     }
 
-    async fn get_stats(
-        &self,
-        _r: Request<GetStatsRequest>,
-    ) -> Result<Response<GetStatsResponse>, Status> {
+    async fn get_stats(&self, _r: Request<GetStatsRequest>) -> Result<Response<GetStatsResponse>, Status> {
         Err(Error::unimplemented("GetStats").into())
     }
 }

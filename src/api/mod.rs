@@ -8,13 +8,12 @@ pub mod spaces;
 
 use std::collections::HashMap;
 
+use tonic::metadata::MetadataValue;
 use tonic::{Code, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 use uuid::Uuid;
 
-use crate::domain::model::{
-    Member, Organization, OrganizationDetails, OrganizationSummary, Space, SpaceRef,
-};
+use crate::domain::model::{Member, Organization, OrganizationDetails, OrganizationSummary, Space, SpaceRef};
 use crate::domain::{Error, ErrorKind};
 use crate::proto;
 use crate::storage::Storage;
@@ -63,24 +62,46 @@ pub fn timestamp(micros: i64) -> Option<prost_types::Timestamp> {
     })
 }
 
-/// A response that REST callers see as `201 Created` (Envoy's filter turns
-/// the `x-http-status` hint into the status line and removes it).
-pub fn created<T>(message: T) -> Response<T> {
+/// Response metadata telling Envoy's Lua filter how to shape the REST reply
+/// (see envoy.yaml): `x-http-status` sets the status line, `x-json-body`
+/// reshapes the JSON body. Both are removed before the reply leaves Envoy;
+/// gRPC callers can ignore them.
+const STATUS_HINT: &str = "x-http-status";
+const BODY_HINT: &str = "x-json-body";
+
+fn hinted<T>(message: T, status: Option<&'static str>, body: Option<&'static str>) -> Response<T> {
     let mut response = Response::new(message);
-    response.metadata_mut().insert(
-        "x-http-status",
-        tonic::metadata::MetadataValue::from_static("201"),
-    );
+    let metadata = response.metadata_mut();
+    if let Some(status) = status {
+        metadata.insert(STATUS_HINT, MetadataValue::from_static(status));
+    }
+    if let Some(body) = body {
+        metadata.insert(BODY_HINT, MetadataValue::from_static(body));
+    }
     response
 }
 
-/// A response that REST callers see as `204 No Content`.
+/// A response whose only field is one resource: REST callers get the
+/// resource itself as the body.
+pub fn resource<T>(message: T) -> Response<T> {
+    hinted(message, None, Some("unwrap"))
+}
+
+/// A created resource: REST callers get `201 Created` and the resource.
+pub fn created<T>(message: T) -> Response<T> {
+    hinted(message, Some("201"), Some("unwrap"))
+}
+
+/// A deletion: REST callers get `204 No Content` with an empty body.
 pub fn no_content<T>(message: T) -> Response<T> {
-    let mut response = Response::new(message);
-    response.metadata_mut().insert(
-        "x-http-status",
-        tonic::metadata::MetadataValue::from_static("204"),
-    );
+    hinted(message, Some("204"), None)
+}
+
+/// A list whose REST form is the bare `items` array, with the total in an
+/// `x-total-count` header.
+pub fn bare_list<T>(message: T, total: i64) -> Response<T> {
+    let mut response = hinted(message, None, Some("items-array"));
+    response.metadata_mut().insert("x-total-count", total.into());
     response
 }
 
@@ -116,10 +137,7 @@ pub fn space(s: &Space) -> proto::Space {
             status: a.status.as_str().to_owned(),
             autonomy_level: a.autonomy_level,
         }),
-        organization_id: s
-            .organization_id
-            .map(|id| id.to_string())
-            .unwrap_or_default(),
+        organization_id: s.organization_id.map(|id| id.to_string()).unwrap_or_default(),
         created_at: timestamp(s.created_at),
         updated_at: timestamp(s.updated_at),
     }

@@ -6,8 +6,8 @@ use tonic::{Request, Response, Status};
 use tracing::instrument;
 
 use super::{
-    count, created, member, no_content, non_empty, organization_details, organization_summary,
-    space, storage_error,
+    bare_list, count, created, member, no_content, non_empty, organization_details, organization_summary,
+    resource, space, storage_error,
 };
 use crate::App;
 use crate::domain::access::{Caller, OrgAction, check_org};
@@ -67,17 +67,15 @@ impl OrganizationService for OrganizationApi {
             search: non_empty(&req.search),
         };
         let result = self.app.store.list_organizations(&filter, page).await?;
-        let mut response = Response::new(ListOrganizationsResponse {
+        let total = result.total;
+        let list = ListOrganizationsResponse {
             items: result.items.iter().map(organization_summary).collect(),
             total: count(result.total),
             page: result.page as i32,
             size: result.size as i32,
             next_page_token: result.next_page_token,
-        });
-        response
-            .metadata_mut()
-            .insert("x-total-count", result.total.into());
-        Ok(response)
+        };
+        Ok(bare_list(list, total))
     }
 
     #[instrument(skip_all, fields(rpc = "CreateOrganization"))]
@@ -143,7 +141,7 @@ impl OrganizationService for OrganizationApi {
             .access(&caller, &request.get_ref().slug, OrgAction::Read)
             .await?;
         let organization = Some(self.details(access.org).await?);
-        Ok(Response::new(GetOrganizationResponse { organization }))
+        Ok(resource(GetOrganizationResponse { organization }))
     }
 
     #[instrument(skip_all, fields(rpc = "UpdateOrganization"))]
@@ -177,11 +175,7 @@ impl OrganizationService for OrganizationApi {
             access.org
         } else {
             let renamed = changes.name.is_some() || changes.slug.is_some();
-            let org = self
-                .app
-                .store
-                .update_organization(access.org.id, changes)
-                .await?;
+            let org = self.app.store.update_organization(access.org.id, changes).await?;
             if renamed {
                 self.app
                     .storage
@@ -192,7 +186,7 @@ impl OrganizationService for OrganizationApi {
             org
         };
         let organization = Some(self.details(org).await?);
-        Ok(Response::new(UpdateOrganizationResponse { organization }))
+        Ok(resource(UpdateOrganizationResponse { organization }))
     }
 
     #[instrument(skip_all, fields(rpc = "DeleteOrganization"))]
@@ -233,9 +227,7 @@ impl OrganizationService for OrganizationApi {
                 Error::not_found("SPACE_NOT_FOUND", format!("space {space_id} not found"))
                     .with("space_id", space_id.to_string())
             })?;
-        if !caller.is_superadmin
-            && space_access.space_role != Some(crate::domain::types::SpaceRole::Admin)
-        {
+        if !caller.is_superadmin && space_access.space_role != Some(crate::domain::types::SpaceRole::Admin) {
             return Err(
                 Error::denied("only an admin of the space may add it to an organization")
                     .with("space_id", space_id.to_string())
@@ -271,10 +263,7 @@ impl OrganizationService for OrganizationApi {
     }
 
     #[instrument(skip_all, fields(rpc = "AddUser"))]
-    async fn add_user(
-        &self,
-        request: Request<AddUserRequest>,
-    ) -> Result<Response<AddUserResponse>, Status> {
+    async fn add_user(&self, request: Request<AddUserRequest>) -> Result<Response<AddUserResponse>, Status> {
         let caller = self.app.auth.caller(&request).await?;
         let access = self
             .access(&caller, &request.get_ref().slug, OrgAction::Manage)
@@ -282,11 +271,7 @@ impl OrganizationService for OrganizationApi {
         let req = request.into_inner();
         let email = Email::parse("user_email", &req.user_email)?;
         let role = OrgRole::parse("role", &req.role)?;
-        let added = self
-            .app
-            .store
-            .add_member(access.org.id, &email, role)
-            .await?;
+        let added = self.app.store.add_member(access.org.id, &email, role).await?;
         Ok(created(AddUserResponse {
             member: Some(member(&added)),
         }))
@@ -309,7 +294,7 @@ impl OrganizationService for OrganizationApi {
             .store
             .update_member_role(access.org.id, user, role)
             .await?;
-        Ok(Response::new(UpdateUserRoleResponse {
+        Ok(resource(UpdateUserRoleResponse {
             member: Some(member(&updated)),
         }))
     }
@@ -349,11 +334,7 @@ impl OrganizationService for OrganizationApi {
                 .map(|r| OrgRole::parse("role", &r))
                 .transpose()?,
         };
-        let result = self
-            .app
-            .store
-            .list_members(access.org.id, &filter, page)
-            .await?;
+        let result = self.app.store.list_members(access.org.id, &filter, page).await?;
         Ok(Response::new(ListUsersResponse {
             items: result.items.iter().map(member).collect(),
             total: count(result.total),

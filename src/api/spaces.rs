@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 use tracing::instrument;
 use uuid::Uuid;
 
-use super::{count, created, member, no_content, non_empty, space};
+use super::{count, created, member, no_content, non_empty, resource, space};
 use crate::App;
 use crate::domain::access::{Caller, SpaceAction, check_space};
 use crate::domain::model::SpaceAccess;
@@ -34,12 +34,7 @@ impl SpaceApi {
     }
 
     /// Resolves the space and checks the caller may do `action`.
-    async fn access(
-        &self,
-        caller: &Caller,
-        raw_id: &str,
-        action: SpaceAction,
-    ) -> Result<SpaceAccess> {
+    async fn access(&self, caller: &Caller, raw_id: &str, action: SpaceAction) -> Result<SpaceAccess> {
         let id = parse_id("space_id", raw_id)?;
         let access = self
             .app
@@ -53,8 +48,7 @@ impl SpaceApi {
 }
 
 fn not_found(id: Uuid) -> Error {
-    Error::not_found("SPACE_NOT_FOUND", format!("space {id} not found"))
-        .with("space_id", id.to_string())
+    Error::not_found("SPACE_NOT_FOUND", format!("space {id} not found")).with("space_id", id.to_string())
 }
 
 fn members_page(
@@ -140,7 +134,7 @@ impl SpaceService for SpaceApi {
         let access = self
             .access(&caller, &request.get_ref().space_id, SpaceAction::Read)
             .await?;
-        Ok(Response::new(GetSpaceResponse {
+        Ok(resource(GetSpaceResponse {
             space: Some(space(&access.space)),
         }))
     }
@@ -184,11 +178,7 @@ impl SpaceService for SpaceApi {
                 .as_deref()
                 .map(|v| Visibility::parse("visibility", v))
                 .transpose()?,
-            repo: req
-                .repo
-                .as_deref()
-                .map(|r| parse_repo("repo", r))
-                .transpose()?,
+            repo: req.repo.as_deref().map(|r| parse_repo("repo", r)).transpose()?,
             agent: if req.remove_agent {
                 Some(None)
             } else {
@@ -198,12 +188,9 @@ impl SpaceService for SpaceApi {
         let updated = if changes.is_empty() {
             access.space
         } else {
-            self.app
-                .store
-                .update_space(access.space.id, changes)
-                .await?
+            self.app.store.update_space(access.space.id, changes).await?
         };
-        Ok(Response::new(UpdateSpaceResponse {
+        Ok(resource(UpdateSpaceResponse {
             space: Some(space(&updated)),
         }))
     }
@@ -236,11 +223,7 @@ impl SpaceService for SpaceApi {
             .await?;
         let req = request.into_inner();
         let page = PageRequest::parse(req.page, req.size, &req.page_token)?;
-        let result = self
-            .app
-            .store
-            .list_space_members(access.space.id, page)
-            .await?;
+        let result = self.app.store.list_space_members(access.space.id, page).await?;
         Ok(Response::new(members_page(result)))
     }
 
@@ -283,7 +266,7 @@ impl SpaceService for SpaceApi {
             .store
             .update_space_member(access.space.id, user, role)
             .await?;
-        Ok(Response::new(UpdateSpaceMemberResponse {
+        Ok(resource(UpdateSpaceMemberResponse {
             member: Some(member(&updated)),
         }))
     }
@@ -302,13 +285,8 @@ impl SpaceService for SpaceApi {
         } else {
             SpaceAction::Manage
         };
-        let access = self
-            .access(&caller, &request.get_ref().space_id, action)
-            .await?;
-        self.app
-            .store
-            .remove_space_member(access.space.id, user)
-            .await?;
+        let access = self.access(&caller, &request.get_ref().space_id, action).await?;
+        self.app.store.remove_space_member(access.space.id, user).await?;
         Ok(no_content(RemoveSpaceMemberResponse {}))
     }
 

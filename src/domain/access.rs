@@ -76,17 +76,13 @@ pub fn check_space(caller: &Caller, access: &SpaceAccess, action: SpaceAction) -
         SpaceAction::Read => can_read_space(access),
         SpaceAction::Manage => access.space_role == Some(SpaceRole::Admin),
         SpaceAction::WriteContent => {
-            matches!(
-                access.space_role,
-                Some(SpaceRole::Admin | SpaceRole::Editor)
-            )
+            matches!(access.space_role, Some(SpaceRole::Admin | SpaceRole::Editor))
         }
     };
     if allowed {
         Ok(())
     } else {
-        Err(Error::denied("not authorized for this space")
-            .with("space_id", access.space.id.to_string()))
+        Err(Error::denied("not authorized for this space").with("space_id", access.space.id.to_string()))
     }
 }
 
@@ -117,11 +113,7 @@ mod tests {
         }
     }
 
-    fn space(
-        vis: Visibility,
-        space_role: Option<SpaceRole>,
-        org_role: Option<OrgRole>,
-    ) -> SpaceAccess {
+    fn space(vis: Visibility, space_role: Option<SpaceRole>, org_role: Option<OrgRole>) -> SpaceAccess {
         SpaceAccess {
             space: Space {
                 id: Uuid::now_v7(),
@@ -159,26 +151,10 @@ mod tests {
     fn restricted_spaces_hide_from_plain_org_members() {
         let c = caller(false);
         let r = |a: &SpaceAccess| check_space(&c, a, SpaceAction::Read).is_ok();
-        assert!(r(&space(
-            Visibility::Organization,
-            None,
-            Some(OrgRole::Member)
-        )));
-        assert!(!r(&space(
-            Visibility::Restricted,
-            None,
-            Some(OrgRole::Member)
-        )));
-        assert!(r(&space(
-            Visibility::Restricted,
-            None,
-            Some(OrgRole::Admin)
-        )));
-        assert!(r(&space(
-            Visibility::Restricted,
-            Some(SpaceRole::Viewer),
-            None
-        )));
+        assert!(r(&space(Visibility::Organization, None, Some(OrgRole::Member))));
+        assert!(!r(&space(Visibility::Restricted, None, Some(OrgRole::Member))));
+        assert!(r(&space(Visibility::Restricted, None, Some(OrgRole::Admin))));
+        assert!(r(&space(Visibility::Restricted, Some(SpaceRole::Viewer), None)));
         assert!(!r(&space(Visibility::Organization, None, None)));
     }
 
@@ -195,10 +171,7 @@ mod tests {
         };
         assert!(w(Some(SpaceRole::Admin), SpaceAction::Manage));
         assert!(!w(Some(SpaceRole::Editor), SpaceAction::Manage));
-        assert!(
-            !w(None, SpaceAction::Manage),
-            "an org admin is not a space admin"
-        );
+        assert!(!w(None, SpaceAction::Manage), "an org admin is not a space admin");
         assert!(w(Some(SpaceRole::Editor), SpaceAction::WriteContent));
         assert!(!w(Some(SpaceRole::Viewer), SpaceAction::WriteContent));
     }

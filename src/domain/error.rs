@@ -84,8 +84,7 @@ impl Error {
     }
 
     pub fn org_not_found(slug: &str) -> Self {
-        Self::not_found("ORG_NOT_FOUND", format!("organization '{slug}' not found"))
-            .with("slug", slug)
+        Self::not_found("ORG_NOT_FOUND", format!("organization '{slug}' not found")).with("slug", slug)
     }
 
     pub fn unimplemented(what: &str) -> Self {

@@ -92,16 +92,10 @@ impl PageRequest {
     }
 
     /// Trims the extra row and returns the token of the next page, if any.
-    pub fn finish<T>(
-        &self,
-        mut rows: Vec<T>,
-        cursor_of: impl Fn(&T) -> Cursor,
-    ) -> (Vec<T>, String) {
+    pub fn finish<T>(&self, mut rows: Vec<T>, cursor_of: impl Fn(&T) -> Cursor) -> (Vec<T>, String) {
         if rows.len() > self.size as usize {
             rows.truncate(self.size as usize);
-            let next = rows
-                .last()
-                .map(|r| encode_token(self.page + 1, cursor_of(r)));
+            let next = rows.last().map(|r| encode_token(self.page + 1, cursor_of(r)));
             (rows, next.unwrap_or_default())
         } else {
             (rows, String::new())

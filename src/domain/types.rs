@@ -35,10 +35,7 @@ impl Slug {
             .with("value", s));
         }
         let well_formed = s.split('-').all(|part| {
-            !part.is_empty()
-                && part
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
         });
         if !well_formed {
             return Err(Error::invalid(
@@ -206,9 +203,8 @@ pub fn parse_id(field: &'static str, raw: &str) -> Result<Uuid> {
     if s.is_empty() {
         return Err(Error::missing(field, format!("{field} is required")));
     }
-    Uuid::parse_str(s).map_err(|_| {
-        Error::invalid("INVALID_ID", field, format!("{field} must be a UUID")).with("value", s)
-    })
+    Uuid::parse_str(s)
+        .map_err(|_| Error::invalid("INVALID_ID", field, format!("{field} must be a UUID")).with("value", s))
 }
 
 /// Declares a closed set of lowercase string values with parsing and display.
@@ -362,10 +358,7 @@ mod tests {
             assert_eq!(err.reason, "INVALID_SLUG", "{bad}");
             assert!(err.metadata.contains(&("field", "slug".to_owned())));
         }
-        assert_eq!(
-            Slug::parse("slug", "  ").unwrap_err().reason,
-            "MISSING_FIELD"
-        );
+        assert_eq!(Slug::parse("slug", "  ").unwrap_err().reason, "MISSING_FIELD");
     }
 
     #[test]
@@ -377,27 +370,16 @@ mod tests {
         assert_eq!(d("__data__platform__"), Ok("data-platform".into()));
         let long = "x".repeat(62) + " yz";
         assert_eq!(d(&long), Ok("x".repeat(62)));
-        assert_eq!(
-            Slug::derive("slug", "日本語").unwrap_err().reason,
-            "INVALID_SLUG"
-        );
-        assert_eq!(
-            Slug::derive("slug", "!!!").unwrap_err().reason,
-            "INVALID_SLUG"
-        );
+        assert_eq!(Slug::derive("slug", "日本語").unwrap_err().reason, "INVALID_SLUG");
+        assert_eq!(Slug::derive("slug", "!!!").unwrap_err().reason, "INVALID_SLUG");
         // A single character is too short to be a slug.
-        assert_eq!(
-            Slug::derive("slug", "A").unwrap_err().reason,
-            "INVALID_SLUG"
-        );
+        assert_eq!(Slug::derive("slug", "A").unwrap_err().reason, "INVALID_SLUG");
     }
 
     #[test]
     fn names_are_trimmed_and_bounded() {
         assert_eq!(
-            Name::parse("organization", "name", "  Acme ")
-                .unwrap()
-                .as_str(),
+            Name::parse("organization", "name", "  Acme ").unwrap().as_str(),
             "Acme"
         );
         assert_eq!(
@@ -436,10 +418,7 @@ mod tests {
             "INVALID_ROLE"
         );
         assert_eq!(SpaceRole::parse("role", "editor"), Ok(SpaceRole::Editor));
-        assert_eq!(
-            OrgRole::parse("role", "").unwrap_err().reason,
-            "MISSING_FIELD"
-        );
+        assert_eq!(OrgRole::parse("role", "").unwrap_err().reason, "MISSING_FIELD");
     }
 
     #[test]
@@ -453,9 +432,6 @@ mod tests {
             Agent::parse("bot-1", "active", 1).unwrap_err().reason,
             "INVALID_AGENT_STATUS"
         );
-        assert_eq!(
-            Agent::parse("", "ACTIVE", 1).unwrap_err().reason,
-            "MISSING_FIELD"
-        );
+        assert_eq!(Agent::parse("", "ACTIVE", 1).unwrap_err().reason, "MISSING_FIELD");
     }
 }

@@ -14,8 +14,7 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use crate::domain::model::{
-    Member, OrgAccess, Organization, OrganizationDetails, OrganizationSummary, Page, Space,
-    SpaceAccess, User,
+    Member, OrgAccess, Organization, OrganizationDetails, OrganizationSummary, Page, Space, SpaceAccess, User,
 };
 use crate::domain::page::PageRequest;
 use crate::domain::types::{Agent, Description, Email, Name, OrgRole, Slug, SpaceRole, Visibility};
@@ -129,11 +128,7 @@ pub trait Store: Send + Sync + 'static {
         filter: &OrganizationFilter,
         page: PageRequest,
     ) -> Result<Page<OrganizationSummary>>;
-    async fn update_organization(
-        &self,
-        id: Uuid,
-        changes: OrganizationChanges,
-    ) -> Result<Organization>;
+    async fn update_organization(&self, id: Uuid, changes: OrganizationChanges) -> Result<Organization>;
     /// Deletes the organization; returns the ids of the spaces it detached.
     async fn delete_organization(&self, id: Uuid) -> Result<Vec<Uuid>>;
     async fn attach_space(&self, org: Uuid, space: Uuid) -> Result<Space>;
@@ -141,12 +136,8 @@ pub trait Store: Send + Sync + 'static {
     async fn add_member(&self, org: Uuid, email: &Email, role: OrgRole) -> Result<Member>;
     async fn update_member_role(&self, org: Uuid, user: Uuid, role: OrgRole) -> Result<Member>;
     async fn remove_member(&self, org: Uuid, user: Uuid) -> Result<()>;
-    async fn list_members(
-        &self,
-        org: Uuid,
-        filter: &MemberFilter,
-        page: PageRequest,
-    ) -> Result<Page<Member>>;
+    async fn list_members(&self, org: Uuid, filter: &MemberFilter, page: PageRequest)
+    -> Result<Page<Member>>;
 
     async fn create_space(&self, new: NewSpace) -> Result<Space>;
     /// The space and what the user holds in it and in its organization.
@@ -156,10 +147,8 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes the space; returns the organization it belonged to.
     async fn delete_space(&self, id: Uuid) -> Result<Option<Uuid>>;
     async fn list_space_members(&self, space: Uuid, page: PageRequest) -> Result<Page<Member>>;
-    async fn add_space_member(&self, space: Uuid, email: &Email, role: SpaceRole)
-    -> Result<Member>;
-    async fn update_space_member(&self, space: Uuid, user: Uuid, role: SpaceRole)
-    -> Result<Member>;
+    async fn add_space_member(&self, space: Uuid, email: &Email, role: SpaceRole) -> Result<Member>;
+    async fn update_space_member(&self, space: Uuid, user: Uuid, role: SpaceRole) -> Result<Member>;
     async fn remove_space_member(&self, space: Uuid, user: Uuid) -> Result<()>;
 }
 
@@ -171,9 +160,7 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self {
-            max_connections: 16,
-        }
+        Self { max_connections: 16 }
     }
 }
 
@@ -214,9 +201,7 @@ pub(crate) fn like_pattern(term: &str) -> String {
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
         match &e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                Error::unavailable(e)
-            }
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => Error::unavailable(e),
             sqlx::Error::Database(d) if d.message().contains("LAST_ADMIN") => last_admin(),
             _ => Error::internal("database", e),
         }

@@ -28,9 +28,7 @@ impl PostgresStore {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(connect)
             .await
-            .map_err(|e| {
-                crate::domain::Error::unavailable(format!("connecting to postgres: {e}"))
-            })?;
+            .map_err(|e| crate::domain::Error::unavailable(format!("connecting to postgres: {e}")))?;
         Ok(Self { pool })
     }
 

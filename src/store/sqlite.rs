@@ -38,18 +38,14 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(connect.clone())
             .await
-            .map_err(|e| {
-                crate::domain::Error::unavailable(format!("opening sqlite database: {e}"))
-            })?;
+            .map_err(|e| crate::domain::Error::unavailable(format!("opening sqlite database: {e}")))?;
         let reader = SqlitePoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(connect)
             .await
-            .map_err(|e| {
-                crate::domain::Error::unavailable(format!("opening sqlite database: {e}"))
-            })?;
+            .map_err(|e| crate::domain::Error::unavailable(format!("opening sqlite database: {e}")))?;
         Ok(Self { writer, reader })
     }
 

@@ -39,9 +39,8 @@ fn init_logging() {
 pub async fn fresh_database_url(dir: &std::path::Path) -> String {
     match backend().as_str() {
         "postgres" => {
-            let base = std::env::var("DATABASE_URL").expect(
-                "ORGD_TEST_BACKEND=postgres needs DATABASE_URL (scripts/test.sh starts a cluster)",
-            );
+            let base = std::env::var("DATABASE_URL")
+                .expect("ORGD_TEST_BACKEND=postgres needs DATABASE_URL (scripts/test.sh starts a cluster)");
             let name = format!("orgd_t_{}", uuid::Uuid::new_v4().simple());
             let mut admin = sqlx::PgConnection::connect(&base)
                 .await
@@ -51,9 +50,7 @@ pub async fn fresh_database_url(dir: &std::path::Path) -> String {
                 .await
                 .expect("create test database");
             admin.close().await.ok();
-            let (prefix, _) = base
-                .rsplit_once('/')
-                .expect("DATABASE_URL has a database name");
+            let (prefix, _) = base.rsplit_once('/').expect("DATABASE_URL has a database name");
             format!("{prefix}/{name}")
         }
         "sqlite" => format!("sqlite://{}", dir.join("orgd.db").display()),
@@ -96,9 +93,7 @@ impl TestApp {
         };
         tweak(&mut config);
         let app = build_app(&config).await.expect("build app");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
@@ -295,8 +290,5 @@ pub fn assert_error<T: std::fmt::Debug>(
 
 /// A unique slug for tests that need many organizations.
 pub fn unique_slug(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..10]
-    )
+    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
 }

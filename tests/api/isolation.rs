@@ -11,9 +11,7 @@ async fn an_admin_of_one_organization_cannot_touch_another() {
     let app = TestApp::spawn().await;
     app.create_org("Mine", "mine", "eve@iso.test").await;
     let theirs = app.create_org("Theirs", "theirs", "tom@iso.test").await;
-    let their_space = app
-        .create_space("Vault", "organization", "tom@iso.test")
-        .await;
+    let their_space = app.create_space("Vault", "organization", "tom@iso.test").await;
     app.attach("theirs", &their_space.id).await;
     let tom_id = theirs.members[0].user_id.clone();
     // Eve administers a space of her own, which she might try to push over.
@@ -241,11 +239,7 @@ async fn an_admin_of_one_organization_cannot_touch_another() {
         vec![("tom@iso.test", "admin")]
     );
     assert_eq!(
-        after
-            .spaces
-            .iter()
-            .map(|s| s.name.as_str())
-            .collect::<Vec<_>>(),
+        after.spaces.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
         vec!["Vault"]
     );
     let vault = app
@@ -269,11 +263,7 @@ async fn an_admin_of_one_organization_cannot_touch_another() {
         .expect("list")
         .into_inner();
     assert_eq!(
-        eve_orgs
-            .items
-            .iter()
-            .map(|o| o.slug.as_str())
-            .collect::<Vec<_>>(),
+        eve_orgs.items.iter().map(|o| o.slug.as_str()).collect::<Vec<_>>(),
         vec!["mine"]
     );
     let eve_spaces = app
@@ -289,11 +279,7 @@ async fn an_admin_of_one_organization_cannot_touch_another() {
         .expect("list")
         .into_inner();
     assert_eq!(
-        eve_spaces
-            .items
-            .iter()
-            .map(|s| s.id.as_str())
-            .collect::<Vec<_>>(),
+        eve_spaces.items.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
         vec![eve_space.id.as_str()]
     );
     let filtered = app

@@ -178,11 +178,7 @@ async fn concurrent_superadmin_demotions_keep_an_admin() {
         };
         let (r1, r2, r3) = tokio::join!(demote(first), demote(second), demote(third));
         let failures: Vec<_> = [r1, r2, r3].into_iter().filter_map(Result::err).collect();
-        assert_eq!(
-            failures.len(),
-            1,
-            "round {round}: exactly one demotion must fail"
-        );
+        assert_eq!(failures.len(), 1, "round {round}: exactly one demotion must fail");
         assert_eq!(reason(&failures[0]), "LAST_ADMIN");
         assert_eq!(admins(&app, &slug).await, 1);
     }

@@ -24,10 +24,7 @@ async fn creating_an_organization_returns_its_details_and_makes_the_admin() {
         .into_inner()
         .organization
         .expect("org");
-    assert_eq!(
-        (org.name.as_str(), org.slug.as_str()),
-        ("Acme Corp", "acme-corp")
-    );
+    assert_eq!((org.name.as_str(), org.slug.as_str()), ("Acme Corp", "acme-corp"));
     assert_eq!(org.description, "Makers of everything");
     assert_eq!(org.storage_dir, format!("orgs/{}", org.id));
     assert_eq!(org.user_count, 1);
@@ -77,14 +74,11 @@ async fn creating_an_organization_returns_its_details_and_makes_the_admin() {
 #[tokio::test]
 async fn the_storage_directory_follows_the_organization_and_its_spaces() {
     let app = TestApp::spawn().await;
-    let org = app
-        .create_org("Stored", "stored", "admin@stored.test")
-        .await;
+    let org = app.create_org("Stored", "stored", "admin@stored.test").await;
     let dir = app.storage_root.join("orgs").join(&org.id);
-    let meta: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(dir.join("organization.json")).expect("organization.json"),
-    )
-    .expect("json");
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("organization.json")).expect("organization.json"))
+            .expect("json");
     assert_eq!(
         meta,
         serde_json::json!({"id": org.id, "name": "Stored", "slug": "stored"})
@@ -108,10 +102,9 @@ async fn the_storage_directory_follows_the_organization_and_its_spaces() {
         ))
         .await
         .expect("rename");
-    let meta: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(dir.join("organization.json")).expect("organization.json"),
-    )
-    .expect("json");
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("organization.json")).expect("organization.json"))
+            .expect("json");
     assert_eq!(meta["slug"], "stored-things");
     assert_eq!(meta["name"], "Stored Things");
 
@@ -158,10 +151,7 @@ async fn updating_changes_only_the_fields_present() {
         .into_inner()
         .organization
         .expect("org");
-    assert_eq!(
-        (after.name.as_str(), after.slug.as_str()),
-        ("Before", "before")
-    );
+    assert_eq!((after.name.as_str(), after.slug.as_str()), ("Before", "before"));
     assert_eq!(after.description, "now described");
     assert_eq!(after.created_at, before.created_at);
 
@@ -212,12 +202,7 @@ async fn updating_changes_only_the_fields_present() {
     assert_error(clash, Code::AlreadyExists, "ORG_ALREADY_EXISTS");
     let unchanged = app
         .orgs()
-        .get_organization(req(
-            &root(),
-            GetOrganizationRequest {
-                slug: "after".into(),
-            },
-        ))
+        .get_organization(req(&root(), GetOrganizationRequest { slug: "after".into() }))
         .await
         .expect("still there")
         .into_inner()
@@ -230,9 +215,7 @@ async fn updating_changes_only_the_fields_present() {
 async fn deleting_an_organization_detaches_its_spaces() {
     let app = TestApp::spawn().await;
     app.create_org("Doomed", "doomed", "a@del.test").await;
-    let space = app
-        .create_space("Survivor", "organization", "a@del.test")
-        .await;
+    let space = app.create_space("Survivor", "organization", "a@del.test").await;
     app.attach("doomed", &space.id).await;
     app.orgs()
         .delete_organization(req(
@@ -276,9 +259,7 @@ async fn spaces_attach_to_one_organization_at_a_time() {
     let app = TestApp::spawn().await;
     app.create_org("One", "org-one", "a@sp.test").await;
     app.create_org("Two", "org-two", "a@sp.test").await;
-    let space = app
-        .create_space("Shared", "organization", "a@sp.test")
-        .await;
+    let space = app.create_space("Shared", "organization", "a@sp.test").await;
     let added = app
         .orgs()
         .add_space(req(
@@ -331,11 +312,7 @@ async fn spaces_attach_to_one_organization_at_a_time() {
             },
         ))
         .await;
-    assert_error(
-        elsewhere,
-        Code::FailedPrecondition,
-        "SPACE_IN_OTHER_ORGANIZATION",
-    );
+    assert_error(elsewhere, Code::FailedPrecondition, "SPACE_IN_OTHER_ORGANIZATION");
     let unknown = app
         .orgs()
         .add_space(req(
@@ -471,8 +448,7 @@ async fn member_lists_filter_search_and_paginate() {
     app.create_org("Big", "big", "owner@big.test").await;
     for i in 0..25 {
         let role = if i % 5 == 0 { "admin" } else { "member" };
-        app.add_user("big", &format!("user{i:02}@big.test"), role)
-            .await;
+        app.add_user("big", &format!("user{i:02}@big.test"), role).await;
     }
     let list = |r: ListUsersRequest| {
         let mut c = app.orgs();
@@ -572,11 +548,8 @@ async fn listing_organizations_shows_members_theirs_and_superadmins_all() {
     let app = TestApp::spawn().await;
     app.create_org("Alpha Labs", "alpha", "ann@list.test").await;
     app.create_org("Beta Works", "beta", "bob@list.test").await;
-    app.create_org("Gamma 100% Pure", "gamma", "bob@list.test")
-        .await;
-    let space = app
-        .create_space("Sales", "organization", "bob@list.test")
-        .await;
+    app.create_org("Gamma 100% Pure", "gamma", "bob@list.test").await;
+    let space = app.create_space("Sales", "organization", "bob@list.test").await;
     app.attach("beta", &space.id).await;
     app.add_user("beta", "ann@list.test", "member").await;
 
@@ -586,9 +559,7 @@ async fn listing_organizations_shows_members_theirs_and_superadmins_all() {
     };
     let ann = list(token("ann@list.test"), ListOrganizationsRequest::default()).await;
     assert_eq!(
-        ann.metadata()
-            .get("x-total-count")
-            .and_then(|v| v.to_str().ok()),
+        ann.metadata().get("x-total-count").and_then(|v| v.to_str().ok()),
         Some("2"),
         "total in response metadata"
     );
@@ -623,11 +594,7 @@ async fn listing_organizations_shows_members_theirs_and_superadmins_all() {
     .await
     .into_inner();
     assert_eq!(
-        search
-            .items
-            .iter()
-            .map(|o| o.slug.as_str())
-            .collect::<Vec<_>>(),
+        search.items.iter().map(|o| o.slug.as_str()).collect::<Vec<_>>(),
         vec!["beta"]
     );
     // LIKE wildcards in the term are literal.
@@ -641,10 +608,7 @@ async fn listing_organizations_shows_members_theirs_and_superadmins_all() {
     .await
     .into_inner();
     assert_eq!(
-        pct.items
-            .iter()
-            .map(|o| o.slug.as_str())
-            .collect::<Vec<_>>(),
+        pct.items.iter().map(|o| o.slug.as_str()).collect::<Vec<_>>(),
         vec!["gamma"]
     );
     let none = list(
@@ -658,12 +622,9 @@ async fn listing_organizations_shows_members_theirs_and_superadmins_all() {
     .into_inner();
     assert_eq!(none.total, 0);
 
-    let nobody = list(
-        token("nobody@list.test"),
-        ListOrganizationsRequest::default(),
-    )
-    .await
-    .into_inner();
+    let nobody = list(token("nobody@list.test"), ListOrganizationsRequest::default())
+        .await
+        .into_inner();
     assert_eq!((nobody.total, nobody.items.len()), (0, 0));
 
     let paged = list(
@@ -687,10 +648,7 @@ async fn listing_organizations_shows_members_theirs_and_superadmins_all() {
     .await
     .into_inner();
     assert_eq!(
-        rest.items
-            .iter()
-            .map(|o| o.slug.as_str())
-            .collect::<Vec<_>>(),
+        rest.items.iter().map(|o| o.slug.as_str()).collect::<Vec<_>>(),
         vec!["alpha"]
     );
     assert_eq!((rest.page, rest.next_page_token.as_str()), (2, ""));

@@ -356,15 +356,11 @@ async fn check_rows(rows: &[(&str, Allowed)]) {
             };
             let matches = match (&expected, &got) {
                 (None, None) => true,
-                (Some((code, why)), Some((got_code, got_why))) => {
-                    code == got_code && why == got_why
-                }
+                (Some((code, why)), Some((got_code, got_why))) => code == got_code && why == got_why,
                 _ => false,
             };
             if !matches {
-                failures.push(format!(
-                    "{rpc} as {who:?}: expected {expected:?}, got {result:?}"
-                ));
+                failures.push(format!("{rpc} as {who:?}: expected {expected:?}, got {result:?}"));
             }
         }
     }
@@ -518,11 +514,7 @@ async fn adding_a_space_takes_an_org_admin_who_also_administers_the_space() {
     let fx = fixture(&app).await;
     // A space administered by someone else: the org admin may not take it.
     let foreign = app
-        .create_space(
-            &unique_slug("foreign"),
-            "organization",
-            "stranger@perm.test",
-        )
+        .create_space(&unique_slug("foreign"), "organization", "stranger@perm.test")
         .await;
     let denied = app
         .orgs()
@@ -640,11 +632,7 @@ async fn restricted_spaces_are_hidden_from_plain_members() {
     let get = |t: String| {
         let mut client = app.spaces();
         let id = secret.id.clone();
-        async move {
-            client
-                .get_space(req(&t, GetSpaceRequest { space_id: id }))
-                .await
-        }
+        async move { client.get_space(req(&t, GetSpaceRequest { space_id: id })).await }
     };
     assert_error(
         get(token(&fx.member)).await,
@@ -695,10 +683,7 @@ async fn restricted_spaces_are_hidden_from_plain_members() {
     get(token("guest@perm.test"))
         .await
         .expect("space viewer reads it");
-    assert_eq!(
-        listed(token("guest@perm.test")).await,
-        vec![secret.id.clone()]
-    );
+    assert_eq!(listed(token("guest@perm.test")).await, vec![secret.id.clone()]);
     // Every member still sees the space in the organization's list of spaces.
     let details = app
         .orgs()

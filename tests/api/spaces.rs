@@ -135,8 +135,7 @@ async fn spaces_are_created_read_updated_and_deleted() {
 #[tokio::test]
 async fn space_slugs_are_unique() {
     let app = TestApp::spawn().await;
-    app.create_space("Ops", "organization", "a@spaces.test")
-        .await;
+    app.create_space("Ops", "organization", "a@spaces.test").await;
     let dup = app
         .spaces()
         .create_space(req(
@@ -154,9 +153,7 @@ async fn space_slugs_are_unique() {
 #[tokio::test]
 async fn space_members_are_added_changed_listed_and_removed() {
     let app = TestApp::spawn().await;
-    let space = app
-        .create_space("Crew", "organization", "cap@spaces.test")
-        .await;
+    let space = app.create_space("Crew", "organization", "cap@spaces.test").await;
     let cap = token("cap@spaces.test");
     let added = app
         .spaces()
@@ -260,18 +257,12 @@ async fn listing_spaces_filters_by_organization_and_search() {
     let b = app
         .create_space("Marketing", "organization", "h@spaces.test")
         .await;
-    app.create_space("Loose", "organization", "h@spaces.test")
-        .await;
+    app.create_space("Loose", "organization", "h@spaces.test").await;
     app.attach("holder", &a.id).await;
     app.attach("holder", &b.id).await;
     let list = |r: ListSpacesRequest| {
         let mut c = app.spaces();
-        async move {
-            c.list_spaces(req(&root(), r))
-                .await
-                .expect("list")
-                .into_inner()
-        }
+        async move { c.list_spaces(req(&root(), r)).await.expect("list").into_inner() }
     };
     let in_org = list(ListSpacesRequest {
         organization_id: org.id.clone(),
@@ -279,11 +270,7 @@ async fn listing_spaces_filters_by_organization_and_search() {
     })
     .await;
     assert_eq!(
-        in_org
-            .items
-            .iter()
-            .map(|s| s.name.as_str())
-            .collect::<Vec<_>>(),
+        in_org.items.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
         vec!["Marketing", "Analytics"]
     );
     let searched = list(ListSpacesRequest {
@@ -292,11 +279,7 @@ async fn listing_spaces_filters_by_organization_and_search() {
     })
     .await;
     assert_eq!(
-        searched
-            .items
-            .iter()
-            .map(|s| s.name.as_str())
-            .collect::<Vec<_>>(),
+        searched.items.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
         vec!["Analytics"]
     );
     assert_eq!(list(ListSpacesRequest::default()).await.total, 3);
@@ -311,8 +294,5 @@ async fn listing_spaces_filters_by_organization_and_search() {
         ))
         .await;
     let status = assert_error(bad, Code::InvalidArgument, "INVALID_ID");
-    assert_eq!(
-        info_meta(&status, "field").as_deref(),
-        Some("organization_id")
-    );
+    assert_eq!(info_meta(&status, "field").as_deref(), Some("organization_id"));
 }

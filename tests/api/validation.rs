@@ -5,11 +5,7 @@ use tonic::Code;
 
 use crate::helpers::*;
 
-async fn create(
-    app: &TestApp,
-    name: &str,
-    slug: Option<&str>,
-) -> Result<OrganizationDetails, tonic::Status> {
+async fn create(app: &TestApp, name: &str, slug: Option<&str>) -> Result<OrganizationDetails, tonic::Status> {
     app.orgs()
         .create_organization(req(
             &root(),
@@ -90,11 +86,7 @@ async fn slugs_must_match_the_format() {
             Code::InvalidArgument,
             "INVALID_SLUG",
         );
-        assert_eq!(
-            info_meta(&status, "field").as_deref(),
-            Some("slug"),
-            "{bad}"
-        );
+        assert_eq!(info_meta(&status, "field").as_deref(), Some("slug"), "{bad}");
     }
     create(&app, "Acme", Some(&"a".repeat(63)))
         .await
@@ -113,11 +105,7 @@ async fn slugs_are_derived_from_names() {
         ("Café Zürich 2025", "caf-z-rich-2025"),
         ("Données Ünïcode Ltd", "donn-es-n-code-ltd"),
     ] {
-        assert_eq!(
-            create(&app, name, None).await.expect(name).slug,
-            slug,
-            "{name}"
-        );
+        assert_eq!(create(&app, name, None).await.expect(name).slug, slug, "{name}");
     }
     let long = format!("{} tail", "x".repeat(70));
     assert_eq!(
@@ -287,11 +275,7 @@ async fn bad_emails_roles_ids_and_pages_name_their_field() {
     ];
     for (result, expected_reason, field) in cases {
         let status = assert_error(result, Code::InvalidArgument, expected_reason);
-        assert_eq!(
-            info_meta(&status, "field").as_deref(),
-            Some(field),
-            "{status:?}"
-        );
+        assert_eq!(info_meta(&status, "field").as_deref(), Some(field), "{status:?}");
         // A BadRequest detail names the field too.
         let details = tonic_types::StatusExt::get_error_details(&status);
         let violations = details
