@@ -119,7 +119,8 @@ impl TestApp {
         }
     }
 
-    pub async fn stop(mut self) {
+    /// Stops the server, keeping its directory (and a SQLite database in it).
+    pub async fn stop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }

@@ -4,10 +4,12 @@
 
 mod auth;
 mod cli;
+mod envoy;
 mod helpers;
 mod isolation;
 mod last_admin;
 mod organizations;
 mod permissions;
+mod rest;
 mod spaces;
 mod validation;
