@@ -28,6 +28,13 @@ impl Secret {
     }
 }
 
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(<redacted>)")
@@ -165,10 +172,11 @@ impl Authenticator {
         let value = header
             .to_str()
             .map_err(|_| Error::unauthenticated("the authorization header is malformed"))?;
+        // The scheme is case-insensitive (RFC 7235).
         let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .map(str::trim)
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
             .filter(|t| !t.is_empty())
             .ok_or_else(|| Error::unauthenticated("the authorization header must be 'Bearer <token>'"))?;
         let claims = self.verify(token)?;

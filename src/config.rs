@@ -66,7 +66,7 @@ pub struct DataArgs {
 pub struct JwtArgs {
     /// HS256 secret; default: generated on first start into the data dir.
     #[arg(long, env = "ORGD_JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<String>,
+    pub jwt_secret: Option<Secret>,
     /// PEM file of an RSA or EC public key, for RS256/ES256 tokens.
     #[arg(long, env = "ORGD_JWT_PUBLIC_KEY")]
     pub jwt_public_key: Option<PathBuf>,
@@ -152,23 +152,32 @@ impl DataArgs {
 
 impl JwtArgs {
     /// The HS256 secret: the configured one, or the one kept in the data
-    /// dir (generated on first use, readable by the owner only).
+    /// dir (generated on first use, readable by the owner only). Secrets
+    /// shorter than 16 characters are refused.
     pub fn secret(&self, data_dir: &Path) -> std::io::Result<Secret> {
-        if let Some(s) = self.jwt_secret.as_ref().filter(|s| !s.is_empty()) {
-            return Ok(Secret::new(s.clone()));
+        let too_short = |what: &str| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{what} is shorter than {MIN_SECRET_LEN} characters"),
+            )
+        };
+        if let Some(s) = self.jwt_secret.as_ref().filter(|s| !s.expose().is_empty()) {
+            if s.expose().len() < MIN_SECRET_LEN {
+                return Err(too_short("ORGD_JWT_SECRET"));
+            }
+            return Ok(s.clone());
         }
         let path = data_dir.join("jwt_secret");
-        match std::fs::read_to_string(&path) {
-            Ok(s) if !s.trim().is_empty() => return Ok(Secret::new(s.trim().to_owned())),
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+        if !path.exists() {
+            std::fs::create_dir_all(data_dir)?;
+            create_secret_file(&path, &hex::encode(rand::random::<[u8; 32]>()))?;
         }
-        std::fs::create_dir_all(data_dir)?;
-        write_private(&path, &hex::encode(rand::random::<[u8; 32]>()))?;
         // Read back: a concurrent first start may have written its own.
-        let secret = std::fs::read_to_string(&path)?;
-        Ok(Secret::new(secret.trim().to_owned()))
+        let secret = std::fs::read_to_string(&path)?.trim().to_owned();
+        if secret.len() < MIN_SECRET_LEN {
+            return Err(too_short(&format!("the secret in {}", path.display())));
+        }
+        Ok(Secret::new(secret))
     }
 
     pub fn auth_config(&self, data_dir: &Path) -> std::io::Result<AuthConfig> {
@@ -185,8 +194,14 @@ impl JwtArgs {
     }
 }
 
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+pub const MIN_SECRET_LEN: usize = 16;
+
+/// Writes the secret to a private temporary file, then links it into place
+/// only if no secret exists yet: readers never see a partial file, and the
+/// first of two concurrent writers wins.
+fn create_secret_file(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
+    let tmp = path.with_extension(format!("tmp.{}", uuid::Uuid::new_v4().simple()));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -194,12 +209,16 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    match options.open(path) {
-        Ok(mut f) => f.write_all(contents.as_bytes()),
-        // Another process created it first: both use that one.
+    let written = options.open(&tmp).and_then(|mut f| {
+        f.write_all(contents.as_bytes())?;
+        f.sync_all()
+    });
+    let linked = written.and_then(|()| match std::fs::hard_link(&tmp, path) {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e),
-    }
+        other => other,
+    });
+    let _ = std::fs::remove_file(&tmp);
+    linked
 }
 
 #[cfg(test)]
@@ -207,7 +226,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn secrets_are_generated_once_and_short_ones_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let args = JwtArgs {
+            jwt_secret: None,
+            jwt_public_key: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+        };
+        let first = args.secret(dir.path()).expect("generated");
+        assert_eq!(first.expose().len(), 64);
+        assert_eq!(args.secret(dir.path()).expect("kept"), first);
+        std::fs::write(dir.path().join("jwt_secret"), "").expect("truncate");
+        assert!(
+            args.secret(dir.path()).is_err(),
+            "an empty secret file is refused"
+        );
+        let short = JwtArgs {
+            jwt_secret: Some(Secret::new("short")),
+            ..args
+        };
+        assert!(short.secret(dir.path()).is_err());
+    }
+
+    #[test]
     fn urls_are_redacted() {
+        let jwt = JwtArgs {
+            jwt_secret: Some(Secret::new("hunter2hunter2hunter2")),
+            jwt_public_key: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+        };
+        assert!(!format!("{jwt:?}").contains("hunter2"));
         assert_eq!(
             redact_url("postgres://orgd:s3cret@db:5432/orgd"),
             "postgres://orgd:***@db:5432/orgd"

@@ -33,6 +33,13 @@ pub mod proto {
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("orgd_descriptor");
 }
 
+/// The gRPC services orgd serves, as health checks name them.
+pub const SERVICE_NAMES: &[&str] = &[
+    "orgd.v1.OrganizationService",
+    "orgd.v1.SpaceService",
+    "orgd.v1.AggregationService",
+];
+
 /// What every handler shares.
 pub struct App {
     pub store: Arc<dyn Store>,
@@ -130,7 +137,9 @@ pub async fn serve(
                 } else {
                     tonic_health::ServingStatus::NotServing
                 };
-                reporter.set_service_status("", status).await;
+                for service in SERVICE_NAMES.iter().copied().chain([""]) {
+                    reporter.set_service_status(service, status).await;
+                }
             }
         }
     });

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::sync::Once;
 
 use orgd::auth::{AuthConfig, Claims, Secret, issue_token};
-use orgd::proto::aggregation_service_client::AggregationServiceClient;
 use orgd::proto::organization_service_client::OrganizationServiceClient;
 use orgd::proto::space_service_client::SpaceServiceClient;
 use orgd::proto::*;
@@ -135,10 +134,6 @@ impl TestApp {
 
     pub fn spaces(&self) -> SpaceServiceClient<Channel> {
         SpaceServiceClient::new(self.channel.clone())
-    }
-
-    pub fn aggregation(&self) -> AggregationServiceClient<Channel> {
-        AggregationServiceClient::new(self.channel.clone())
     }
 
     /// Creates an organization as the superadmin, with `admin` as its admin.
