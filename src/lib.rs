@@ -153,7 +153,9 @@ pub async fn serve(
             api::organizations::OrganizationApi::new(app.clone()),
         ))
         .add_service(SpaceServiceServer::new(api::spaces::SpaceApi::new(app.clone())))
-        .add_service(AggregationServiceServer::new(api::aggregation::AggregationApi))
+        .add_service(AggregationServiceServer::new(
+            api::aggregation::AggregationApi::new(app.clone()),
+        ))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await;
     watcher.abort();

@@ -3,6 +3,7 @@
 //! mapped to gRPC statuses here, in one place.
 
 pub mod aggregation;
+pub mod content;
 pub mod organizations;
 pub mod spaces;
 
@@ -189,4 +190,26 @@ pub fn organization_details(d: &OrganizationDetails) -> proto::OrganizationDetai
 /// Logs a storage-directory failure and answers INTERNAL.
 pub fn storage_error(what: &str, org: Uuid, e: std::io::Error) -> Error {
     Error::internal(what, format!("organization {org}: {e}"))
+}
+
+/// Resolves an organization by slug and checks the caller may do `action`:
+/// NOT_FOUND for an unknown slug, PERMISSION_DENIED for an existing one the
+/// caller may not see or change.
+pub async fn org_access(
+    app: &crate::App,
+    caller: &crate::domain::access::Caller,
+    slug: &str,
+    action: crate::domain::access::OrgAction,
+) -> crate::domain::Result<crate::domain::model::OrgAccess> {
+    let slug = slug.trim();
+    if slug.is_empty() {
+        return Err(Error::missing("slug", "organization slug is required"));
+    }
+    let access = app
+        .store
+        .organization_access(slug, caller.user_id)
+        .await?
+        .ok_or_else(|| Error::org_not_found(slug))?;
+    crate::domain::access::check_org(caller, &access, action)?;
+    Ok(access)
 }

@@ -28,22 +28,8 @@ impl OrganizationApi {
         Self { app }
     }
 
-    /// Resolves the organization and checks the caller may do `action`:
-    /// NOT_FOUND for an unknown slug, PERMISSION_DENIED for an existing one
-    /// the caller may not see or change.
     async fn access(&self, caller: &Caller, slug: &str, action: OrgAction) -> Result<OrgAccess> {
-        let slug = slug.trim();
-        if slug.is_empty() {
-            return Err(Error::missing("slug", "organization slug is required"));
-        }
-        let access = self
-            .app
-            .store
-            .organization_access(slug, caller.user_id)
-            .await?
-            .ok_or_else(|| Error::org_not_found(slug))?;
-        check_org(caller, &access, action)?;
-        Ok(access)
+        super::org_access(&self.app, caller, slug, action).await
     }
 
     async fn details(&self, org: Organization) -> Result<OrganizationDetails> {

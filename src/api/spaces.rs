@@ -1,5 +1,5 @@
-//! SpaceService: the registry of spaces and their members. The content half
-//! (batch upserts and deletes) is not implemented yet.
+//! SpaceService: the registry of spaces and their members, and the write
+//! side of space content (batch upserts and deletes).
 
 use std::sync::Arc;
 
@@ -7,9 +7,10 @@ use tonic::{Request, Response, Status};
 use tracing::instrument;
 use uuid::Uuid;
 
-use super::{count, created, member, no_content, non_empty, resource, space};
+use super::{content, count, created, member, no_content, non_empty, resource, space};
 use crate::App;
 use crate::domain::access::{Caller, SpaceAction, check_space};
+use crate::domain::content::{ContentKind, MAX_BATCH, check_batch};
 use crate::domain::model::SpaceAccess;
 use crate::domain::page::PageRequest;
 use crate::domain::types::{
@@ -33,6 +34,27 @@ impl SpaceApi {
         Self { app }
     }
 
+    /// Authenticates, and checks the caller may write the space's content.
+    async fn writable<T: SpaceScoped>(&self, request: Request<T>) -> Result<(Uuid, T)> {
+        let caller = self.app.auth.caller(&request).await?;
+        let access = self
+            .access(&caller, request.get_ref().space_id(), SpaceAction::WriteContent)
+            .await?;
+        Ok((access.space.id, request.into_inner()))
+    }
+
+    async fn delete(
+        &self,
+        kind: ContentKind,
+        space: Uuid,
+        field: &'static str,
+        raw_id: &str,
+    ) -> Result<Response<DeleteContentResponse>, Status> {
+        let id = parse_id(field, raw_id)?;
+        self.app.store.delete_content(kind, space, id).await?;
+        Ok(no_content(DeleteContentResponse {}))
+    }
+
     /// Resolves the space and checks the caller may do `action`.
     async fn access(&self, caller: &Caller, raw_id: &str, action: SpaceAction) -> Result<SpaceAccess> {
         let id = parse_id("space_id", raw_id)?;
@@ -45,6 +67,46 @@ impl SpaceApi {
         check_space(caller, &access, action)?;
         Ok(access)
     }
+}
+
+/// Requests addressed to one space's content.
+pub trait SpaceScoped {
+    fn space_id(&self) -> &str;
+}
+
+macro_rules! space_scoped {
+    ($($t:ty),+) => {$(
+        impl SpaceScoped for $t {
+            fn space_id(&self) -> &str {
+                &self.space_id
+            }
+        }
+    )+};
+}
+space_scoped!(
+    BatchUpsertProductsRequest,
+    BatchUpsertContractsRequest,
+    BatchUpsertIssuesRequest,
+    BatchUpsertQualityChecksRequest,
+    DeleteProductRequest,
+    DeleteContractRequest,
+    DeleteIssueRequest,
+    DeleteQualityCheckRequest
+);
+
+/// Validates a whole batch before anything is written: its size, every item
+/// (errors name `items[i].field`), and that ids are distinct.
+fn batch<P, D>(raw: &[P], parse: impl Fn(&P) -> Result<D>, id: impl Fn(&D) -> Uuid) -> Result<Vec<D>> {
+    if raw.len() > MAX_BATCH {
+        return Err(Error::invalid(
+            "BATCH_TOO_LARGE",
+            "items",
+            format!("a batch holds at most {MAX_BATCH} items, got {}", raw.len()),
+        ));
+    }
+    let items = content::items(raw, parse)?;
+    check_batch(&items.iter().map(id).collect::<Vec<_>>())?;
+    Ok(items)
 }
 
 fn not_found(id: Uuid) -> Error {
@@ -290,59 +352,100 @@ impl SpaceService for SpaceApi {
         Ok(no_content(RemoveSpaceMemberResponse {}))
     }
 
+    #[instrument(skip_all, fields(rpc = "BatchUpsertProducts"))]
     async fn batch_upsert_products(
         &self,
-        _request: Request<BatchUpsertProductsRequest>,
+        request: Request<BatchUpsertProductsRequest>,
     ) -> Result<Response<BatchUpsertResponse>, Status> {
-        Err(Error::unimplemented("BatchUpsertProducts").into())
+        let (space, req) = self.writable(request).await?;
+        let items = batch(&req.items, content::product_input, |i| i.id)?;
+        let upserted = self.app.store.upsert_products(space, &items).await?;
+        Ok(Response::new(BatchUpsertResponse {
+            upserted: count(upserted as i64),
+        }))
     }
 
+    #[instrument(skip_all, fields(rpc = "DeleteProduct"))]
     async fn delete_product(
         &self,
-        _request: Request<DeleteProductRequest>,
+        request: Request<DeleteProductRequest>,
     ) -> Result<Response<DeleteContentResponse>, Status> {
-        Err(Error::unimplemented("DeleteProduct").into())
+        let (space, req) = self.writable(request).await?;
+        self.delete(ContentKind::Product, space, "product_id", &req.product_id)
+            .await
     }
 
+    #[instrument(skip_all, fields(rpc = "BatchUpsertContracts"))]
     async fn batch_upsert_contracts(
         &self,
-        _request: Request<BatchUpsertContractsRequest>,
+        request: Request<BatchUpsertContractsRequest>,
     ) -> Result<Response<BatchUpsertResponse>, Status> {
-        Err(Error::unimplemented("BatchUpsertContracts").into())
+        let (space, req) = self.writable(request).await?;
+        let items = batch(&req.items, content::contract_input, |i| i.id)?;
+        let upserted = self.app.store.upsert_contracts(space, &items).await?;
+        Ok(Response::new(BatchUpsertResponse {
+            upserted: count(upserted as i64),
+        }))
     }
 
+    #[instrument(skip_all, fields(rpc = "DeleteContract"))]
     async fn delete_contract(
         &self,
-        _request: Request<DeleteContractRequest>,
+        request: Request<DeleteContractRequest>,
     ) -> Result<Response<DeleteContentResponse>, Status> {
-        Err(Error::unimplemented("DeleteContract").into())
+        let (space, req) = self.writable(request).await?;
+        self.delete(ContentKind::Contract, space, "contract_id", &req.contract_id)
+            .await
     }
 
+    #[instrument(skip_all, fields(rpc = "BatchUpsertIssues"))]
     async fn batch_upsert_issues(
         &self,
-        _request: Request<BatchUpsertIssuesRequest>,
+        request: Request<BatchUpsertIssuesRequest>,
     ) -> Result<Response<BatchUpsertResponse>, Status> {
-        Err(Error::unimplemented("BatchUpsertIssues").into())
+        let (space, req) = self.writable(request).await?;
+        let items = batch(&req.items, content::issue_input, |i| i.id)?;
+        let upserted = self.app.store.upsert_issues(space, &items).await?;
+        Ok(Response::new(BatchUpsertResponse {
+            upserted: count(upserted as i64),
+        }))
     }
 
+    #[instrument(skip_all, fields(rpc = "DeleteIssue"))]
     async fn delete_issue(
         &self,
-        _request: Request<DeleteIssueRequest>,
+        request: Request<DeleteIssueRequest>,
     ) -> Result<Response<DeleteContentResponse>, Status> {
-        Err(Error::unimplemented("DeleteIssue").into())
+        let (space, req) = self.writable(request).await?;
+        self.delete(ContentKind::Issue, space, "issue_id", &req.issue_id)
+            .await
     }
 
+    #[instrument(skip_all, fields(rpc = "BatchUpsertQualityChecks"))]
     async fn batch_upsert_quality_checks(
         &self,
-        _request: Request<BatchUpsertQualityChecksRequest>,
+        request: Request<BatchUpsertQualityChecksRequest>,
     ) -> Result<Response<BatchUpsertResponse>, Status> {
-        Err(Error::unimplemented("BatchUpsertQualityChecks").into())
+        let (space, req) = self.writable(request).await?;
+        let items = batch(&req.items, content::quality_check_input, |i| i.id)?;
+        let upserted = self.app.store.upsert_quality_checks(space, &items).await?;
+        Ok(Response::new(BatchUpsertResponse {
+            upserted: count(upserted as i64),
+        }))
     }
 
+    #[instrument(skip_all, fields(rpc = "DeleteQualityCheck"))]
     async fn delete_quality_check(
         &self,
-        _request: Request<DeleteQualityCheckRequest>,
+        request: Request<DeleteQualityCheckRequest>,
     ) -> Result<Response<DeleteContentResponse>, Status> {
-        Err(Error::unimplemented("DeleteQualityCheck").into())
+        let (space, req) = self.writable(request).await?;
+        self.delete(
+            ContentKind::QualityCheck,
+            space,
+            "quality_check_id",
+            &req.quality_check_id,
+        )
+        .await
     }
 }

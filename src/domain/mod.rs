@@ -1,6 +1,7 @@
 //! Validated types and the rules of orgd. Knows nothing of tonic or sqlx.
 
 pub mod access;
+pub mod content;
 pub mod error;
 pub mod model;
 pub mod page;

@@ -134,3 +134,89 @@ impl Member {
         }
     }
 }
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Product {
+    pub id: Uuid,
+    pub name: String,
+    pub slug: String,
+    pub description: String,
+    pub product_type: String,
+    pub provider: String,
+    pub tags: Vec<String>,
+    pub quality_score: Option<f64>,
+    pub is_archived: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub space: SpaceRef,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Contract {
+    pub id: Uuid,
+    pub name: String,
+    pub description: String,
+    pub status: String,
+    pub producer_id: String,
+    pub producer_name: String,
+    pub consumer_id: String,
+    pub consumer_name: String,
+    pub freshness_hours: i32,
+    pub availability_percent: f64,
+    pub quality_score_min: f64,
+    pub response_time_hours: i32,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub space: SpaceRef,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Issue {
+    pub id: Uuid,
+    pub title: String,
+    pub description: String,
+    pub status: String,
+    pub priority: String,
+    pub product_id: Option<Uuid>,
+    pub assignee_id: Option<Uuid>,
+    pub reporter_id: Option<Uuid>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub space: SpaceRef,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct QualityCheck {
+    pub id: Uuid,
+    pub name: String,
+    pub check_type: String,
+    pub severity: String,
+    pub product_ids: Vec<Uuid>,
+    pub last_status: Option<String>,
+    pub last_run_at: Option<i64>,
+    pub is_archived: bool,
+    pub created_at: i64,
+    pub space: SpaceRef,
+}
+
+/// GetStats, over the spaces the caller can see (but `total_users`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stats {
+    pub total_spaces: i64,
+    pub total_products: i64,
+    pub total_users: i64,
+    pub quality_score: Option<f64>,
+    pub open_issues: i64,
+    pub active_contracts: i64,
+}
+
+macro_rules! content_cursor {
+    ($($t:ty),+) => {$(
+        impl $t {
+            pub fn cursor(&self) -> Cursor {
+                Cursor { created_at: self.created_at, id: self.id }
+            }
+        }
+    )+};
+}
+content_cursor!(Product, Contract, Issue, QualityCheck);

@@ -273,6 +273,39 @@ string_enum!(
     }
 );
 
+string_enum!(
+    /// The state of a data contract.
+    ContractStatus, "INVALID_STATUS", "contract status", {
+        Draft => "draft", Active => "active", Expired => "expired", Deprecated => "deprecated"
+    }
+);
+
+string_enum!(
+    /// The state of an issue.
+    IssueStatus, "INVALID_STATUS", "issue status", {
+        Open => "open", InProgress => "in_progress", Resolved => "resolved", WontFix => "wont_fix"
+    }
+);
+
+string_enum!(
+    /// How urgent an issue is.
+    IssuePriority, "INVALID_PRIORITY", "issue priority", {
+        Low => "low", Medium => "medium", High => "high", Critical => "critical"
+    }
+);
+
+string_enum!(
+    /// How bad a failing quality check is.
+    Severity, "INVALID_SEVERITY", "severity", { Warning => "warning", Error => "error", Critical => "critical" }
+);
+
+string_enum!(
+    /// The result of a quality check's last run.
+    CheckStatus, "INVALID_STATUS", "check status", {
+        Pass => "pass", Fail => "fail", Warning => "warning", Error => "error"
+    }
+);
+
 /// The agent of a space, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Agent {

@@ -4,6 +4,7 @@
 //! (unique slugs, one membership per user, one organization per space, at
 //! least one admin per organization) are held by the schema itself.
 
+mod content_sql;
 mod postgres;
 mod sql;
 mod sqlite;
@@ -13,6 +14,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use uuid::Uuid;
 
+use crate::domain::content::{
+    ContentKind, ContractFilter, ContractInput, IssueFilter, IssueInput, ProductFilter, ProductInput,
+    QualityCheckFilter, QualityCheckInput, Scope,
+};
+use crate::domain::model::{Contract, Issue, Product, QualityCheck, Stats};
 use crate::domain::model::{
     Member, OrgAccess, Organization, OrganizationDetails, OrganizationSummary, Page, Space, SpaceAccess, User,
 };
@@ -104,8 +110,46 @@ pub struct SpaceFilter {
     pub organization_id: Option<Uuid>,
 }
 
+/// The content half: batch upserts and deletes by internal writers, and the
+/// aggregated, visibility-scoped reads.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait ContentStore: Send + Sync + 'static {
+    /// Each returns the number of items in the batch (inserted or replaced).
+    async fn upsert_products(&self, space: Uuid, items: &[ProductInput]) -> Result<u64>;
+    async fn upsert_contracts(&self, space: Uuid, items: &[ContractInput]) -> Result<u64>;
+    async fn upsert_issues(&self, space: Uuid, items: &[IssueInput]) -> Result<u64>;
+    async fn upsert_quality_checks(&self, space: Uuid, items: &[QualityCheckInput]) -> Result<u64>;
+    async fn delete_content(&self, kind: ContentKind, space: Uuid, id: Uuid) -> Result<()>;
+
+    async fn list_products(
+        &self,
+        scope: &Scope,
+        filter: &ProductFilter,
+        page: PageRequest,
+    ) -> Result<Page<Product>>;
+    async fn list_contracts(
+        &self,
+        scope: &Scope,
+        filter: &ContractFilter,
+        page: PageRequest,
+    ) -> Result<Page<Contract>>;
+    async fn list_issues(
+        &self,
+        scope: &Scope,
+        filter: &IssueFilter,
+        page: PageRequest,
+    ) -> Result<Page<Issue>>;
+    async fn list_quality_checks(
+        &self,
+        scope: &Scope,
+        filter: &QualityCheckFilter,
+        page: PageRequest,
+    ) -> Result<Page<QualityCheck>>;
+    async fn stats(&self, scope: &Scope) -> Result<Stats>;
+}
+
+#[async_trait]
+pub trait Store: ContentStore {
     /// Which backend this is ("sqlite" or "postgres").
     fn backend(&self) -> &'static str;
     /// Applies pending migrations.
@@ -211,6 +255,10 @@ impl From<sqlx::Error> for Error {
 pub(crate) fn last_admin() -> Error {
     Error::failed_precondition("LAST_ADMIN", "an organization must keep at least one admin")
 }
+
+/// The tables holding space content; each row carries its space's
+/// organization.
+pub(crate) const CONTENT_TABLES: [&str; 4] = ["products", "contracts", "issues", "quality_checks"];
 
 pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.kind() == sqlx::error::ErrorKind::UniqueViolation)

@@ -16,6 +16,7 @@ impl PostgresStore {
     const NAME: &'static str = "postgres";
     const LIKE: &'static str = "ILIKE";
     const LOCK: &'static str = " FOR UPDATE";
+    const DISTINCT: &'static str = "IS DISTINCT FROM";
     const MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
     pub async fn connect(url: &str, options: &StoreOptions) -> crate::domain::Result<Self> {
@@ -32,6 +33,17 @@ impl PostgresStore {
         Ok(Self { pool })
     }
 
+    /// Substring search over name and description: ILIKE, which the pg_trgm
+    /// GIN indexes serve for terms of 3+ characters.
+    fn push_search(qb: &mut sqlx::QueryBuilder<sqlx::Postgres>, alias: &str, _fts: &str, term: &str) {
+        let pattern = super::like_pattern(term);
+        qb.push(format!(" AND ({alias}.name ILIKE "));
+        qb.push_bind(pattern.clone());
+        qb.push(format!(" ESCAPE '\\' OR {alias}.description ILIKE "));
+        qb.push_bind(pattern);
+        qb.push(" ESCAPE '\\')");
+    }
+
     fn writer(&self) -> &PgPool {
         &self.pool
     }
@@ -42,3 +54,4 @@ impl PostgresStore {
 }
 
 super::sql::impl_store!(PostgresStore, sqlx::Postgres);
+super::content_sql::impl_content_store!(PostgresStore, sqlx::Postgres);

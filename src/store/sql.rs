@@ -204,6 +204,21 @@ macro_rules! impl_store {
             Ok(org_role(role)?)
         }
 
+        /// Keeps the organization carried by a space's content in step with
+        /// the space.
+        async fn set_content_org(tx: &mut Tx, space: Uuid, org: Option<Uuid>) -> Result<()> {
+            for table in crate::store::CONTENT_TABLES {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "UPDATE {table} SET organization_id = $1 WHERE space_id = $2"
+                )))
+                .bind(org)
+                .bind(space)
+                .execute(&mut **tx)
+                .await?;
+            }
+            Ok(())
+        }
+
         async fn admin_count(tx: &mut Tx, org: Uuid) -> Result<i64> {
             Ok(sqlx::query_scalar("SELECT count(*) FROM memberships WHERE organization_id = $1 AND role = 'admin'")
                 .bind(org)
@@ -476,6 +491,14 @@ macro_rules! impl_store {
                     .bind(id)
                     .fetch_all(&mut *tx)
                     .await?;
+                for table in crate::store::CONTENT_TABLES {
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "UPDATE {table} SET organization_id = NULL WHERE organization_id = $1"
+                    )))
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 let done = sqlx::query("DELETE FROM organizations WHERE id = $1").bind(id).execute(&mut *tx).await?;
                 if done.rows_affected() == 0 {
                     return Err(Error::not_found("ORG_NOT_FOUND", "organization not found"));
@@ -485,6 +508,7 @@ macro_rules! impl_store {
             }
 
             async fn attach_space(&self, org: Uuid, space: Uuid) -> Result<Space> {
+                let mut tx = self.writer().begin().await?;
                 let row = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "UPDATE spaces SET organization_id = $1, updated_at = $3 \
                      WHERE id = $2 AND organization_id IS NULL RETURNING {SPACE_RETURNING}"
@@ -492,14 +516,16 @@ macro_rules! impl_store {
                 .bind(org)
                 .bind(space)
                 .bind(now_micros())
-                .fetch_optional(self.writer())
+                .fetch_optional(&mut *tx)
                 .await?;
                 if let Some(row) = row {
+                    set_content_org(&mut tx, space, Some(org)).await?;
+                    tx.commit().await?;
                     return Ok(space_from(&row)?);
                 }
                 let owner: Option<Option<Uuid>> = sqlx::query_scalar("SELECT organization_id FROM spaces WHERE id = $1")
                     .bind(space)
-                    .fetch_optional(self.writer())
+                    .fetch_optional(&mut *tx)
                     .await?;
                 Err(match owner {
                     None => space_not_found(space),
@@ -517,13 +543,14 @@ macro_rules! impl_store {
             }
 
             async fn detach_space(&self, org: Uuid, space: Uuid) -> Result<()> {
+                let mut tx = self.writer().begin().await?;
                 let done = sqlx::query(
                     "UPDATE spaces SET organization_id = NULL, updated_at = $3 WHERE id = $2 AND organization_id = $1",
                 )
                 .bind(org)
                 .bind(space)
                 .bind(now_micros())
-                .execute(self.writer())
+                .execute(&mut *tx)
                 .await?;
                 if done.rows_affected() == 0 {
                     return Err(Error::not_found(
@@ -532,6 +559,8 @@ macro_rules! impl_store {
                     )
                     .with("space_id", space.to_string()));
                 }
+                set_content_org(&mut tx, space, None).await?;
+                tx.commit().await?;
                 Ok(())
             }
 

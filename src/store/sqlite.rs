@@ -20,6 +20,7 @@ impl SqliteStore {
     const NAME: &'static str = "sqlite";
     const LIKE: &'static str = "LIKE";
     const LOCK: &'static str = "";
+    const DISTINCT: &'static str = "IS NOT";
     const MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
     pub async fn connect(url: &str, options: &StoreOptions) -> crate::domain::Result<Self> {
@@ -49,6 +50,26 @@ impl SqliteStore {
         Ok(Self { writer, reader })
     }
 
+    /// Substring search over name and description: FTS5's trigram index
+    /// for terms of 3+ characters, LIKE for shorter ones.
+    fn push_search(qb: &mut sqlx::QueryBuilder<sqlx::Sqlite>, alias: &str, fts: &str, term: &str) {
+        if term.chars().count() >= 3 {
+            qb.push(format!(
+                " AND {alias}.rowid IN (SELECT rowid FROM {fts} WHERE {fts} MATCH "
+            ));
+            // One FTS5 string: the whole term as a phrase.
+            qb.push_bind(format!("\"{}\"", term.replace('"', "\"\"")));
+            qb.push(")");
+        } else {
+            let pattern = super::like_pattern(term);
+            qb.push(format!(" AND ({alias}.name LIKE "));
+            qb.push_bind(pattern.clone());
+            qb.push(format!(" ESCAPE '\\' OR {alias}.description LIKE "));
+            qb.push_bind(pattern);
+            qb.push(" ESCAPE '\\')");
+        }
+    }
+
     fn writer(&self) -> &SqlitePool {
         &self.writer
     }
@@ -59,3 +80,4 @@ impl SqliteStore {
 }
 
 super::sql::impl_store!(SqliteStore, sqlx::Sqlite);
+super::content_sql::impl_content_store!(SqliteStore, sqlx::Sqlite);

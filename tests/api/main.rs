@@ -2,6 +2,7 @@
 //! through the generated tonic clients (and grpcurl), on the backend chosen
 //! by ORGD_TEST_BACKEND.
 
+mod aggregation;
 mod auth;
 mod cli;
 mod envoy;

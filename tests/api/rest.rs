@@ -500,9 +500,8 @@ async fn query_parameters_map_to_the_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_documented_path_reaches_orgd() {
     // Each path of SPEC §3 is transcoded to its RPC: none is Envoy's
-    // ROUTE_NOT_FOUND. Without a token, orgd itself answers 401 for the
-    // implemented ones; the content and aggregation RPCs still to come
-    // answer 501 NOT_IMPLEMENTED from orgd.
+    // ROUTE_NOT_FOUND. Without a token, orgd itself answers 401; the audit
+    // RPCs still to come answer 501 NOT_IMPLEMENTED from orgd.
     let rest = Rest::start().await;
     let id = uuid::Uuid::new_v4();
     let paths: Vec<(Method, String)> = vec![
@@ -650,4 +649,219 @@ async fn two_instances_behind_one_envoy_share_writes_and_survive_one_stopping() 
     assert_eq!(after.status(), 201);
     drop(second);
     drop(first);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn content_and_aggregations_over_rest() {
+    let rest = Rest::start().await;
+    rest.app.create_org("Acme", "acme", "lead@rest.test").await;
+    rest.app.add_user("acme", "member@rest.test", "member").await;
+    let open = rest
+        .app
+        .create_space("Analytics", "organization", "lead@rest.test")
+        .await;
+    let locked = rest
+        .app
+        .create_space("Finance", "restricted", "lead@rest.test")
+        .await;
+    rest.app.attach("acme", &open.id).await;
+    rest.app.attach("acme", &locked.id).await;
+    let lead = token("lead@rest.test");
+    let member = token("member@rest.test");
+    let pid = uuid::Uuid::new_v4().to_string();
+
+    let upserted = rest
+        .post(
+            &format!("/spaces/{}/products:batchUpsert", open.id),
+            &lead,
+            json!({"items": [
+                {"id": pid, "name": "Revenue Daily", "description": "daily revenue", "product_type": "table",
+                 "tags": ["finance", "daily"], "quality_score": 0.9, "created_at": "2025-01-01T00:00:00Z"},
+                {"id": uuid::Uuid::new_v4().to_string(), "name": "Churn Model", "product_type": "ml_model",
+                 "created_at": "2025-01-02T00:00:00Z"}
+            ]}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(upserted, json!({"upserted": 2}));
+    rest.post(
+        &format!("/spaces/{}/products:batchUpsert", locked.id),
+        &lead,
+        json!({"items": [{"id": uuid::Uuid::new_v4().to_string(), "name": "Ledger"}]}),
+    )
+    .await
+    .expect(200);
+    rest.post(
+        &format!("/spaces/{}/contracts:batchUpsert", open.id),
+        &lead,
+        json!({"items": [
+            {"id": uuid::Uuid::new_v4().to_string(), "name": "Orders", "status": "active",
+             "sla": {"freshness_hours": 24, "availability_percent": 99.5, "quality_score_min": 0.8}},
+            {"id": uuid::Uuid::new_v4().to_string(), "name": "Billing", "status": "draft"},
+            {"id": uuid::Uuid::new_v4().to_string(), "name": "Legacy", "status": "deprecated"}
+        ]}),
+    )
+    .await
+    .expect(200);
+    rest.post(
+        &format!("/spaces/{}/issues:batchUpsert", open.id),
+        &lead,
+        json!({"items": [
+            {"id": uuid::Uuid::new_v4().to_string(), "title": "Broken", "status": "open", "priority": "high"},
+            {"id": uuid::Uuid::new_v4().to_string(), "title": "Slow", "status": "in_progress", "priority": "low"},
+            {"id": uuid::Uuid::new_v4().to_string(), "title": "Done", "status": "resolved", "priority": "high"}
+        ]}),
+    )
+    .await
+    .expect(200);
+    rest.post(
+        &format!("/spaces/{}/quality-checks:batchUpsert", open.id),
+        &lead,
+        json!({"items": [
+            {"id": uuid::Uuid::new_v4().to_string(), "name": "nulls", "severity": "error", "last_status": "pass",
+             "last_run_at": "2025-01-03T00:00:00Z"},
+            {"id": uuid::Uuid::new_v4().to_string(), "name": "old", "severity": "warning", "last_status": "fail",
+             "is_archived": true}
+        ]}),
+    )
+    .await
+    .expect(200);
+
+    let products = rest
+        .get("/organizations/acme/products?search=revenue+daily", &member)
+        .await
+        .expect(200);
+    assert_eq!(
+        keys(&products),
+        vec!["items", "next_page_token", "page", "size", "total"]
+    );
+    assert_eq!(
+        (
+            products["total"].as_i64(),
+            products["page"].as_i64(),
+            products["size"].as_i64()
+        ),
+        (Some(1), Some(1), Some(20))
+    );
+    let item = &products["items"][0];
+    assert_eq!(
+        item["space"],
+        json!({"id": open.id, "name": "Analytics", "slug": "analytics"})
+    );
+    assert_eq!(item["tags"], json!(["finance", "daily"]));
+    assert_eq!(item["quality_score"], 0.9);
+    assert_eq!(item["created_at"], "2025-01-01T00:00:00Z");
+    let all = rest
+        .get("/organizations/acme/products?size=1&page=2", &lead)
+        .await
+        .expect(200);
+    assert_eq!(
+        (all["total"].as_i64(), all["items"].as_array().map(Vec::len)),
+        (Some(3), Some(1))
+    );
+    let member_total = rest
+        .get("/organizations/acme/products", &member)
+        .await
+        .expect(200)["total"]
+        .clone();
+    assert_eq!(member_total, 2, "the restricted space stays hidden");
+    let only = rest
+        .get(
+            &format!("/organizations/acme/products?space_id={}", open.id),
+            &lead,
+        )
+        .await
+        .expect(200);
+    assert_eq!(only["total"], 2);
+
+    let contracts = rest
+        .get("/organizations/acme/contracts?status=active,draft", &member)
+        .await
+        .expect(200);
+    let mut names: Vec<&str> = contracts["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["Billing", "Orders"]);
+    let orders = contracts["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|c| c["name"] == "Orders"))
+        .expect("Orders");
+    assert_eq!(orders["sla"]["availability_percent"], 99.5);
+    assert_eq!(orders["status"], "active");
+    rest.get("/organizations/acme/contracts?status=active,closed", &member)
+        .await
+        .expect_error(400, 3, "INVALID_STATUS");
+
+    let issues = rest
+        .get(
+            "/organizations/acme/issues?status=open,in_progress&priority=high&limit=5",
+            &member,
+        )
+        .await
+        .expect(200);
+    assert_eq!(
+        (issues["total"].as_i64(), issues["size"].as_i64()),
+        (Some(1), Some(5))
+    );
+    assert_eq!(issues["items"][0]["title"], "Broken");
+    assert_eq!(issues["items"][0]["priority"], "high");
+    let quality = rest
+        .get("/organizations/acme/quality?include_archived=true", &member)
+        .await
+        .expect(200);
+    assert_eq!(quality["total"], 2);
+    let passing = rest
+        .get("/organizations/acme/quality?status=pass", &member)
+        .await
+        .expect(200);
+    assert_eq!(passing["items"][0]["last_status"], "pass");
+
+    let stats = rest.get("/organizations/acme/stats", &member).await.expect(200);
+    assert_eq!(stats["quality_score"].as_f64(), Some(1.0), "{stats}");
+    let mut counts = stats.clone();
+    counts.as_object_mut().expect("object").remove("quality_score");
+    assert_eq!(
+        counts,
+        json!({"total_spaces": 1, "total_products": 2, "total_users": 2, "open_issues": 2, "active_contracts": 1})
+    );
+    let admin_stats = rest.get("/organizations/acme/stats", &lead).await.expect(200);
+    assert_eq!(
+        (
+            admin_stats["total_spaces"].as_i64(),
+            admin_stats["total_products"].as_i64()
+        ),
+        (Some(2), Some(3))
+    );
+
+    let bad = rest
+        .post(
+            &format!("/spaces/{}/issues:batchUpsert", open.id),
+            &lead,
+            json!({"items": [{"id": uuid::Uuid::new_v4().to_string(), "title": "x", "status": "open", "priority": "urgent"}]}),
+        )
+        .await;
+    let body = bad.expect_error(400, 3, "INVALID_PRIORITY");
+    assert_eq!(body["details"][0]["metadata"]["field"], "items[0].priority");
+
+    let deleted = rest
+        .delete(&format!("/spaces/{}/products/{pid}", open.id), &lead)
+        .await;
+    deleted.expect(204);
+    assert!(deleted.text.is_empty());
+    rest.delete(&format!("/spaces/{}/products/{pid}", open.id), &lead)
+        .await
+        .expect_error(404, 5, "PRODUCT_NOT_FOUND");
+    rest.get("/organizations/acme/stats", &token("outsider@rest.test"))
+        .await
+        .expect_error(403, 7, "NOT_AUTHORIZED");
+
+    // No check has run in a fresh organization: quality_score is absent.
+    rest.app.create_org("Empty", "empty", "lead@rest.test").await;
+    let empty = rest.get("/organizations/empty/stats", &lead).await.expect(200);
+    assert!(empty.get("quality_score").is_none(), "{empty}");
+    assert_eq!(empty["total_products"], 0);
 }

@@ -1,0 +1,610 @@
+//! The content half of the store (batch upserts, deletes, aggregated lists,
+//! statistics), shared by both backends like `sql.rs`. Expanded inside the
+//! backend module after `impl_store!`, in a child module that sees its
+//! helpers. Backend hooks: `Self::DISTINCT` (null-safe "differs") and
+//! `Self::push_search` (FTS5 trigram / pg_trgm).
+
+macro_rules! impl_content_store {
+    ($store:ty, $db:ty) => {
+        mod content {
+            use super::*;
+            use crate::domain::content::{
+                ContentKind, ContractFilter, ContractInput, IssueFilter, IssueInput, ProductFilter, ProductInput,
+                QualityCheckFilter, QualityCheckInput, Scope,
+            };
+            use crate::domain::model::{Contract, Issue, Product, QualityCheck, Stats};
+            use crate::store::ContentStore;
+
+            const PRODUCT_COLUMNS: &str = "p.id, p.name, p.slug, p.description, p.product_type, p.provider, p.tags, \
+                 p.quality_score, p.is_archived, p.created_at, p.updated_at";
+            const CONTRACT_COLUMNS: &str = "p.id, p.name, p.description, p.status, p.producer_id, p.producer_name, \
+                 p.consumer_id, p.consumer_name, p.freshness_hours, p.availability_percent, p.quality_score_min, \
+                 p.response_time_hours, p.created_at, p.expires_at";
+            const ISSUE_COLUMNS: &str = "p.id, p.title, p.description, p.status, p.priority, p.product_id, \
+                 p.assignee_id, p.reporter_id, p.created_at, p.updated_at";
+            const CHECK_COLUMNS: &str = "p.id, p.name, p.check_type, p.severity, p.product_ids, p.last_status, \
+                 p.last_run_at, p.is_archived, p.created_at";
+
+            fn space_of(row: &DbRow) -> std::result::Result<SpaceRef, sqlx::Error> {
+                Ok(SpaceRef {
+                    id: row.try_get("space_id")?,
+                    name: row.try_get("space_name")?,
+                    slug: row.try_get("space_slug")?,
+                })
+            }
+
+            fn json_list<T: serde::de::DeserializeOwned>(raw: &str) -> std::result::Result<Vec<T>, sqlx::Error> {
+                serde_json::from_str(raw).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+            }
+
+            fn product_from(row: &DbRow) -> std::result::Result<Product, sqlx::Error> {
+                let tags: String = row.try_get("tags")?;
+                Ok(Product {
+                    id: row.try_get("id")?,
+                    name: row.try_get("name")?,
+                    slug: row.try_get("slug")?,
+                    description: row.try_get("description")?,
+                    product_type: row.try_get("product_type")?,
+                    provider: row.try_get("provider")?,
+                    tags: json_list(&tags)?,
+                    quality_score: row.try_get("quality_score")?,
+                    is_archived: row.try_get("is_archived")?,
+                    created_at: row.try_get("created_at")?,
+                    updated_at: row.try_get("updated_at")?,
+                    space: space_of(row)?,
+                })
+            }
+
+            fn contract_from(row: &DbRow) -> std::result::Result<Contract, sqlx::Error> {
+                Ok(Contract {
+                    id: row.try_get("id")?,
+                    name: row.try_get("name")?,
+                    description: row.try_get("description")?,
+                    status: row.try_get("status")?,
+                    producer_id: row.try_get("producer_id")?,
+                    producer_name: row.try_get("producer_name")?,
+                    consumer_id: row.try_get("consumer_id")?,
+                    consumer_name: row.try_get("consumer_name")?,
+                    freshness_hours: row.try_get("freshness_hours")?,
+                    availability_percent: row.try_get("availability_percent")?,
+                    quality_score_min: row.try_get("quality_score_min")?,
+                    response_time_hours: row.try_get("response_time_hours")?,
+                    created_at: row.try_get("created_at")?,
+                    expires_at: row.try_get("expires_at")?,
+                    space: space_of(row)?,
+                })
+            }
+
+            fn issue_from(row: &DbRow) -> std::result::Result<Issue, sqlx::Error> {
+                Ok(Issue {
+                    id: row.try_get("id")?,
+                    title: row.try_get("title")?,
+                    description: row.try_get("description")?,
+                    status: row.try_get("status")?,
+                    priority: row.try_get("priority")?,
+                    product_id: row.try_get("product_id")?,
+                    assignee_id: row.try_get("assignee_id")?,
+                    reporter_id: row.try_get("reporter_id")?,
+                    created_at: row.try_get("created_at")?,
+                    updated_at: row.try_get("updated_at")?,
+                    space: space_of(row)?,
+                })
+            }
+
+            fn check_from(row: &DbRow) -> std::result::Result<QualityCheck, sqlx::Error> {
+                let ids: String = row.try_get("product_ids")?;
+                Ok(QualityCheck {
+                    id: row.try_get("id")?,
+                    name: row.try_get("name")?,
+                    check_type: row.try_get("check_type")?,
+                    severity: row.try_get("severity")?,
+                    product_ids: json_list(&ids)?,
+                    last_status: row.try_get("last_status")?,
+                    last_run_at: row.try_get("last_run_at")?,
+                    is_archived: row.try_get("is_archived")?,
+                    created_at: row.try_get("created_at")?,
+                    space: space_of(row)?,
+                })
+            }
+
+            /// Locks the space (PostgreSQL; SQLite has one writer) so that
+            /// writes to one space, and their counters, run one at a time.
+            /// Returns the space's organization.
+            async fn lock_space(tx: &mut Tx, space: Uuid) -> Result<Option<Uuid>> {
+                let owner: Option<Option<Uuid>> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT organization_id FROM spaces WHERE id = $1{}",
+                    <$store>::LOCK
+                )))
+                .bind(space)
+                .fetch_optional(&mut **tx)
+                .await?;
+                owner.ok_or_else(|| {
+                    Error::not_found("SPACE_NOT_FOUND", format!("space {space} not found"))
+                        .with("space_id", space.to_string())
+                })
+            }
+
+            /// Recomputes the space's counters from its indexes.
+            async fn refresh_stats(tx: &mut Tx, space: Uuid) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO space_stats (space_id, products_active, issues_open, checks_ran, checks_passed) \
+                     SELECT $1, \
+                       (SELECT count(*) FROM products WHERE space_id = $1 AND is_archived = $2), \
+                       (SELECT count(*) FROM issues WHERE space_id = $1 AND status IN ('open', 'in_progress')), \
+                       (SELECT count(*) FROM quality_checks WHERE space_id = $1 AND is_archived = $2 \
+                          AND last_status IS NOT NULL), \
+                       (SELECT count(*) FROM quality_checks WHERE space_id = $1 AND is_archived = $2 \
+                          AND last_status = 'pass') \
+                     ON CONFLICT (space_id) DO UPDATE SET products_active = excluded.products_active, \
+                       issues_open = excluded.issues_open, checks_ran = excluded.checks_ran, \
+                       checks_passed = excluded.checks_passed",
+                )
+                .bind(space)
+                .bind(false)
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            }
+
+            /// Refuses ids that already belong to another space.
+            async fn check_foreign_ids(tx: &mut Tx, kind: ContentKind, space: Uuid, ids: &[Uuid]) -> Result<()> {
+                if ids.is_empty() {
+                    return Ok(());
+                }
+                let mut qb = QueryBuilder::<$db>::new(format!("SELECT id FROM {} WHERE space_id <> ", kind.table()));
+                qb.push_bind(space);
+                qb.push(" AND id IN (");
+                let mut list = qb.separated(", ");
+                for id in ids {
+                    list.push_bind(*id);
+                }
+                qb.push(")");
+                let taken: Option<Uuid> = qb.build_query_scalar().fetch_optional(&mut **tx).await?;
+                if let Some(id) = taken {
+                    let index = ids.iter().position(|i| *i == id).unwrap_or_default();
+                    return Err(Error::failed_precondition(
+                        "ID_IN_OTHER_SPACE",
+                        format!("items[{index}]: {} {id} belongs to another space", kind.noun()),
+                    )
+                    .with("field", format!("items[{index}].id"))
+                    .with("value", id.to_string()));
+                }
+                Ok(())
+            }
+
+            /// `SET a = excluded.a, ... WHERE <row differs>`, for an upsert that
+            /// leaves identical rows untouched.
+            fn push_update(qb: &mut QueryBuilder<$db>, table: &str, columns: &[&str]) {
+                qb.push(" ON CONFLICT (id) DO UPDATE SET ");
+                let sets: Vec<String> = columns.iter().map(|c| format!("{c} = excluded.{c}")).collect();
+                qb.push(sets.join(", "));
+                qb.push(format!(" WHERE {table}.space_id = excluded.space_id AND ("));
+                let compared: Vec<String> = columns
+                    .iter()
+                    .filter(|c| **c != "updated_at")
+                    .map(|c| format!("{table}.{c} {} excluded.{c}", <$store>::DISTINCT))
+                    .collect();
+                qb.push(compared.join(" OR "));
+                qb.push(")");
+            }
+
+            fn unique_name(e: &sqlx::Error, kind: ContentKind) -> Option<Error> {
+                is_unique_violation(e).then(|| {
+                    Error::already_exists(
+                        "NAME_TAKEN",
+                        format!("another {} of this space already has one of these names", kind.noun()),
+                    )
+                    .with("field", "items[].name")
+                })
+            }
+
+            /// The organization and visibility conditions every aggregated
+            /// list and count starts from (content alias `c`).
+            fn push_scope(qb: &mut QueryBuilder<$db>, scope: &Scope) {
+                qb.push(" WHERE c.organization_id = ");
+                qb.push_bind(scope.org);
+                qb.push(" AND c.space_id IN (SELECT s.id FROM spaces s WHERE s.organization_id = ");
+                qb.push_bind(scope.org);
+                if let Some(user) = scope.member {
+                    qb.push(" AND (s.visibility = 'organization' OR s.id IN (SELECT space_id FROM space_members WHERE user_id = ");
+                    qb.push_bind(user);
+                    qb.push("))");
+                }
+                qb.push(")");
+                if let Some(space) = scope.space {
+                    qb.push(" AND c.space_id = ");
+                    qb.push_bind(space);
+                }
+            }
+
+            fn push_in<T: ToString>(qb: &mut QueryBuilder<$db>, column: &str, values: &[T]) {
+                if values.is_empty() {
+                    return;
+                }
+                qb.push(format!(" AND {column} IN ("));
+                let mut list = qb.separated(", ");
+                for v in values {
+                    list.push_bind(v.to_string());
+                }
+                qb.push(")");
+            }
+
+            /// Counts and pages one aggregated list: `filters` appends the
+            /// kind's conditions after the scope; the page of ids is taken
+            /// over the covering index, then joined for the full rows.
+            /// How one kind of content is listed.
+            struct Listing<T> {
+                table: &'static str,
+                columns: &'static str,
+                decode: fn(&DbRow) -> std::result::Result<T, sqlx::Error>,
+                cursor: fn(&T) -> crate::domain::page::Cursor,
+            }
+
+            const PRODUCTS: Listing<Product> =
+                Listing { table: "products", columns: PRODUCT_COLUMNS, decode: product_from, cursor: Product::cursor };
+            const CONTRACTS: Listing<Contract> = Listing {
+                table: "contracts",
+                columns: CONTRACT_COLUMNS,
+                decode: contract_from,
+                cursor: Contract::cursor,
+            };
+            const ISSUES: Listing<Issue> =
+                Listing { table: "issues", columns: ISSUE_COLUMNS, decode: issue_from, cursor: Issue::cursor };
+            const CHECKS: Listing<QualityCheck> = Listing {
+                table: "quality_checks",
+                columns: CHECK_COLUMNS,
+                decode: check_from,
+                cursor: QualityCheck::cursor,
+            };
+
+            async fn list_of<T>(
+                store: &$store,
+                listing: &Listing<T>,
+                page: PageRequest,
+                scope: &Scope,
+                filters: impl Fn(&mut QueryBuilder<$db>),
+            ) -> Result<Page<T>> {
+                let (table, columns, decode, cursor) = (listing.table, listing.columns, listing.decode, listing.cursor);
+                let mut count = QueryBuilder::<$db>::new(format!("SELECT count(*) FROM {table} c"));
+                push_scope(&mut count, scope);
+                filters(&mut count);
+                let total: i64 = count.build_query_scalar().fetch_one(store.reader()).await?;
+
+                let mut qb = QueryBuilder::<$db>::new(format!(
+                    "SELECT {columns}, p.space_id, s.name AS space_name, s.slug AS space_slug \
+                     FROM {table} p JOIN spaces s ON s.id = p.space_id WHERE p.id IN (SELECT c.id FROM {table} c"
+                ));
+                push_scope(&mut qb, scope);
+                filters(&mut qb);
+                push_page(&mut qb, "c.created_at", "c.id", &page);
+                qb.push(") ORDER BY p.created_at DESC, p.id DESC");
+                let rows = qb
+                    .build()
+                    .fetch_all(store.reader())
+                    .await?
+                    .iter()
+                    .map(decode)
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                Ok(page_of(&page, rows, total, cursor))
+            }
+
+            fn micros_or(value: Option<i64>, default: i64) -> i64 {
+                value.unwrap_or(default)
+            }
+
+            #[async_trait]
+            impl ContentStore for $store {
+                async fn upsert_products(&self, space: Uuid, items: &[ProductInput]) -> Result<u64> {
+                    let now = now_micros();
+                    let mut tx = self.writer().begin().await?;
+                    let org = lock_space(&mut tx, space).await?;
+                    let ids: Vec<Uuid> = items.iter().map(|i| i.id).collect();
+                    check_foreign_ids(&mut tx, ContentKind::Product, space, &ids).await?;
+                    if !items.is_empty() {
+                        let mut qb = QueryBuilder::<$db>::new(
+                            "INSERT INTO products (id, space_id, organization_id, name, slug, description, product_type, \
+                             provider, tags, quality_score, is_archived, created_at, updated_at) ",
+                        );
+                        qb.push_values(items, |mut row, item| {
+                            row.push_bind(item.id)
+                                .push_bind(space)
+                                .push_bind(org)
+                                .push_bind(item.name.clone())
+                                .push_bind(item.slug.clone())
+                                .push_bind(item.description.clone())
+                                .push_bind(item.product_type.clone())
+                                .push_bind(item.provider.clone())
+                                .push_bind(serde_json::to_string(&item.tags).unwrap_or_else(|_| "[]".into()))
+                                .push_bind(item.quality_score)
+                                .push_bind(item.is_archived)
+                                .push_bind(micros_or(item.created_at, now))
+                                .push_bind(micros_or(item.updated_at, now));
+                        });
+                        push_update(
+                            &mut qb,
+                            "products",
+                            &["name", "slug", "description", "product_type", "provider", "tags", "quality_score",
+                              "is_archived", "updated_at"],
+                        );
+                        if let Err(e) = qb.build().execute(&mut *tx).await {
+                            return Err(unique_name(&e, ContentKind::Product).unwrap_or_else(|| e.into()));
+                        }
+                    }
+                    refresh_stats(&mut tx, space).await?;
+                    tx.commit().await?;
+                    Ok(items.len() as u64)
+                }
+
+                async fn upsert_contracts(&self, space: Uuid, items: &[ContractInput]) -> Result<u64> {
+                    let now = now_micros();
+                    let mut tx = self.writer().begin().await?;
+                    let org = lock_space(&mut tx, space).await?;
+                    let ids: Vec<Uuid> = items.iter().map(|i| i.id).collect();
+                    check_foreign_ids(&mut tx, ContentKind::Contract, space, &ids).await?;
+                    if !items.is_empty() {
+                        let mut qb = QueryBuilder::<$db>::new(
+                            "INSERT INTO contracts (id, space_id, organization_id, name, description, status, \
+                             producer_id, producer_name, consumer_id, consumer_name, freshness_hours, \
+                             availability_percent, quality_score_min, response_time_hours, created_at, expires_at) ",
+                        );
+                        qb.push_values(items, |mut row, item| {
+                            row.push_bind(item.id)
+                                .push_bind(space)
+                                .push_bind(org)
+                                .push_bind(item.name.clone())
+                                .push_bind(item.description.clone())
+                                .push_bind(item.status.as_str())
+                                .push_bind(item.producer_id.clone())
+                                .push_bind(item.producer_name.clone())
+                                .push_bind(item.consumer_id.clone())
+                                .push_bind(item.consumer_name.clone())
+                                .push_bind(item.freshness_hours)
+                                .push_bind(item.availability_percent)
+                                .push_bind(item.quality_score_min)
+                                .push_bind(item.response_time_hours)
+                                .push_bind(micros_or(item.created_at, now))
+                                .push_bind(item.expires_at);
+                        });
+                        push_update(
+                            &mut qb,
+                            "contracts",
+                            &["name", "description", "status", "producer_id", "producer_name", "consumer_id",
+                              "consumer_name", "freshness_hours", "availability_percent", "quality_score_min",
+                              "response_time_hours", "expires_at"],
+                        );
+                        qb.build().execute(&mut *tx).await?;
+                    }
+                    refresh_stats(&mut tx, space).await?;
+                    tx.commit().await?;
+                    Ok(items.len() as u64)
+                }
+
+                async fn upsert_issues(&self, space: Uuid, items: &[IssueInput]) -> Result<u64> {
+                    let now = now_micros();
+                    let mut tx = self.writer().begin().await?;
+                    let org = lock_space(&mut tx, space).await?;
+                    let ids: Vec<Uuid> = items.iter().map(|i| i.id).collect();
+                    check_foreign_ids(&mut tx, ContentKind::Issue, space, &ids).await?;
+                    if !items.is_empty() {
+                        let mut qb = QueryBuilder::<$db>::new(
+                            "INSERT INTO issues (id, space_id, organization_id, title, description, status, priority, \
+                             product_id, assignee_id, reporter_id, created_at, updated_at) ",
+                        );
+                        qb.push_values(items, |mut row, item| {
+                            row.push_bind(item.id)
+                                .push_bind(space)
+                                .push_bind(org)
+                                .push_bind(item.title.clone())
+                                .push_bind(item.description.clone())
+                                .push_bind(item.status.as_str())
+                                .push_bind(item.priority.as_str())
+                                .push_bind(item.product_id)
+                                .push_bind(item.assignee_id)
+                                .push_bind(item.reporter_id)
+                                .push_bind(micros_or(item.created_at, now))
+                                .push_bind(micros_or(item.updated_at, now));
+                        });
+                        push_update(
+                            &mut qb,
+                            "issues",
+                            &["title", "description", "status", "priority", "product_id", "assignee_id",
+                              "reporter_id", "updated_at"],
+                        );
+                        qb.build().execute(&mut *tx).await?;
+                    }
+                    refresh_stats(&mut tx, space).await?;
+                    tx.commit().await?;
+                    Ok(items.len() as u64)
+                }
+
+                async fn upsert_quality_checks(&self, space: Uuid, items: &[QualityCheckInput]) -> Result<u64> {
+                    let now = now_micros();
+                    let mut tx = self.writer().begin().await?;
+                    let org = lock_space(&mut tx, space).await?;
+                    let ids: Vec<Uuid> = items.iter().map(|i| i.id).collect();
+                    check_foreign_ids(&mut tx, ContentKind::QualityCheck, space, &ids).await?;
+                    if !items.is_empty() {
+                        let mut qb = QueryBuilder::<$db>::new(
+                            "INSERT INTO quality_checks (id, space_id, organization_id, name, check_type, severity, \
+                             product_ids, last_status, last_run_at, is_archived, created_at) ",
+                        );
+                        qb.push_values(items, |mut row, item| {
+                            let product_ids: Vec<String> = item.product_ids.iter().map(Uuid::to_string).collect();
+                            row.push_bind(item.id)
+                                .push_bind(space)
+                                .push_bind(org)
+                                .push_bind(item.name.clone())
+                                .push_bind(item.check_type.clone())
+                                .push_bind(item.severity.as_str())
+                                .push_bind(serde_json::to_string(&product_ids).unwrap_or_else(|_| "[]".into()))
+                                .push_bind(item.last_status.map(|s| s.as_str()))
+                                .push_bind(item.last_run_at)
+                                .push_bind(item.is_archived)
+                                .push_bind(micros_or(item.created_at, now));
+                        });
+                        push_update(
+                            &mut qb,
+                            "quality_checks",
+                            &["name", "check_type", "severity", "product_ids", "last_status", "last_run_at",
+                              "is_archived"],
+                        );
+                        qb.build().execute(&mut *tx).await?;
+                    }
+                    refresh_stats(&mut tx, space).await?;
+                    tx.commit().await?;
+                    Ok(items.len() as u64)
+                }
+
+                async fn delete_content(&self, kind: ContentKind, space: Uuid, id: Uuid) -> Result<()> {
+                    let mut tx = self.writer().begin().await?;
+                    lock_space(&mut tx, space).await?;
+                    let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DELETE FROM {} WHERE id = $1 AND space_id = $2",
+                        kind.table()
+                    )))
+                    .bind(id)
+                    .bind(space)
+                    .execute(&mut *tx)
+                    .await?;
+                    if done.rows_affected() == 0 {
+                        return Err(Error::not_found(
+                            kind.not_found_reason(),
+                            format!("{} {id} not found in this space", kind.noun()),
+                        )
+                        .with("id", id.to_string()));
+                    }
+                    refresh_stats(&mut tx, space).await?;
+                    tx.commit().await?;
+                    Ok(())
+                }
+
+                async fn list_products(
+                    &self,
+                    scope: &Scope,
+                    filter: &ProductFilter,
+                    page: PageRequest,
+                ) -> Result<Page<Product>> {
+                    list_of(
+                        self,
+                        &PRODUCTS,
+                        page,
+                        scope,
+                        |qb| {
+                            if !filter.include_archived {
+                                qb.push(" AND c.is_archived = ");
+                                qb.push_bind(false);
+                            }
+                            if let Some(term) = &filter.search {
+                                <$store>::push_search(qb, "c", "products_fts", term);
+                            }
+                        },
+                    )
+                    .await
+                }
+
+                async fn list_contracts(
+                    &self,
+                    scope: &Scope,
+                    filter: &ContractFilter,
+                    page: PageRequest,
+                ) -> Result<Page<Contract>> {
+                    list_of(
+                        self,
+                        &CONTRACTS,
+                        page,
+                        scope,
+                        |qb| {
+                            push_in(qb, "c.status", &filter.statuses);
+                            if let Some(term) = &filter.search {
+                                <$store>::push_search(qb, "c", "contracts_fts", term);
+                            }
+                        },
+                    )
+                    .await
+                }
+
+                async fn list_issues(&self, scope: &Scope, filter: &IssueFilter, page: PageRequest) -> Result<Page<Issue>> {
+                    list_of(
+                        self,
+                        &ISSUES,
+                        page,
+                        scope,
+                        |qb| {
+                            push_in(qb, "c.status", &filter.statuses);
+                            push_in(qb, "c.priority", &filter.priorities);
+                            if let Some(assignee) = filter.assignee {
+                                qb.push(" AND c.assignee_id = ");
+                                qb.push_bind(assignee);
+                            }
+                        },
+                    )
+                    .await
+                }
+
+                async fn list_quality_checks(
+                    &self,
+                    scope: &Scope,
+                    filter: &QualityCheckFilter,
+                    page: PageRequest,
+                ) -> Result<Page<QualityCheck>> {
+                    list_of(
+                        self,
+                        &CHECKS,
+                        page,
+                        scope,
+                        |qb| {
+                            if !filter.include_archived {
+                                qb.push(" AND c.is_archived = ");
+                                qb.push_bind(false);
+                            }
+                            push_in(qb, "c.last_status", &filter.statuses);
+                        },
+                    )
+                    .await
+                }
+
+                async fn stats(&self, scope: &Scope) -> Result<Stats> {
+                    let mut qb = QueryBuilder::<$db>::new(
+                        "SELECT count(*) AS spaces, \
+                         CAST(COALESCE(SUM(st.products_active), 0) AS BIGINT) AS products, \
+                         CAST(COALESCE(SUM(st.issues_open), 0) AS BIGINT) AS issues, \
+                         CAST(COALESCE(SUM(st.checks_ran), 0) AS BIGINT) AS ran, \
+                         CAST(COALESCE(SUM(st.checks_passed), 0) AS BIGINT) AS passed \
+                         FROM spaces s LEFT JOIN space_stats st ON st.space_id = s.id WHERE s.organization_id = ",
+                    );
+                    qb.push_bind(scope.org);
+                    if let Some(user) = scope.member {
+                        qb.push(" AND (s.visibility = 'organization' OR s.id IN (SELECT space_id FROM space_members WHERE user_id = ");
+                        qb.push_bind(user);
+                        qb.push("))");
+                    }
+                    let row = qb.build().fetch_one(self.reader()).await?;
+                    let ran: i64 = row.try_get("ran")?;
+                    let passed: i64 = row.try_get("passed")?;
+
+                    let mut active = QueryBuilder::<$db>::new("SELECT count(*) FROM contracts c");
+                    push_scope(&mut active, scope);
+                    active.push(" AND c.status = 'active' AND (c.expires_at IS NULL OR c.expires_at > ");
+                    active.push_bind(now_micros());
+                    active.push(")");
+                    let active_contracts: i64 = active.build_query_scalar().fetch_one(self.reader()).await?;
+                    let total_users: i64 =
+                        sqlx::query_scalar("SELECT count(*) FROM memberships WHERE organization_id = $1")
+                            .bind(scope.org)
+                            .fetch_one(self.reader())
+                            .await?;
+                    Ok(Stats {
+                        total_spaces: row.try_get("spaces")?,
+                        total_products: row.try_get("products")?,
+                        total_users,
+                        quality_score: (ran > 0).then(|| passed as f64 / ran as f64),
+                        open_issues: row.try_get("issues")?,
+                        active_contracts,
+                    })
+                }
+            }
+        }
+    };
+}
+
+pub(crate) use impl_content_store;

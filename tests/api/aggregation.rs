@@ -1,0 +1,1513 @@
+//! Content writes (SpaceService batch upserts and deletes) and the
+//! organization aggregations, with visibility, filters, pages and stats.
+
+use orgd::proto::aggregation_service_client::AggregationServiceClient;
+use orgd::proto::*;
+use prost_types::Timestamp;
+use tonic::Code;
+use tonic::transport::Channel;
+
+use crate::helpers::*;
+
+fn id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn at(seconds: i64) -> Option<Timestamp> {
+    Some(Timestamp {
+        seconds: 1_700_000_000 + seconds,
+        nanos: 0,
+    })
+}
+
+fn product(name: &str, t: i64) -> Product {
+    Product {
+        id: id(),
+        name: name.into(),
+        description: format!("{name} description"),
+        product_type: "table".into(),
+        provider: "warehouse".into(),
+        tags: vec!["core".into()],
+        quality_score: Some(0.5),
+        created_at: at(t),
+        ..Default::default()
+    }
+}
+
+fn contract(name: &str, status: &str, t: i64, expires: Option<Timestamp>) -> Contract {
+    Contract {
+        id: id(),
+        name: name.into(),
+        description: format!("{name} terms"),
+        status: status.into(),
+        producer: Some(PartyRef {
+            id: "p1".into(),
+            name: "Producer".into(),
+        }),
+        consumer: Some(PartyRef {
+            id: "c1".into(),
+            name: "Consumer".into(),
+        }),
+        sla: Some(Sla {
+            freshness_hours: 24,
+            availability_percent: 99.9,
+            quality_score_min: 0.8,
+            response_time_hours: 4,
+        }),
+        created_at: at(t),
+        expires_at: expires,
+        ..Default::default()
+    }
+}
+
+fn issue(title: &str, status: &str, priority: &str, t: i64) -> Issue {
+    Issue {
+        id: id(),
+        title: title.into(),
+        status: status.into(),
+        priority: priority.into(),
+        created_at: at(t),
+        ..Default::default()
+    }
+}
+
+fn check(name: &str, last_status: &str, archived: bool, t: i64) -> QualityCheck {
+    QualityCheck {
+        id: id(),
+        name: name.into(),
+        check_type: "null_check".into(),
+        severity: "error".into(),
+        last_status: last_status.into(),
+        last_run_at: if last_status.is_empty() { None } else { at(t + 1) },
+        is_archived: archived,
+        created_at: at(t),
+        ..Default::default()
+    }
+}
+
+fn agg(app: &TestApp) -> AggregationServiceClient<Channel> {
+    AggregationServiceClient::new(app.channel.clone())
+}
+
+async fn put_products(
+    app: &TestApp,
+    t: &str,
+    space: &str,
+    items: Vec<Product>,
+) -> Result<i32, tonic::Status> {
+    app.spaces()
+        .batch_upsert_products(req(
+            t,
+            BatchUpsertProductsRequest {
+                space_id: space.into(),
+                items,
+            },
+        ))
+        .await
+        .map(|r| r.into_inner().upserted)
+}
+
+/// An organization with an admin and a plain member, and four spaces:
+/// open (visible to all members), locked (restricted), invited (restricted,
+/// the member is a viewer) and, in another organization, elsewhere.
+struct World {
+    slug: String,
+    admin: String,
+    member: String,
+    open: String,
+    locked: String,
+    invited: String,
+    elsewhere: String,
+}
+
+async fn world(app: &TestApp) -> World {
+    let slug = unique_slug("agg");
+    let admin = format!("admin-{slug}@agg.test");
+    let member = format!("member-{slug}@agg.test");
+    app.create_org("Aggregates", &slug, &admin).await;
+    app.add_user(&slug, &member, "member").await;
+    let open = app
+        .create_space(&format!("Open {slug}"), "organization", &admin)
+        .await;
+    let locked = app
+        .create_space(&format!("Locked {slug}"), "restricted", &admin)
+        .await;
+    let invited = app
+        .create_space(&format!("Invited {slug}"), "restricted", &admin)
+        .await;
+    for s in [&open, &locked, &invited] {
+        app.attach(&slug, &s.id).await;
+    }
+    app.spaces()
+        .add_space_member(req(
+            &root(),
+            AddSpaceMemberRequest {
+                space_id: invited.id.clone(),
+                user_email: member.clone(),
+                role: "viewer".into(),
+            },
+        ))
+        .await
+        .expect("viewer");
+    let other = unique_slug("other");
+    app.create_org("Other", &other, &admin).await;
+    let elsewhere = app
+        .create_space(&format!("Elsewhere {slug}"), "organization", &admin)
+        .await;
+    app.attach(&other, &elsewhere.id).await;
+    World {
+        slug,
+        admin,
+        member,
+        open: open.id,
+        locked: locked.id,
+        invited: invited.id,
+        elsewhere: elsewhere.id,
+    }
+}
+
+async fn product_names(app: &TestApp, t: &str, r: ListProductsRequest) -> Vec<String> {
+    agg(app)
+        .list_products(req(t, r))
+        .await
+        .expect("list products")
+        .into_inner()
+        .items
+        .into_iter()
+        .map(|p| p.name)
+        .collect()
+}
+
+#[tokio::test]
+async fn products_aggregate_across_the_spaces_the_caller_may_see() {
+    let app = TestApp::spawn().await;
+    let w = world(&app).await;
+    let root = root();
+    put_products(
+        &app,
+        &root,
+        &w.open,
+        vec![product("open-a", 1), product("open-b", 5)],
+    )
+    .await
+    .expect("open");
+    put_products(&app, &root, &w.locked, vec![product("locked-a", 3)])
+        .await
+        .expect("locked");
+    put_products(&app, &root, &w.invited, vec![product("invited-a", 4)])
+        .await
+        .expect("invited");
+    put_products(&app, &root, &w.elsewhere, vec![product("elsewhere-a", 6)])
+        .await
+        .expect("elsewhere");
+
+    let all = ListProductsRequest {
+        slug: w.slug.clone(),
+        ..Default::default()
+    };
+    assert_eq!(
+        product_names(&app, &token(&w.admin), all.clone()).await,
+        vec!["open-b", "invited-a", "locked-a", "open-a"],
+        "newest first"
+    );
+    assert_eq!(
+        product_names(&app, &root, all.clone()).await,
+        vec!["open-b", "invited-a", "locked-a", "open-a"]
+    );
+    assert_eq!(
+        product_names(&app, &token(&w.member), all).await,
+        vec!["open-b", "invited-a", "open-a"],
+        "no restricted space content"
+    );
+
+    let listed = agg(&app)
+        .list_products(req(
+            &token(&w.member),
+            ListProductsRequest {
+                slug: w.slug.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!((listed.total, listed.page, listed.size), (3, 1, 20));
+    let first = &listed.items[0];
+    let space = first.space.as_ref().expect("space ref");
+    assert_eq!(space.id, w.open);
+    assert!(space.name.starts_with("Open ") && space.slug.starts_with("open-"));
+    assert_eq!(first.tags, vec!["core".to_string()]);
+    assert_eq!(first.quality_score, Some(0.5));
+
+    // A non-member sees nothing and is told so.
+    let outsider = agg(&app)
+        .list_products(req(
+            &token("nobody@agg.test"),
+            ListProductsRequest {
+                slug: w.slug.clone(),
+                ..Default::default()
+            },
+        ))
+        .await;
+    assert_error(outsider, Code::PermissionDenied, "NOT_AUTHORIZED");
+    let unknown = agg(&app)
+        .list_products(req(
+            &root,
+            ListProductsRequest {
+                slug: "no-such-org".into(),
+                ..Default::default()
+            },
+        ))
+        .await;
+    assert_error(unknown, Code::NotFound, "ORG_NOT_FOUND");
+}
+
+#[tokio::test]
+async fn product_filters_search_space_and_archived() {
+    let app = TestApp::spawn().await;
+    let w = world(&app).await;
+    let root = root();
+    let mut archived = product("Retired Ledger", 9);
+    archived.is_archived = true;
+    let mut described = product("Plain", 2);
+    described.description = "holds the Revenue figures".into();
+    put_products(
+        &app,
+        &root,
+        &w.open,
+        vec![
+            product("Revenue Daily", 1),
+            described,
+            product("ab-metrics", 3),
+            archived,
+        ],
+    )
+    .await
+    .expect("put");
+    put_products(&app, &root, &w.invited, vec![product("Revenue Forecast", 4)])
+        .await
+        .expect("put");
+    let member = token(&w.member);
+    let list = |r: ListProductsRequest| product_names(&app, &member, r);
+    let base = || ListProductsRequest {
+        slug: w.slug.clone(),
+        ..Default::default()
+    };
+
+    // Search covers name and description, ignoring case; 3+ characters go
+    // through the text index, shorter terms still answer.
+    assert_eq!(
+        list(ListProductsRequest {
+            search: "revenue".into(),
+            ..base()
+        })
+        .await,
+        vec!["Revenue Forecast", "Plain", "Revenue Daily"]
+    );
+    assert_eq!(
+        list(ListProductsRequest {
+            search: "VENUE FIG".into(),
+            ..base()
+        })
+        .await,
+        vec!["Plain"]
+    );
+    assert_eq!(
+        list(ListProductsRequest {
+            search: "ab".into(),
+            ..base()
+        })
+        .await,
+        vec!["ab-metrics"]
+    );
+    assert_eq!(
+        list(ListProductsRequest {
+            search: "zzzz".into(),
+            ..base()
+        })
+        .await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        list(ListProductsRequest {
+            search: "%".into(),
+            ..base()
+        })
+        .await,
+        Vec::<String>::new(),
+        "wildcards are literal"
+    );
+
+    assert_eq!(
+        list(ListProductsRequest {
+            space_id: w.invited.clone(),
+            ..base()
+        })
+        .await,
+        vec!["Revenue Forecast"]
+    );
+    assert_eq!(
+        list(ListProductsRequest {
+            include_archived: true,
+            space_id: w.open.clone(),
+            ..base()
+        })
+        .await,
+        vec!["Retired Ledger", "ab-metrics", "Plain", "Revenue Daily"]
+    );
+
+    let hidden = agg(&app)
+        .list_products(req(
+            &member,
+            ListProductsRequest {
+                space_id: w.locked.clone(),
+                ..base()
+            },
+        ))
+        .await;
+    assert_error(hidden, Code::PermissionDenied, "NOT_AUTHORIZED");
+    let foreign = agg(&app)
+        .list_products(req(
+            &root,
+            ListProductsRequest {
+                space_id: w.elsewhere.clone(),
+                ..base()
+            },
+        ))
+        .await;
+    assert_error(foreign, Code::NotFound, "SPACE_NOT_IN_ORGANIZATION");
+}
+
+#[tokio::test]
+async fn contracts_issues_and_checks_filter_by_status_and_more() {
+    let app = TestApp::spawn().await;
+    let w = world(&app).await;
+    let root = root();
+    let mut spaces = app.spaces();
+    spaces
+        .batch_upsert_contracts(req(
+            &root,
+            BatchUpsertContractsRequest {
+                space_id: w.open.clone(),
+                items: vec![
+                    contract("Orders feed", "active", 1, None),
+                    contract("Billing export", "draft", 2, None),
+                    contract("Legacy sync", "deprecated", 3, None),
+                ],
+            },
+        ))
+        .await
+        .expect("contracts");
+    let assignee = id();
+    let mut mine = issue("Broken join", "open", "high", 1);
+    mine.assignee_id = assignee.clone();
+    spaces
+        .batch_upsert_issues(req(
+            &root,
+            BatchUpsertIssuesRequest {
+                space_id: w.open.clone(),
+                items: vec![
+                    mine,
+                    issue("Slow query", "in_progress", "low", 2),
+                    issue("Typo", "resolved", "high", 3),
+                    issue("Stale", "wont_fix", "critical", 4),
+                ],
+            },
+        ))
+        .await
+        .expect("issues");
+    spaces
+        .batch_upsert_quality_checks(req(
+            &root,
+            BatchUpsertQualityChecksRequest {
+                space_id: w.open.clone(),
+                items: vec![
+                    check("nulls", "pass", false, 1),
+                    check("dupes", "fail", false, 2),
+                    check("fresh", "", false, 3),
+                    check("old", "pass", true, 4),
+                ],
+            },
+        ))
+        .await
+        .expect("checks");
+    let member = token(&w.member);
+    let mut a = agg(&app);
+
+    let contracts = |status: Vec<&str>, search: &str| ListContractsRequest {
+        slug: w.slug.clone(),
+        status: status.into_iter().map(String::from).collect(),
+        search: search.into(),
+        ..Default::default()
+    };
+    let names = |items: Vec<Contract>| items.into_iter().map(|c| c.name).collect::<Vec<_>>();
+    let r = a
+        .list_contracts(req(&member, contracts(vec!["active,draft"], "")))
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(names(r.items), vec!["Billing export", "Orders feed"]);
+    let r = a
+        .list_contracts(req(&member, contracts(vec!["active", "deprecated"], "")))
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(names(r.items), vec!["Legacy sync", "Orders feed"]);
+    let r = a
+        .list_contracts(req(&member, contracts(vec![], "TERMS")))
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(r.total, 3);
+    let r = a
+        .list_contracts(req(&member, contracts(vec![], "billing")))
+        .await
+        .expect("list")
+        .into_inner();
+    let billing = &r.items[0];
+    assert_eq!(billing.sla.as_ref().map(|s| s.availability_percent), Some(99.9));
+    assert_eq!(
+        billing.producer.as_ref().map(|p| p.name.as_str()),
+        Some("Producer")
+    );
+    let bad = a
+        .list_contracts(req(&member, contracts(vec!["active,closed"], "")))
+        .await;
+    let status = assert_error(bad, Code::InvalidArgument, "INVALID_STATUS");
+    assert_eq!(info_meta(&status, "field").as_deref(), Some("status"));
+
+    let issues = |status: &str, priority: &str, assignee_id: &str| ListIssuesRequest {
+        slug: w.slug.clone(),
+        status: if status.is_empty() {
+            vec![]
+        } else {
+            vec![status.into()]
+        },
+        priority: if priority.is_empty() {
+            vec![]
+        } else {
+            vec![priority.into()]
+        },
+        assignee_id: assignee_id.into(),
+        ..Default::default()
+    };
+    let titles = |items: Vec<Issue>| items.into_iter().map(|i| i.title).collect::<Vec<_>>();
+    let r = a
+        .list_issues(req(&member, issues("open,in_progress", "", "")))
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(titles(r.items), vec!["Slow query", "Broken join"]);
+    let r = a
+        .list_issues(req(&member, issues("", "high,critical", "")))
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(titles(r.items), vec!["Stale", "Typo", "Broken join"]);
+    let r = a
+        .list_issues(req(&member, issues("", "", &assignee)))
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(titles(r.items), vec!["Broken join"]);
+    let r = a
+        .list_issues(req(
+            &member,
+            ListIssuesRequest {
+                limit: 2,
+                ..issues("", "", "")
+            },
+        ))
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!((r.items.len(), r.size, r.total), (2, 2, 4));
+    let bad = a.list_issues(req(&member, issues("", "", "not-a-uuid"))).await;
+    assert_error(bad, Code::InvalidArgument, "INVALID_ID");
+
+    let checks = |include_archived: bool, status: &str| ListQualityChecksRequest {
+        slug: w.slug.clone(),
+        include_archived,
+        status: if status.is_empty() {
+            vec![]
+        } else {
+            vec![status.into()]
+        },
+        ..Default::default()
+    };
+    let cnames = |items: Vec<QualityCheck>| items.into_iter().map(|c| c.name).collect::<Vec<_>>();
+    let r = a
+        .list_quality_checks(req(&member, checks(false, "")))
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(cnames(r.items), vec!["fresh", "dupes", "nulls"]);
+    let r = a
+        .list_quality_checks(req(&member, checks(true, "")))
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(cnames(r.items), vec!["old", "fresh", "dupes", "nulls"]);
+    let r = a
+        .list_quality_checks(req(&member, checks(true, "pass")))
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(cnames(r.items.clone()), vec!["old", "nulls"]);
+    assert!(r.items.iter().all(|c| c.last_run_at.is_some()));
+    let r = a
+        .list_quality_checks(req(&member, checks(false, "fail,warning")))
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(cnames(r.items), vec!["dupes"]);
+}
+
+#[tokio::test]
+async fn statistics_match_values_computed_by_hand() {
+    let app = TestApp::spawn().await;
+    let w = world(&app).await;
+    let root = root();
+    let mut spaces = app.spaces();
+    let past = Some(Timestamp {
+        seconds: 1_000_000_000,
+        nanos: 0,
+    });
+    let future = Some(Timestamp {
+        seconds: 4_000_000_000,
+        nanos: 0,
+    });
+
+    // Open space: 2 live products (+1 archived), 3 open issues (open,
+    // in_progress x2) of 5, 2 active contracts (one expired, one draft
+    // besides), checks: 2 pass + 1 fail have run, 1 never ran, 1 archived.
+    let mut gone = product("gone", 3);
+    gone.is_archived = true;
+    put_products(
+        &app,
+        &root,
+        &w.open,
+        vec![product("p1", 1), product("p2", 2), gone],
+    )
+    .await
+    .expect("products");
+    spaces
+        .batch_upsert_issues(req(
+            &root,
+            BatchUpsertIssuesRequest {
+                space_id: w.open.clone(),
+                items: vec![
+                    issue("i1", "open", "low", 1),
+                    issue("i2", "in_progress", "low", 2),
+                    issue("i3", "in_progress", "low", 3),
+                    issue("i4", "resolved", "low", 4),
+                    issue("i5", "wont_fix", "low", 5),
+                ],
+            },
+        ))
+        .await
+        .expect("issues");
+    spaces
+        .batch_upsert_contracts(req(
+            &root,
+            BatchUpsertContractsRequest {
+                space_id: w.open.clone(),
+                items: vec![
+                    contract("c1", "active", 1, None),
+                    contract("c2", "active", 2, future),
+                    contract("c3", "active", 3, past),
+                    contract("c4", "draft", 4, None),
+                ],
+            },
+        ))
+        .await
+        .expect("contracts");
+    spaces
+        .batch_upsert_quality_checks(req(
+            &root,
+            BatchUpsertQualityChecksRequest {
+                space_id: w.open.clone(),
+                items: vec![
+                    check("q1", "pass", false, 1),
+                    check("q2", "pass", false, 2),
+                    check("q3", "fail", false, 3),
+                    check("q4", "", false, 4),
+                    check("q5", "fail", true, 5),
+                ],
+            },
+        ))
+        .await
+        .expect("checks");
+    // Locked (restricted) space: 4 products, 1 open issue, 1 active
+    // contract, 1 failing check — invisible to the plain member.
+    put_products(
+        &app,
+        &root,
+        &w.locked,
+        (0..4).map(|i| product(&format!("l{i}"), 10 + i)).collect(),
+    )
+    .await
+    .expect("locked products");
+    spaces
+        .batch_upsert_issues(req(
+            &root,
+            BatchUpsertIssuesRequest {
+                space_id: w.locked.clone(),
+                items: vec![issue("li", "open", "high", 1)],
+            },
+        ))
+        .await
+        .expect("locked issue");
+    spaces
+        .batch_upsert_contracts(req(
+            &root,
+            BatchUpsertContractsRequest {
+                space_id: w.locked.clone(),
+                items: vec![contract("lc", "active", 1, None)],
+            },
+        ))
+        .await
+        .expect("locked contract");
+    spaces
+        .batch_upsert_quality_checks(req(
+            &root,
+            BatchUpsertQualityChecksRequest {
+                space_id: w.locked.clone(),
+                items: vec![check("lq", "fail", false, 1)],
+            },
+        ))
+        .await
+        .expect("locked check");
+    // Another organization's space does not count anywhere.
+    put_products(&app, &root, &w.elsewhere, vec![product("e1", 1)])
+        .await
+        .expect("elsewhere");
+
+    let stats = |t: String| {
+        let mut a = agg(&app);
+        let slug = w.slug.clone();
+        async move {
+            a.get_stats(req(&t, GetStatsRequest { slug }))
+                .await
+                .expect("stats")
+                .into_inner()
+        }
+    };
+    let member = stats(token(&w.member)).await;
+    assert_eq!(
+        (
+            member.total_spaces,
+            member.total_products,
+            member.total_users,
+            member.open_issues,
+            member.active_contracts
+        ),
+        (2, 2, 2, 3, 2),
+        "member: open + invited spaces"
+    );
+    assert_eq!(member.quality_score, Some(2.0 / 3.0));
+
+    let admin = stats(token(&w.admin)).await;
+    assert_eq!(
+        (
+            admin.total_spaces,
+            admin.total_products,
+            admin.total_users,
+            admin.open_issues,
+            admin.active_contracts
+        ),
+        (3, 6, 2, 4, 3)
+    );
+    assert_eq!(admin.quality_score, Some(2.0 / 4.0));
+
+    // Archiving a product and deleting an issue move the counters.
+    let mut p1 = product("p1", 1);
+    p1.id = agg(&app)
+        .list_products(req(
+            &root,
+            ListProductsRequest {
+                slug: w.slug.clone(),
+                search: "p1".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("find p1")
+        .into_inner()
+        .items[0]
+        .id
+        .clone();
+    p1.is_archived = true;
+    put_products(&app, &root, &w.open, vec![p1])
+        .await
+        .expect("archive");
+    let open_issue = agg(&app)
+        .list_issues(req(
+            &root,
+            ListIssuesRequest {
+                slug: w.slug.clone(),
+                status: vec!["open".into()],
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("issues")
+        .into_inner()
+        .items
+        .into_iter()
+        .find(|i| i.title == "i1")
+        .expect("i1");
+    spaces
+        .delete_issue(req(
+            &root,
+            DeleteIssueRequest {
+                space_id: w.open.clone(),
+                issue_id: open_issue.id,
+            },
+        ))
+        .await
+        .expect("delete");
+    let after = stats(token(&w.member)).await;
+    assert_eq!((after.total_products, after.open_issues), (1, 2));
+
+    // No check has run: the score is absent.
+    let empty = unique_slug("empty");
+    app.create_org("Empty", &empty, &w.admin).await;
+    let none = agg(&app)
+        .get_stats(req(&root, GetStatsRequest { slug: empty }))
+        .await
+        .expect("stats")
+        .into_inner();
+    assert_eq!(
+        (none.total_spaces, none.total_products, none.quality_score),
+        (0, 0, None)
+    );
+}
+
+#[tokio::test]
+async fn pages_have_defaults_caps_edges_and_tokens() {
+    let app = TestApp::spawn().await;
+    let w = world(&app).await;
+    let root = root();
+    put_products(
+        &app,
+        &root,
+        &w.open,
+        (0..25).map(|i| product(&format!("p{i:02}"), i)).collect(),
+    )
+    .await
+    .expect("put");
+    let list = |r: ListProductsRequest| {
+        let mut a = agg(&app);
+        let root = root.clone();
+        async move { a.list_products(req(&root, r)).await }
+    };
+    let base = || ListProductsRequest {
+        slug: w.slug.clone(),
+        ..Default::default()
+    };
+    let r = list(ListProductsRequest { size: 0, ..base() })
+        .await
+        .expect("default")
+        .into_inner();
+    assert_eq!((r.size, r.items.len(), r.total), (20, 20, 25));
+    let r = list(ListProductsRequest { size: 1000, ..base() })
+        .await
+        .expect("capped")
+        .into_inner();
+    assert_eq!((r.size, r.items.len()), (100, 25));
+    let r = list(ListProductsRequest {
+        page: Some(2),
+        size: 10,
+        ..base()
+    })
+    .await
+    .expect("page 2")
+    .into_inner();
+    assert_eq!(
+        r.items.iter().map(|p| p.name.as_str()).collect::<Vec<_>>()[..2],
+        ["p14", "p13"]
+    );
+    let r = list(ListProductsRequest {
+        page: Some(9),
+        size: 10,
+        ..base()
+    })
+    .await
+    .expect("past")
+    .into_inner();
+    assert_eq!((r.items.len(), r.total, r.page), (0, 25, 9));
+    let zero = list(ListProductsRequest {
+        page: Some(0),
+        ..base()
+    })
+    .await;
+    assert_error(zero, Code::InvalidArgument, "INVALID_PAGE");
+
+    let mut seen = Vec::new();
+    let mut token_ = String::new();
+    loop {
+        let r = list(ListProductsRequest {
+            size: 7,
+            page_token: token_.clone(),
+            ..base()
+        })
+        .await
+        .expect("page")
+        .into_inner();
+        seen.extend(r.items.into_iter().map(|p| p.name));
+        if r.next_page_token.is_empty() {
+            break;
+        }
+        token_ = r.next_page_token;
+    }
+    let expected: Vec<String> = (0..25).rev().map(|i| format!("p{i:02}")).collect();
+    assert_eq!(seen, expected);
+}
+
+#[tokio::test]
+async fn a_repeated_upsert_changes_nothing_and_a_changed_one_replaces() {
+    let app = TestApp::spawn().await;
+    let w = world(&app).await;
+    let root = root();
+    let items = vec![product("stable", 1), product("other", 2)];
+    assert_eq!(
+        put_products(&app, &root, &w.open, items.clone())
+            .await
+            .expect("first"),
+        2
+    );
+    let read = || {
+        let mut a = agg(&app);
+        let root = root.clone();
+        let slug = w.slug.clone();
+        async move {
+            a.list_products(req(
+                &root,
+                ListProductsRequest {
+                    slug,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("list")
+            .into_inner()
+            .items
+        }
+    };
+    let before = read().await;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert_eq!(
+        put_products(&app, &root, &w.open, items.clone())
+            .await
+            .expect("again"),
+        2
+    );
+    assert_eq!(read().await, before, "same rows, same updated_at");
+
+    let mut changed = items[0].clone();
+    changed.description = "new words".into();
+    put_products(&app, &root, &w.open, vec![changed])
+        .await
+        .expect("change");
+    let after = read().await;
+    assert_eq!(after.len(), 2, "replaced, not added");
+    let stable = after.iter().find(|p| p.name == "stable").expect("stable");
+    assert_eq!(stable.description, "new words");
+    let old = before.iter().find(|p| p.name == "stable").expect("stable");
+    assert_eq!(stable.created_at, old.created_at);
+    let micros = |t: &Option<Timestamp>| t.as_ref().map(|t| (t.seconds, t.nanos));
+    assert!(micros(&stable.updated_at) > micros(&old.updated_at));
+}
+
+#[tokio::test]
+async fn a_batch_with_one_bad_item_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let w = world(&app).await;
+    let root = root();
+    let mut spaces = app.spaces();
+    let count = |app: &TestApp| {
+        let mut a = agg(app);
+        let root = root.clone();
+        let slug = w.slug.clone();
+        async move {
+            let p = a
+                .list_products(req(
+                    &root,
+                    ListProductsRequest {
+                        slug: slug.clone(),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .expect("p")
+                .into_inner()
+                .total;
+            let i = a
+                .list_issues(req(
+                    &root,
+                    ListIssuesRequest {
+                        slug: slug.clone(),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .expect("i")
+                .into_inner()
+                .total;
+            let c = a
+                .list_contracts(req(
+                    &root,
+                    ListContractsRequest {
+                        slug: slug.clone(),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .expect("c")
+                .into_inner()
+                .total;
+            let q = a
+                .list_quality_checks(req(
+                    &root,
+                    ListQualityChecksRequest {
+                        slug,
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .expect("q")
+                .into_inner()
+                .total;
+            (p, i, c, q)
+        }
+    };
+
+    let mut bad_score = product("bad", 2);
+    bad_score.quality_score = Some(1.5);
+    let status = assert_error(
+        put_products(&app, &root, &w.open, vec![product("fine", 1), bad_score]).await,
+        Code::InvalidArgument,
+        "OUT_OF_RANGE",
+    );
+    assert_eq!(
+        info_meta(&status, "field").as_deref(),
+        Some("items[1].quality_score")
+    );
+    assert!(status.message().starts_with("items[1]"));
+
+    let cases: Vec<(Result<(), tonic::Status>, &str, &str)> = vec![
+        (
+            spaces
+                .batch_upsert_issues(req(
+                    &root,
+                    BatchUpsertIssuesRequest {
+                        space_id: w.open.clone(),
+                        items: vec![issue("ok", "open", "low", 1), issue("x", "open", "urgent", 2)],
+                    },
+                ))
+                .await
+                .map(drop),
+            "INVALID_PRIORITY",
+            "items[1].priority",
+        ),
+        (
+            spaces
+                .batch_upsert_issues(req(
+                    &root,
+                    BatchUpsertIssuesRequest {
+                        space_id: w.open.clone(),
+                        items: vec![issue("x", "closed", "low", 1)],
+                    },
+                ))
+                .await
+                .map(drop),
+            "INVALID_STATUS",
+            "items[0].status",
+        ),
+        (
+            spaces
+                .batch_upsert_contracts(req(
+                    &root,
+                    BatchUpsertContractsRequest {
+                        space_id: w.open.clone(),
+                        items: vec![contract("ok", "active", 1, None), {
+                            let mut c = contract("x", "active", 2, None);
+                            c.sla = Some(Sla {
+                                availability_percent: 101.0,
+                                ..Default::default()
+                            });
+                            c
+                        }],
+                    },
+                ))
+                .await
+                .map(drop),
+            "OUT_OF_RANGE",
+            "items[1].sla.availability_percent",
+        ),
+        (
+            spaces
+                .batch_upsert_contracts(req(
+                    &root,
+                    BatchUpsertContractsRequest {
+                        space_id: w.open.clone(),
+                        items: vec![{
+                            let mut c = contract("x", "active", 2, None);
+                            c.sla = Some(Sla {
+                                quality_score_min: -0.1,
+                                ..Default::default()
+                            });
+                            c
+                        }],
+                    },
+                ))
+                .await
+                .map(drop),
+            "OUT_OF_RANGE",
+            "items[0].sla.quality_score_min",
+        ),
+        (
+            spaces
+                .batch_upsert_quality_checks(req(
+                    &root,
+                    BatchUpsertQualityChecksRequest {
+                        space_id: w.open.clone(),
+                        items: vec![check("ok", "pass", false, 1), {
+                            let mut q = check("x", "pass", false, 2);
+                            q.severity = "fatal".into();
+                            q
+                        }],
+                    },
+                ))
+                .await
+                .map(drop),
+            "INVALID_SEVERITY",
+            "items[1].severity",
+        ),
+        (
+            spaces
+                .batch_upsert_quality_checks(req(
+                    &root,
+                    BatchUpsertQualityChecksRequest {
+                        space_id: w.open.clone(),
+                        items: vec![check("x", "passed", false, 1)],
+                    },
+                ))
+                .await
+                .map(drop),
+            "INVALID_STATUS",
+            "items[0].last_status",
+        ),
+        (
+            put_products(
+                &app,
+                &root,
+                &w.open,
+                vec![Product {
+                    id: "nope".into(),
+                    name: "x".into(),
+                    ..Default::default()
+                }],
+            )
+            .await
+            .map(drop),
+            "INVALID_ID",
+            "items[0].id",
+        ),
+        (
+            put_products(
+                &app,
+                &root,
+                &w.open,
+                vec![Product {
+                    id: id(),
+                    name: " ".into(),
+                    ..Default::default()
+                }],
+            )
+            .await
+            .map(drop),
+            "MISSING_FIELD",
+            "items[0].name",
+        ),
+        (
+            {
+                let p = product("twice", 1);
+                put_products(&app, &root, &w.open, vec![p.clone(), product("between", 2), p])
+                    .await
+                    .map(drop)
+            },
+            "DUPLICATE_ID",
+            "items[2].id",
+        ),
+        (
+            put_products(
+                &app,
+                &root,
+                &w.open,
+                (0..1001).map(|i| product(&format!("n{i}"), i)).collect(),
+            )
+            .await
+            .map(drop),
+            "BATCH_TOO_LARGE",
+            "items",
+        ),
+    ];
+    for (result, expected_reason, field) in cases {
+        let status = assert_error(result, Code::InvalidArgument, expected_reason);
+        assert_eq!(info_meta(&status, "field").as_deref(), Some(field), "{status:?}");
+    }
+    assert_eq!(count(&app).await, (0, 0, 0, 0), "no bad batch wrote anything");
+
+    // A full batch of 1,000 is fine.
+    assert_eq!(
+        put_products(
+            &app,
+            &root,
+            &w.open,
+            (0..1000).map(|i| product(&format!("n{i}"), i)).collect()
+        )
+        .await
+        .expect("1000 items"),
+        1000
+    );
+
+    // An id that belongs to another space is refused, and nothing changes.
+    let taken = product("mine", 1);
+    put_products(&app, &root, &w.locked, vec![taken.clone()])
+        .await
+        .expect("locked");
+    let hijack = put_products(
+        &app,
+        &root,
+        &w.open,
+        vec![
+            product("innocent", 5),
+            Product {
+                name: "stolen".into(),
+                ..taken
+            },
+        ],
+    )
+    .await;
+    let status = assert_error(hijack, Code::FailedPrecondition, "ID_IN_OTHER_SPACE");
+    assert_eq!(info_meta(&status, "field").as_deref(), Some("items[1].id"));
+    assert_eq!(count(&app).await.0, 1001);
+    // A name taken by another product of the space is ALREADY_EXISTS.
+    let clash = put_products(&app, &root, &w.open, vec![product("n5", 1)]).await;
+    assert_error(clash, Code::AlreadyExists, "NAME_TAKEN");
+    assert_eq!(count(&app).await.0, 1001);
+}
+
+#[tokio::test]
+async fn content_writes_take_a_space_editor_or_admin() {
+    let app = TestApp::spawn().await;
+    let w = world(&app).await;
+    let mut spaces = app.spaces();
+    for (email, role) in [("ed@agg.test", "editor"), ("vi@agg.test", "viewer")] {
+        spaces
+            .add_space_member(req(
+                &root(),
+                AddSpaceMemberRequest {
+                    space_id: w.open.clone(),
+                    user_email: email.into(),
+                    role: role.into(),
+                },
+            ))
+            .await
+            .expect("member");
+    }
+    put_products(
+        &app,
+        &token("ed@agg.test"),
+        &w.open,
+        vec![product("by editor", 1)],
+    )
+    .await
+    .expect("editor writes");
+    put_products(&app, &token(&w.admin), &w.open, vec![product("by admin", 2)])
+        .await
+        .expect("space admin writes");
+    for who in ["vi@agg.test", &w.member, "stranger@agg.test"] {
+        let denied = put_products(&app, &token(who), &w.open, vec![product("nope", 3)]).await;
+        assert_error(denied, Code::PermissionDenied, "NOT_AUTHORIZED");
+    }
+    assert_error(
+        put_products(&app, "", &w.open, vec![]).await,
+        Code::Unauthenticated,
+        "UNAUTHENTICATED",
+    );
+    let missing = put_products(&app, &root(), &id(), vec![]).await;
+    assert_error(missing, Code::NotFound, "SPACE_NOT_FOUND");
+
+    let names = product_names(
+        &app,
+        &root(),
+        ListProductsRequest {
+            slug: w.slug.clone(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(names, vec!["by admin", "by editor"]);
+    let victim = agg(&app)
+        .list_products(req(
+            &root(),
+            ListProductsRequest {
+                slug: w.slug.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("list")
+        .into_inner()
+        .items[0]
+        .id
+        .clone();
+    let by_viewer = spaces
+        .delete_product(req(
+            &token("vi@agg.test"),
+            DeleteProductRequest {
+                space_id: w.open.clone(),
+                product_id: victim.clone(),
+            },
+        ))
+        .await;
+    assert_error(by_viewer, Code::PermissionDenied, "NOT_AUTHORIZED");
+    // Deleting through another space, even one the caller writes, fails.
+    let wrong_space = spaces
+        .delete_product(req(
+            &root(),
+            DeleteProductRequest {
+                space_id: w.locked.clone(),
+                product_id: victim.clone(),
+            },
+        ))
+        .await;
+    assert_error(wrong_space, Code::NotFound, "PRODUCT_NOT_FOUND");
+    spaces
+        .delete_product(req(
+            &token("ed@agg.test"),
+            DeleteProductRequest {
+                space_id: w.open.clone(),
+                product_id: victim.clone(),
+            },
+        ))
+        .await
+        .expect("editor deletes");
+    let again = spaces
+        .delete_product(req(
+            &root(),
+            DeleteProductRequest {
+                space_id: w.open.clone(),
+                product_id: victim,
+            },
+        ))
+        .await;
+    assert_error(again, Code::NotFound, "PRODUCT_NOT_FOUND");
+}
+
+#[tokio::test]
+async fn content_follows_its_space_between_organizations() {
+    let app = TestApp::spawn().await;
+    let w = world(&app).await;
+    let root = root();
+    put_products(&app, &root, &w.open, vec![product("traveller", 1)])
+        .await
+        .expect("put");
+    let names = |slug: String| {
+        product_names(
+            &app,
+            &root,
+            ListProductsRequest {
+                slug,
+                ..Default::default()
+            },
+        )
+    };
+    assert_eq!(names(w.slug.clone()).await, vec!["traveller"]);
+    app.orgs()
+        .remove_space(req(
+            &root,
+            RemoveSpaceRequest {
+                slug: w.slug.clone(),
+                space_id: w.open.clone(),
+            },
+        ))
+        .await
+        .expect("detach");
+    assert!(
+        names(w.slug.clone()).await.is_empty(),
+        "detached content leaves the organization"
+    );
+    let stats = agg(&app)
+        .get_stats(req(&root, GetStatsRequest { slug: w.slug.clone() }))
+        .await
+        .expect("stats")
+        .into_inner();
+    assert_eq!(stats.total_products, 0);
+
+    let next = unique_slug("next");
+    app.create_org("Next", &next, &w.admin).await;
+    app.attach(&next, &w.open).await;
+    assert_eq!(names(next.clone()).await, vec!["traveller"]);
+    // Content written while detached joins the organization too.
+    app.orgs()
+        .remove_space(req(
+            &root,
+            RemoveSpaceRequest {
+                slug: next.clone(),
+                space_id: w.open.clone(),
+            },
+        ))
+        .await
+        .expect("detach");
+    put_products(&app, &root, &w.open, vec![product("while detached", 2)])
+        .await
+        .expect("put");
+    app.attach(&w.slug, &w.open).await;
+    assert_eq!(names(w.slug.clone()).await, vec!["while detached", "traveller"]);
+    app.orgs()
+        .delete_organization(req(&root, DeleteOrganizationRequest { slug: w.slug.clone() }))
+        .await
+        .expect("delete");
+    app.attach(&next, &w.open).await;
+    assert_eq!(names(next).await.len(), 2);
+}
+
+#[tokio::test]
+async fn restricted_content_is_invisible_to_plain_members_in_every_view() {
+    let app = TestApp::spawn().await;
+    let w = world(&app).await;
+    let root = root();
+    let mut spaces = app.spaces();
+    put_products(&app, &root, &w.locked, vec![product("secret product", 1)])
+        .await
+        .expect("p");
+    spaces
+        .batch_upsert_contracts(req(
+            &root,
+            BatchUpsertContractsRequest {
+                space_id: w.locked.clone(),
+                items: vec![contract("secret contract", "active", 1, None)],
+            },
+        ))
+        .await
+        .expect("c");
+    spaces
+        .batch_upsert_issues(req(
+            &root,
+            BatchUpsertIssuesRequest {
+                space_id: w.locked.clone(),
+                items: vec![issue("secret issue", "open", "high", 1)],
+            },
+        ))
+        .await
+        .expect("i");
+    spaces
+        .batch_upsert_quality_checks(req(
+            &root,
+            BatchUpsertQualityChecksRequest {
+                space_id: w.locked.clone(),
+                items: vec![check("secret check", "pass", false, 1)],
+            },
+        ))
+        .await
+        .expect("q");
+    let mut a = agg(&app);
+    for (who, expected) in [(token(&w.member), 0), (token(&w.admin), 1), (root.clone(), 1)] {
+        let slug = w.slug.clone();
+        let p = a
+            .list_products(req(
+                &who,
+                ListProductsRequest {
+                    slug: slug.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("p")
+            .into_inner();
+        let c = a
+            .list_contracts(req(
+                &who,
+                ListContractsRequest {
+                    slug: slug.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("c")
+            .into_inner();
+        let i = a
+            .list_issues(req(
+                &who,
+                ListIssuesRequest {
+                    slug: slug.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("i")
+            .into_inner();
+        let q = a
+            .list_quality_checks(req(
+                &who,
+                ListQualityChecksRequest {
+                    slug: slug.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("q")
+            .into_inner();
+        assert_eq!(
+            (p.total, c.total, i.total, q.total),
+            (expected, expected, expected, expected)
+        );
+        assert_eq!(
+            (p.items.len(), c.items.len(), i.items.len(), q.items.len()),
+            (
+                expected as usize,
+                expected as usize,
+                expected as usize,
+                expected as usize
+            )
+        );
+        let s = a
+            .get_stats(req(&who, GetStatsRequest { slug }))
+            .await
+            .expect("s")
+            .into_inner();
+        assert_eq!(
+            (s.total_products, s.open_issues, s.active_contracts),
+            (expected, expected, expected)
+        );
+        assert_eq!(s.quality_score, if expected == 1 { Some(1.0) } else { None });
+    }
+    // Joining the space as a viewer reveals it.
+    spaces
+        .add_space_member(req(
+            &root,
+            AddSpaceMemberRequest {
+                space_id: w.locked.clone(),
+                user_email: w.member.clone(),
+                role: "viewer".into(),
+            },
+        ))
+        .await
+        .expect("join");
+    let p = a
+        .list_products(req(
+            &token(&w.member),
+            ListProductsRequest {
+                slug: w.slug.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("p")
+        .into_inner();
+    assert_eq!(p.total, 1);
+}
