@@ -96,17 +96,25 @@ cargo test --locked --no-run
 # Run the suite for one backend; record the outcome instead of stopping, so
 # both backends report.
 failed=0
+passed_total=0
+failed_total=0
+log="$(mktemp)"
 run_backend() {
-    local backend="$1"
+    local backend="$1" p f
     shift
     stage="$backend tests"
     banner "tests: backend=$backend (--test-threads=$threads)"
-    if ORGD_TEST_BACKEND="$backend" cargo test --locked -- --test-threads="$threads" "$@"; then
+    if ORGD_TEST_BACKEND="$backend" cargo test --locked -- --test-threads="$threads" "$@" 2>&1 | tee "$log"; then
         results+=("$backend passed")
     else
         results+=("$backend FAILED")
         failed=1
     fi
+    # Add up cargo's "test result: ok. N passed; M failed" lines.
+    p=$(grep -oE '[0-9]+ passed' "$log" | awk '{s += $1} END {print s + 0}')
+    f=$(grep -oE '[0-9]+ failed' "$log" | awk '{s += $1} END {print s + 0}')
+    passed_total=$((passed_total + p))
+    failed_total=$((failed_total + f))
 }
 
 if wants sqlite; then
@@ -126,7 +134,10 @@ if wants postgres; then
 fi
 
 summarized=1
+rm -f "$log"
 summary="${results[0]}"
 for r in "${results[@]:1}"; do summary+="; $r"; done
 banner "orgd tests: $summary"
+# The closing line: every test of every backend run.
+echo "orgd: $passed_total passed, $failed_total failed"
 exit "$failed"

@@ -30,6 +30,17 @@ pub enum Command {
         #[command(subcommand)]
         action: SuperadminAction,
     },
+    /// Fill the database with a generated multi-tenant dataset (benchmarks).
+    Generate {
+        /// 1.0 = 1,000 organizations, 10,000 spaces, 1,000,000 products and
+        /// issues, 200,000 contracts, 500,000 quality checks.
+        #[arg(long, default_value_t = 0.01)]
+        scale: f64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[command(flatten)]
+        data: DataArgs,
+    },
     /// Write the protobuf descriptor set (for Envoy's transcoder).
     Descriptor {
         #[arg(long)]

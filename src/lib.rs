@@ -7,6 +7,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod domain;
+pub mod generate;
 pub mod storage;
 pub mod store;
 pub mod telemetry;
@@ -87,6 +88,22 @@ pub async fn build_app(config: &ServerConfig) -> Result<Arc<App>, String> {
     }))
 }
 
+/// Accepted connections, with Nagle's algorithm off: small gRPC replies
+/// must not wait for the peer's delayed ACK (40 ms).
+fn incoming(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt;
+    TcpListenerStream::new(listener).map(|conn| {
+        if let Ok(stream) = &conn
+            && let Err(e) = stream.set_nodelay(true)
+        {
+            tracing::warn!(error = %e, "could not set TCP_NODELAY");
+        }
+        conn
+    })
+}
+
 /// Serves every orgd service, health and reflection (v1 and v1alpha) on
 /// `listener` until `shutdown` completes.
 pub async fn serve(
@@ -156,7 +173,7 @@ pub async fn serve(
         .add_service(AggregationServiceServer::new(
             api::aggregation::AggregationApi::new(app.clone()),
         ))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await;
     watcher.abort();
     result

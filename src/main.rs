@@ -17,6 +17,7 @@ async fn main() -> ExitCode {
         Command::Migrate(data) => run_migrate(data).await,
         Command::Token(args) => run_token(args),
         Command::Superadmin { action } => run_superadmin(action).await,
+        Command::Generate { scale, seed, data } => run_generate(scale, seed, data).await,
         Command::Descriptor { out } => std::fs::write(&out, orgd::proto::FILE_DESCRIPTOR_SET)
             .map_err(|e| format!("writing {}: {e}", out.display())),
     };
@@ -134,5 +135,31 @@ fn run_token(args: TokenArgs) -> Result<(), String> {
         aud: args.jwt.jwt_audience.filter(|s| !s.is_empty()),
     };
     println!("{}", issue_token(&secret, &claims)?);
+    Ok(())
+}
+
+async fn run_generate(scale: f64, seed: u64, data: DataArgs) -> Result<(), String> {
+    telemetry::init("warn");
+    if !(scale > 0.0 && scale <= 10.0) {
+        return Err("--scale must be greater than 0 and at most 10".into());
+    }
+    let store = open_store(&data).await?;
+    let plan = orgd::generate::Plan {
+        seed,
+        ..orgd::generate::Plan::scaled(scale)
+    };
+    let started = std::time::Instant::now();
+    let dataset = orgd::generate::generate(store.as_ref(), &plan, &|phase| {
+        eprintln!("[generate {:>6.1}s] {phase}", started.elapsed().as_secs_f64());
+    })
+    .await
+    .map_err(|e| e.message)?;
+    println!(
+        "generated {} content rows; largest organization: {} (admin {}, member {})",
+        plan.content_rows(),
+        dataset.largest_slug,
+        dataset.admin_email,
+        dataset.member_email
+    );
     Ok(())
 }

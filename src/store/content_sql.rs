@@ -257,6 +257,34 @@ macro_rules! impl_content_store {
                 cursor: QualityCheck::cursor,
             };
 
+            /// The count and the page query of one aggregated list, each
+            /// starting with `prefix` (empty, or EXPLAIN for the plans).
+            fn list_queries<T>(
+                prefix: &str,
+                listing: &Listing<T>,
+                page: &PageRequest,
+                scope: &Scope,
+                filters: &dyn Fn(&mut QueryBuilder<$db>),
+            ) -> (QueryBuilder<$db>, QueryBuilder<$db>) {
+                let (table, columns) = (listing.table, listing.columns);
+                let mut count = QueryBuilder::<$db>::new(format!("{prefix}SELECT count(*) FROM {table} c"));
+                push_scope(&mut count, scope);
+                filters(&mut count);
+                // The page of ids comes from the covering index; only those
+                // rows are read in full.
+                let mut rows = QueryBuilder::<$db>::new(format!(
+                    "{prefix}SELECT {columns}, p.space_id, s.name AS space_name, s.slug AS space_slug \
+                     FROM {table} p JOIN spaces s ON s.id = p.space_id WHERE p.id IN (SELECT c.id FROM {table} c"
+                ));
+                push_scope(&mut rows, scope);
+                filters(&mut rows);
+                push_page(&mut rows, "c.created_at", "c.id", page);
+                rows.push(") ORDER BY p.created_at DESC, p.id DESC");
+                (count, rows)
+            }
+
+            /// Counts and pages one aggregated list: `filters` appends the
+            /// kind's conditions after the scope.
             async fn list_of<T>(
                 store: &$store,
                 listing: &Listing<T>,
@@ -264,28 +292,59 @@ macro_rules! impl_content_store {
                 scope: &Scope,
                 filters: impl Fn(&mut QueryBuilder<$db>),
             ) -> Result<Page<T>> {
-                let (table, columns, decode, cursor) = (listing.table, listing.columns, listing.decode, listing.cursor);
-                let mut count = QueryBuilder::<$db>::new(format!("SELECT count(*) FROM {table} c"));
-                push_scope(&mut count, scope);
-                filters(&mut count);
+                let (mut count, mut rows) = list_queries("", listing, &page, scope, &filters);
                 let total: i64 = count.build_query_scalar().fetch_one(store.reader()).await?;
-
-                let mut qb = QueryBuilder::<$db>::new(format!(
-                    "SELECT {columns}, p.space_id, s.name AS space_name, s.slug AS space_slug \
-                     FROM {table} p JOIN spaces s ON s.id = p.space_id WHERE p.id IN (SELECT c.id FROM {table} c"
-                ));
-                push_scope(&mut qb, scope);
-                filters(&mut qb);
-                push_page(&mut qb, "c.created_at", "c.id", &page);
-                qb.push(") ORDER BY p.created_at DESC, p.id DESC");
-                let rows = qb
+                let rows = rows
                     .build()
                     .fetch_all(store.reader())
                     .await?
                     .iter()
-                    .map(decode)
+                    .map(listing.decode)
                     .collect::<std::result::Result<Vec<_>, _>>()?;
-                Ok(page_of(&page, rows, total, cursor))
+                Ok(page_of(&page, rows, total, listing.cursor))
+            }
+
+            /// The plans of the main aggregation queries, for the docs.
+            async fn explain_all(store: &$store, scope: &Scope, search: &str) -> Result<Vec<(String, String)>> {
+                let deep = PageRequest::parse(Some(500), 20, "")?;
+                let first = PageRequest::parse(None, 20, "")?;
+                let no_filter = |_: &mut QueryBuilder<$db>| {};
+                let live = |qb: &mut QueryBuilder<$db>| {
+                    qb.push(" AND c.is_archived = ");
+                    qb.push_bind(false);
+                };
+                let searched = |qb: &mut QueryBuilder<$db>| {
+                    qb.push(" AND c.is_archived = ");
+                    qb.push_bind(false);
+                    <$store>::push_search(qb, "c", "products_fts", search);
+                };
+                let open = |qb: &mut QueryBuilder<$db>| push_in(qb, "c.status", &["open", "in_progress"]);
+                let mut plans = Vec::new();
+                let prefix = <$store>::EXPLAIN;
+                let (c, r) = list_queries(prefix, &PRODUCTS, &first, scope, &live);
+                plans.push(("ListProducts: total".to_owned(), c));
+                plans.push(("ListProducts: page 1".to_owned(), r));
+                let (_, r) = list_queries(prefix, &PRODUCTS, &deep, scope, &live);
+                plans.push(("ListProducts: page 500".to_owned(), r));
+                let (c, r) = list_queries(prefix, &PRODUCTS, &first, scope, &searched);
+                plans.push((format!("ListProducts: search '{search}', total"), c));
+                plans.push((format!("ListProducts: search '{search}', page 1"), r));
+                let (_, r) = list_queries(prefix, &ISSUES, &deep, scope, &open);
+                plans.push(("ListIssues: status open,in_progress, page 500".to_owned(), r));
+                let (_, r) = list_queries(prefix, &CONTRACTS, &deep, scope, &no_filter);
+                plans.push(("ListContracts: page 500".to_owned(), r));
+                let mut out = Vec::new();
+                for (name, mut qb) in plans {
+                    let lines = qb
+                        .build()
+                        .fetch_all(store.reader())
+                        .await?
+                        .iter()
+                        .map(|row| row.try_get::<String, _>(<$store>::EXPLAIN_COLUMN))
+                        .collect::<std::result::Result<Vec<_>, _>>()?;
+                    out.push((name, lines.join("\n")));
+                }
+                Ok(out)
             }
 
             fn micros_or(value: Option<i64>, default: i64) -> i64 {
@@ -561,6 +620,10 @@ macro_rules! impl_content_store {
                         },
                     )
                     .await
+                }
+
+                async fn explain(&self, scope: &Scope, search: &str) -> Result<Vec<(String, String)>> {
+                    explain_all(self, scope, search).await
                 }
 
                 async fn stats(&self, scope: &Scope) -> Result<Stats> {

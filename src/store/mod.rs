@@ -146,6 +146,8 @@ pub trait ContentStore: Send + Sync + 'static {
         page: PageRequest,
     ) -> Result<Page<QualityCheck>>;
     async fn stats(&self, scope: &Scope) -> Result<Stats>;
+    /// The query plans of the main aggregation queries (docs and benchmarks).
+    async fn explain(&self, scope: &Scope, search: &str) -> Result<Vec<(String, String)>>;
 }
 
 #[async_trait]

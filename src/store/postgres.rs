@@ -17,6 +17,8 @@ impl PostgresStore {
     const LIKE: &'static str = "ILIKE";
     const LOCK: &'static str = " FOR UPDATE";
     const DISTINCT: &'static str = "IS DISTINCT FROM";
+    const EXPLAIN: &'static str = "EXPLAIN ";
+    const EXPLAIN_COLUMN: &'static str = "QUERY PLAN";
     const MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
     pub async fn connect(url: &str, options: &StoreOptions) -> crate::domain::Result<Self> {

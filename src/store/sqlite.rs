@@ -21,6 +21,8 @@ impl SqliteStore {
     const LIKE: &'static str = "LIKE";
     const LOCK: &'static str = "";
     const DISTINCT: &'static str = "IS NOT";
+    const EXPLAIN: &'static str = "EXPLAIN QUERY PLAN ";
+    const EXPLAIN_COLUMN: &'static str = "detail";
     const MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
     pub async fn connect(url: &str, options: &StoreOptions) -> crate::domain::Result<Self> {

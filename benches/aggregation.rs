@@ -1,0 +1,415 @@
+//! Aggregation benchmark: p50/p99 of every aggregation RPC over gRPC, on a
+//! small (10,000-row) and a large (1,000,000-row) generated dataset, side by
+//! side, with the ratio large/small. Both datasets are measured in the same
+//! run, so the ratio, not the absolute time, is the result.
+//!
+//!     cargo bench --bench aggregation -- [--backends sqlite,postgres]
+//!         [--small 0.01] [--large 1.0] [--iterations 40]
+//!
+//! PostgreSQL needs DATABASE_URL (scripts/bench.sh starts a throwaway
+//! cluster). Queries run as a plain member of the largest organization, so
+//! visibility filtering is always on.
+
+use std::time::{Duration, Instant};
+
+use orgd::auth::{AuthConfig, Claims, Secret, issue_token};
+use orgd::domain::content::Scope;
+use orgd::domain::types::Email;
+use orgd::generate::{Dataset, Plan, generate};
+use orgd::proto::aggregation_service_client::AggregationServiceClient;
+use orgd::proto::*;
+use orgd::{ServerConfig, build_app, serve};
+use sqlx::Connection;
+use tonic::Request;
+use tonic::transport::Channel;
+
+const SECRET: &str = "benchmark-secret-0123456789";
+
+struct Options {
+    backends: Vec<String>,
+    small: f64,
+    large: f64,
+    iterations: usize,
+}
+
+fn options() -> Options {
+    let mut o = Options {
+        backends: vec!["sqlite".into(), "postgres".into()],
+        small: 0.01,
+        large: 1.0,
+        iterations: 40,
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        let value = args.get(i + 1).cloned().unwrap_or_default();
+        match args[i].as_str() {
+            "--backends" => o.backends = value.split(',').map(str::to_owned).collect(),
+            "--small" => o.small = value.parse().expect("--small takes a number"),
+            "--large" => o.large = value.parse().expect("--large takes a number"),
+            "--iterations" => o.iterations = value.parse().expect("--iterations takes a number"),
+            // cargo bench passes --bench; ignore anything else.
+            _ => {
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    o
+}
+
+async fn database_url(backend: &str, dir: &std::path::Path) -> String {
+    if backend == "sqlite" {
+        return format!("sqlite://{}", dir.join("bench.db").display());
+    }
+    let base = std::env::var("DATABASE_URL")
+        .expect("the postgres benchmark needs DATABASE_URL (see scripts/bench.sh)");
+    let name = format!("orgd_bench_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&base).await.expect("connect");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .expect("create db");
+    let (prefix, _) = base.rsplit_once('/').expect("database in DATABASE_URL");
+    format!("{prefix}/{name}")
+}
+
+fn token(email: &str) -> String {
+    let claims = Claims {
+        email: email.into(),
+        exp: chrono::Utc::now().timestamp() + 24 * 3600,
+        name: None,
+        sub: None,
+        iat: None,
+        iss: None,
+        aud: None,
+    };
+    issue_token(&Secret::new(SECRET), &claims).expect("token")
+}
+
+fn req<T>(t: &str, m: T) -> Request<T> {
+    let mut r = Request::new(m);
+    r.metadata_mut()
+        .insert("authorization", format!("Bearer {t}").parse().expect("header"));
+    r
+}
+
+/// One measured case: a name and the call it makes.
+type Case = (
+    &'static str,
+    Box<dyn Fn(AggregationServiceClient<Channel>, String, Dataset) -> CallFuture>,
+);
+type CallFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), tonic::Status>> + Send>>;
+
+fn cases() -> Vec<Case> {
+    fn case<F, Fut>(name: &'static str, f: F) -> Case
+    where
+        F: Fn(AggregationServiceClient<Channel>, String, Dataset) -> Fut + 'static,
+        Fut: std::future::Future<Output = Result<(), tonic::Status>> + Send + 'static,
+    {
+        (name, Box::new(move |c, t, d| Box::pin(f(c, t, d))))
+    }
+    vec![
+        case("ListProducts page 1", |mut c, t, d| async move {
+            c.list_products(req(
+                &t,
+                ListProductsRequest {
+                    slug: d.largest_slug,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop)
+        }),
+        case("ListProducts page 500", |mut c, t, d| async move {
+            c.list_products(req(
+                &t,
+                ListProductsRequest {
+                    slug: d.largest_slug,
+                    page: Some(500),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop)
+        }),
+        case("ListProducts search, page 1", |mut c, t, d| async move {
+            c.list_products(req(
+                &t,
+                ListProductsRequest {
+                    slug: d.largest_slug,
+                    search: d.search_term,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop)
+        }),
+        case("ListProducts search, page 500", |mut c, t, d| async move {
+            c.list_products(req(
+                &t,
+                ListProductsRequest {
+                    slug: d.largest_slug,
+                    search: d.search_term,
+                    page: Some(500),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop)
+        }),
+        case("ListContracts page 1", |mut c, t, d| async move {
+            c.list_contracts(req(
+                &t,
+                ListContractsRequest {
+                    slug: d.largest_slug,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop)
+        }),
+        case("ListContracts page 500", |mut c, t, d| async move {
+            c.list_contracts(req(
+                &t,
+                ListContractsRequest {
+                    slug: d.largest_slug,
+                    page: Some(500),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop)
+        }),
+        case("ListContracts search, page 1", |mut c, t, d| async move {
+            c.list_contracts(req(
+                &t,
+                ListContractsRequest {
+                    slug: d.largest_slug,
+                    search: d.search_term,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop)
+        }),
+        case("ListIssues page 1", |mut c, t, d| async move {
+            c.list_issues(req(
+                &t,
+                ListIssuesRequest {
+                    slug: d.largest_slug,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop)
+        }),
+        case("ListIssues page 500", |mut c, t, d| async move {
+            c.list_issues(req(
+                &t,
+                ListIssuesRequest {
+                    slug: d.largest_slug,
+                    page: Some(500),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop)
+        }),
+        case("ListIssues open+in_progress, page 1", |mut c, t, d| async move {
+            c.list_issues(req(
+                &t,
+                ListIssuesRequest {
+                    slug: d.largest_slug,
+                    status: vec!["open,in_progress".into()],
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop)
+        }),
+        case("ListQualityChecks page 1", |mut c, t, d| async move {
+            c.list_quality_checks(req(
+                &t,
+                ListQualityChecksRequest {
+                    slug: d.largest_slug,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop)
+        }),
+        case("ListQualityChecks page 500", |mut c, t, d| async move {
+            c.list_quality_checks(req(
+                &t,
+                ListQualityChecksRequest {
+                    slug: d.largest_slug,
+                    page: Some(500),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop)
+        }),
+        case("GetStats", |mut c, t, d| async move {
+            c.get_stats(req(&t, GetStatsRequest { slug: d.largest_slug }))
+                .await
+                .map(drop)
+        }),
+    ]
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+struct Measured {
+    rows: usize,
+    generate_secs: f64,
+    /// (p50, p99) per case, in case order.
+    latencies: Vec<(Duration, Duration)>,
+    plans: Vec<(String, String)>,
+}
+
+async fn measure(backend: &str, scale: f64, iterations: usize) -> Measured {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = ServerConfig {
+        database_url: database_url(backend, dir.path()).await,
+        storage_root: dir.path().join("storage"),
+        auth: AuthConfig {
+            hs256_secret: Secret::new(SECRET),
+            public_key_pem: None,
+            issuer: None,
+            audience: None,
+        },
+        superadmins: Vec::new(),
+        db_max_connections: 8,
+    };
+    let app = build_app(&config).await.expect("app");
+    let plan = Plan::scaled(scale);
+    let started = Instant::now();
+    let dataset = generate(app.store.as_ref(), &plan, &|phase| {
+        eprintln!(
+            "  [{backend} x{scale} {:>7.1}s] {phase}",
+            started.elapsed().as_secs_f64()
+        )
+    })
+    .await
+    .expect("generate");
+    let generate_secs = started.elapsed().as_secs_f64();
+
+    // The plans of the main queries, as the member sees them.
+    let member = app
+        .store
+        .user_by_email(&Email::parse("email", &dataset.member_email).expect("email"))
+        .await
+        .expect("user")
+        .expect("member exists");
+    let org = app
+        .store
+        .organization_access(&dataset.largest_slug, member.id)
+        .await
+        .expect("org")
+        .expect("org exists");
+    let scope = Scope {
+        org: org.org.id,
+        member: Some(member.id),
+        space: None,
+    };
+    let plans = app
+        .store
+        .explain(&scope, &dataset.search_term)
+        .await
+        .expect("explain");
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(app, listener, async {
+        let _ = stopped.await;
+    }));
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let client = AggregationServiceClient::new(channel);
+    let t = token(&dataset.member_email);
+
+    let mut latencies = Vec::new();
+    for (name, call) in cases() {
+        for _ in 0..3 {
+            call(client.clone(), t.clone(), dataset.clone())
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        }
+        let mut samples = Vec::with_capacity(iterations);
+        for _ in 0..iterations {
+            let start = Instant::now();
+            call(client.clone(), t.clone(), dataset.clone())
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+            samples.push(start.elapsed());
+        }
+        samples.sort();
+        latencies.push((percentile(&samples, 0.5), percentile(&samples, 0.99)));
+    }
+    let _ = stop.send(());
+    let _ = server.await;
+    Measured {
+        rows: plan.content_rows(),
+        generate_secs,
+        latencies,
+        plans,
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1000.0)
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let o = options();
+    for backend in &o.backends {
+        eprintln!(
+            "{backend}: generating and measuring the small dataset (x{})",
+            o.small
+        );
+        let small = measure(backend, o.small, o.iterations).await;
+        eprintln!(
+            "{backend}: generating and measuring the large dataset (x{})",
+            o.large
+        );
+        let large = measure(backend, o.large, o.iterations).await;
+        println!("\n### {backend}\n");
+        println!(
+            "Datasets: small {} content rows (generated in {:.0} s), large {} content rows (generated in {:.0} s). \
+             {} calls per case, as a plain member of the largest organization.\n",
+            small.rows, small.generate_secs, large.rows, large.generate_secs, o.iterations
+        );
+        println!(
+            "| RPC | small p50 ms | small p99 ms | large p50 ms | large p99 ms | p50 large/small | p99 large/small |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|---:|");
+        for (i, (name, _)) in cases().iter().enumerate() {
+            let (sp50, sp99) = small.latencies[i];
+            let (lp50, lp99) = large.latencies[i];
+            println!(
+                "| {name} | {} | {} | {} | {} | {:.2} | {:.2} |",
+                ms(sp50),
+                ms(sp99),
+                ms(lp50),
+                ms(lp99),
+                lp50.as_secs_f64() / sp50.as_secs_f64(),
+                lp99.as_secs_f64() / sp99.as_secs_f64()
+            );
+        }
+        println!("\n#### {backend}: query plans on the large dataset\n");
+        for (name, plan) in &large.plans {
+            println!("{name}:\n```\n{plan}\n```");
+        }
+    }
+}
