@@ -18,6 +18,21 @@ async fn an_admin_of_one_organization_cannot_touch_another() {
     let eve_space = app
         .create_space("Eve Space", "organization", "eve@iso.test")
         .await;
+    let their_product = uuid::Uuid::new_v4().to_string();
+    app.spaces()
+        .batch_upsert_products(req(
+            &root(),
+            BatchUpsertProductsRequest {
+                space_id: their_space.id.clone(),
+                items: vec![Product {
+                    id: their_product.clone(),
+                    name: "Crown jewels".into(),
+                    ..Default::default()
+                }],
+            },
+        ))
+        .await
+        .expect("their product");
 
     let eve = token("eve@iso.test");
     let slug = || "theirs".to_string();
@@ -209,6 +224,107 @@ async fn an_admin_of_one_organization_cannot_touch_another() {
             .map(drop),
         ),
     ];
+    let mut a = orgd::proto::aggregation_service_client::AggregationServiceClient::new(app.channel.clone());
+    let mut results = results;
+    results.extend(vec![
+        (
+            "ListProducts",
+            a.list_products(req(
+                &eve,
+                ListProductsRequest {
+                    slug: slug(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop),
+        ),
+        (
+            "ListContracts",
+            a.list_contracts(req(
+                &eve,
+                ListContractsRequest {
+                    slug: slug(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop),
+        ),
+        (
+            "ListIssues",
+            a.list_issues(req(
+                &eve,
+                ListIssuesRequest {
+                    slug: slug(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop),
+        ),
+        (
+            "ListQualityChecks",
+            a.list_quality_checks(req(
+                &eve,
+                ListQualityChecksRequest {
+                    slug: slug(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop),
+        ),
+        (
+            "GetStats",
+            a.get_stats(req(&eve, GetStatsRequest { slug: slug() }))
+                .await
+                .map(drop),
+        ),
+        (
+            "BatchUpsertProducts",
+            s.batch_upsert_products(req(
+                &eve,
+                BatchUpsertProductsRequest {
+                    space_id: their_space.id.clone(),
+                    items: vec![Product {
+                        id: uuid::Uuid::new_v4().to_string(),
+                        name: "planted".into(),
+                        ..Default::default()
+                    }],
+                },
+            ))
+            .await
+            .map(drop),
+        ),
+        (
+            "DeleteProduct",
+            s.delete_product(req(
+                &eve,
+                DeleteProductRequest {
+                    space_id: their_space.id.clone(),
+                    product_id: their_product.clone(),
+                },
+            ))
+            .await
+            .map(drop),
+        ),
+    ]);
+    // Eve's own products cannot be pointed at their space by id either.
+    let hijack = s
+        .batch_upsert_products(req(
+            &eve,
+            BatchUpsertProductsRequest {
+                space_id: eve_space.id.clone(),
+                items: vec![Product {
+                    id: their_product.clone(),
+                    name: "taken over".into(),
+                    ..Default::default()
+                }],
+            },
+        ))
+        .await;
+    assert_error(hijack, Code::FailedPrecondition, "ID_IN_OTHER_SPACE");
     for (rpc, result) in results {
         let status = result.expect_err(rpc);
         assert_eq!(status.code(), Code::PermissionDenied, "{rpc}: {status:?}");

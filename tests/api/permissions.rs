@@ -64,6 +64,14 @@ struct Fixture {
     member2_id: String,
     space_x: String,
     space_y: String,
+    /// A product in space X.
+    product_x: String,
+}
+
+fn aggregation(
+    app: &TestApp,
+) -> orgd::proto::aggregation_service_client::AggregationServiceClient<tonic::transport::Channel> {
+    orgd::proto::aggregation_service_client::AggregationServiceClient::new(app.channel.clone())
 }
 
 async fn fixture(app: &TestApp) -> Fixture {
@@ -95,6 +103,21 @@ async fn fixture(app: &TestApp) -> Fixture {
         ))
         .await
         .expect("add space member");
+    let product_x = uuid::Uuid::new_v4().to_string();
+    app.spaces()
+        .batch_upsert_products(req(
+            &root(),
+            BatchUpsertProductsRequest {
+                space_id: x.id.clone(),
+                items: vec![Product {
+                    id: product_x.clone(),
+                    name: "Fixture".into(),
+                    ..Default::default()
+                }],
+            },
+        ))
+        .await
+        .expect("product");
     Fixture {
         slug,
         admin,
@@ -104,6 +127,7 @@ async fn fixture(app: &TestApp) -> Fixture {
         member2_id: m2.user_id,
         space_x: x.id,
         space_y: y.id,
+        product_x,
     }
 }
 
@@ -321,6 +345,90 @@ async fn call(app: &TestApp, fx: &Fixture, rpc: &str, t: &str) -> Result<(), Sta
             ))
             .await
             .map(drop),
+        "ListProducts" => aggregation(app)
+            .list_products(req(
+                t,
+                ListProductsRequest {
+                    slug,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop),
+        "ListContracts" => aggregation(app)
+            .list_contracts(req(
+                t,
+                ListContractsRequest {
+                    slug,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop),
+        "ListIssues" => aggregation(app)
+            .list_issues(req(
+                t,
+                ListIssuesRequest {
+                    slug,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop),
+        "ListQualityChecks" => aggregation(app)
+            .list_quality_checks(req(
+                t,
+                ListQualityChecksRequest {
+                    slug,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop),
+        "GetStats" => aggregation(app)
+            .get_stats(req(t, GetStatsRequest { slug }))
+            .await
+            .map(drop),
+        "BatchUpsertProducts" => spaces
+            .batch_upsert_products(req(
+                t,
+                BatchUpsertProductsRequest {
+                    space_id: fx.space_x.clone(),
+                    items: vec![Product {
+                        id: uuid::Uuid::new_v4().to_string(),
+                        name: fresh,
+                        ..Default::default()
+                    }],
+                },
+            ))
+            .await
+            .map(drop),
+        "BatchUpsertIssues" => spaces
+            .batch_upsert_issues(req(
+                t,
+                BatchUpsertIssuesRequest {
+                    space_id: fx.space_x.clone(),
+                    items: vec![Issue {
+                        id: uuid::Uuid::new_v4().to_string(),
+                        title: fresh,
+                        status: "open".into(),
+                        priority: "low".into(),
+                        ..Default::default()
+                    }],
+                },
+            ))
+            .await
+            .map(drop),
+        "DeleteProduct" => spaces
+            .delete_product(req(
+                t,
+                DeleteProductRequest {
+                    space_id: fx.space_x.clone(),
+                    product_id: fx.product_x.clone(),
+                },
+            ))
+            .await
+            .map(drop),
         other => panic!("no such RPC in the matrix: {other}"),
     }
 }
@@ -382,6 +490,7 @@ fn fixture_ref(f: &Fixture) -> Fixture {
         member2_id: f.member2_id.clone(),
         space_x: f.space_x.clone(),
         space_y: f.space_y.clone(),
+        product_x: f.product_x.clone(),
     }
 }
 
@@ -438,6 +547,30 @@ async fn space_member_changes_follow_the_permission_table() {
         ("AddSpaceMember", Allowed::Admins),
         ("UpdateSpaceMember", Allowed::Admins),
         ("RemoveSpaceMember", Allowed::Admins),
+    ])
+    .await;
+}
+
+#[tokio::test]
+async fn aggregations_follow_the_permission_table() {
+    check_rows(&[
+        ("ListProducts", Allowed::Members),
+        ("ListContracts", Allowed::Members),
+        ("ListIssues", Allowed::Members),
+        ("ListQualityChecks", Allowed::Members),
+        ("GetStats", Allowed::Members),
+    ])
+    .await;
+}
+
+#[tokio::test]
+async fn content_writes_follow_the_permission_table() {
+    // The organization admin is space X's admin; plain members hold no
+    // space role there.
+    check_rows(&[
+        ("BatchUpsertProducts", Allowed::Admins),
+        ("BatchUpsertIssues", Allowed::Admins),
+        ("DeleteProduct", Allowed::Admins),
     ])
     .await;
 }
