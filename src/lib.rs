@@ -34,6 +34,10 @@ pub mod proto {
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("orgd_descriptor");
 }
 
+/// The largest request accepted: a batch of 1,000 content items with long
+/// descriptions fits.
+pub const MAX_REQUEST_BYTES: usize = 32 * 1024 * 1024;
+
 /// The gRPC services orgd serves, as health checks name them.
 pub const SERVICE_NAMES: &[&str] = &[
     "orgd.v1.OrganizationService",
@@ -169,7 +173,10 @@ pub async fn serve(
         .add_service(OrganizationServiceServer::new(
             api::organizations::OrganizationApi::new(app.clone()),
         ))
-        .add_service(SpaceServiceServer::new(api::spaces::SpaceApi::new(app.clone())))
+        .add_service(
+            SpaceServiceServer::new(api::spaces::SpaceApi::new(app.clone()))
+                .max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
         .add_service(AggregationServiceServer::new(
             api::aggregation::AggregationApi::new(app.clone()),
         ))

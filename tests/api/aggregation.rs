@@ -1511,3 +1511,23 @@ async fn restricted_content_is_invisible_to_plain_members_in_every_view() {
         .into_inner();
     assert_eq!(p.total, 1);
 }
+
+#[tokio::test]
+async fn a_full_batch_of_large_items_is_accepted_over_grpc() {
+    let app = TestApp::spawn().await;
+    let w = world(&app).await;
+    // About 8 MB: above tonic's 4 MB default, within orgd's limit.
+    let long = "y".repeat(8000);
+    let items: Vec<Product> = (0..1000)
+        .map(|i| Product {
+            description: long.clone(),
+            ..product(&format!("big{i}"), i)
+        })
+        .collect();
+    assert_eq!(
+        put_products(&app, &root(), &w.open, items)
+            .await
+            .expect("large batch"),
+        1000
+    );
+}

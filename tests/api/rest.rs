@@ -865,3 +865,23 @@ async fn content_and_aggregations_over_rest() {
     assert!(empty.get("quality_score").is_none(), "{empty}");
     assert_eq!(empty["total_products"], 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_batch_of_large_items_passes_through_envoy() {
+    let rest = Rest::start().await;
+    let space = rest.app.create_space("Bulk", "organization", SUPERADMIN).await;
+    let long = "x".repeat(3000);
+    let items: Vec<Value> = (0..1000)
+        .map(
+            |i| json!({"id": uuid::Uuid::new_v4().to_string(), "name": format!("p{i}"), "description": long}),
+        )
+        .collect();
+    let reply = rest
+        .post(
+            &format!("/spaces/{}/products:batchUpsert", space.id),
+            &root(),
+            json!({ "items": items }),
+        )
+        .await;
+    assert_eq!(reply.expect(200), json!({"upserted": 1000}));
+}
