@@ -316,7 +316,7 @@ macro_rules! impl_content_store {
                 let searched = |qb: &mut QueryBuilder<$db>| {
                     qb.push(" AND c.is_archived = ");
                     qb.push_bind(false);
-                    <$store>::push_search(qb, "c", "products_fts", search);
+                    <$store>::push_search(qb, "c", "products_fts", ["name", "description"], search);
                 };
                 let open = |qb: &mut QueryBuilder<$db>| push_in(qb, "c.status", &["open", "in_progress"]);
                 let mut plans = Vec::new();
@@ -554,7 +554,7 @@ macro_rules! impl_content_store {
                                 qb.push_bind(false);
                             }
                             if let Some(term) = &filter.search {
-                                <$store>::push_search(qb, "c", "products_fts", term);
+                                <$store>::push_search(qb, "c", "products_fts", ["name", "description"], term);
                             }
                         },
                     )
@@ -575,7 +575,7 @@ macro_rules! impl_content_store {
                         |qb| {
                             push_in(qb, "c.status", &filter.statuses);
                             if let Some(term) = &filter.search {
-                                <$store>::push_search(qb, "c", "contracts_fts", term);
+                                <$store>::push_search(qb, "c", "contracts_fts", ["name", "description"], term);
                             }
                         },
                     )

@@ -14,7 +14,6 @@ pub struct PostgresStore {
 
 impl PostgresStore {
     const NAME: &'static str = "postgres";
-    const LIKE: &'static str = "ILIKE";
     const LOCK: &'static str = " FOR UPDATE";
     const DISTINCT: &'static str = "IS DISTINCT FROM";
     const EXPLAIN: &'static str = "EXPLAIN ";
@@ -35,13 +34,20 @@ impl PostgresStore {
         Ok(Self { pool })
     }
 
-    /// Substring search over name and description: ILIKE, which the pg_trgm
-    /// GIN indexes serve for terms of 3+ characters.
-    fn push_search(qb: &mut sqlx::QueryBuilder<sqlx::Postgres>, alias: &str, _fts: &str, term: &str) {
+    /// Substring search over two columns, ignoring case: ILIKE, which the
+    /// pg_trgm GIN indexes serve for terms of 3+ characters.
+    fn push_search(
+        qb: &mut sqlx::QueryBuilder<sqlx::Postgres>,
+        alias: &str,
+        _fts: &str,
+        columns: [&str; 2],
+        term: &str,
+    ) {
         let pattern = super::like_pattern(term);
-        qb.push(format!(" AND ({alias}.name ILIKE "));
+        let [first, second] = columns;
+        qb.push(format!(" AND ({alias}.{first} ILIKE "));
         qb.push_bind(pattern.clone());
-        qb.push(format!(" ESCAPE '\\' OR {alias}.description ILIKE "));
+        qb.push(format!(" ESCAPE '\\' OR {alias}.{second} ILIKE "));
         qb.push_bind(pattern);
         qb.push(" ESCAPE '\\')");
     }

@@ -1,7 +1,7 @@
 //! The SQL shared by both backends. Both accept `$n` placeholders and the
 //! same schema shape, so one body of code is instantiated per backend by
 //! `impl_store!`. What differs is supplied by the backend type:
-//! `Self::LIKE` (`LIKE` / `ILIKE`), `Self::LOCK` (row locks on PostgreSQL,
+//! `Self::push_search` (FTS5 / pg_trgm), `Self::LOCK` (row locks on PostgreSQL,
 //! nothing on SQLite, which runs one writer at a time), and the pools.
 
 macro_rules! impl_store {
@@ -18,7 +18,7 @@ macro_rules! impl_store {
         use crate::domain::types::{Agent, AgentStatus, Email, OrgRole, SpaceRole, Visibility};
         use crate::domain::{Error, Result};
         use crate::store::{
-            is_unique_violation, last_admin, like_pattern, now_micros, MemberFilter, NewOrganization, NewSpace,
+            is_unique_violation, last_admin, now_micros, MemberFilter, NewOrganization, NewSpace,
             OrganizationChanges, OrganizationFilter, SpaceChanges, SpaceFilter, Store,
         };
 
@@ -379,12 +379,7 @@ macro_rules! impl_store {
                     }
                     qb.push(" WHERE 1 = 1");
                     if let Some(term) = &filter.search {
-                        let pattern = like_pattern(term);
-                        qb.push(format!(" AND (o.name {} ", <$store>::LIKE));
-                        qb.push_bind(pattern.clone());
-                        qb.push(format!(" ESCAPE '\\' OR o.slug {} ", <$store>::LIKE));
-                        qb.push_bind(pattern);
-                        qb.push(" ESCAPE '\\')");
+                        <$store>::push_search(&mut qb, "o", "organizations_fts", ["name", "slug"], term);
                     }
                     qb
                 };
@@ -631,12 +626,7 @@ macro_rules! impl_store {
                         qb.push_bind(role.as_str());
                     }
                     if let Some(term) = &filter.search {
-                        let pattern = like_pattern(term);
-                        qb.push(format!(" AND (u.email {} ", <$store>::LIKE));
-                        qb.push_bind(pattern.clone());
-                        qb.push(format!(" ESCAPE '\\' OR u.display_name {} ", <$store>::LIKE));
-                        qb.push_bind(pattern);
-                        qb.push(" ESCAPE '\\')");
+                        <$store>::push_search(&mut qb, "u", "users_fts", ["email", "display_name"], term);
                     }
                     qb
                 };
@@ -727,12 +717,7 @@ macro_rules! impl_store {
                         qb.push_bind(org);
                     }
                     if let Some(term) = &filter.search {
-                        let pattern = like_pattern(term);
-                        qb.push(format!(" AND (s.name {} ", <$store>::LIKE));
-                        qb.push_bind(pattern.clone());
-                        qb.push(format!(" ESCAPE '\\' OR s.slug {} ", <$store>::LIKE));
-                        qb.push_bind(pattern);
-                        qb.push(" ESCAPE '\\')");
+                        <$store>::push_search(&mut qb, "s", "spaces_fts", ["name", "slug"], term);
                     }
                     qb
                 };

@@ -18,7 +18,6 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     const NAME: &'static str = "sqlite";
-    const LIKE: &'static str = "LIKE";
     const LOCK: &'static str = "";
     const DISTINCT: &'static str = "IS NOT";
     const EXPLAIN: &'static str = "EXPLAIN QUERY PLAN ";
@@ -52,9 +51,15 @@ impl SqliteStore {
         Ok(Self { writer, reader })
     }
 
-    /// Substring search over name and description: FTS5's trigram index
-    /// for terms of 3+ characters, LIKE for shorter ones.
-    fn push_search(qb: &mut sqlx::QueryBuilder<sqlx::Sqlite>, alias: &str, fts: &str, term: &str) {
+    /// Substring search over two columns, ignoring case: FTS5's trigram
+    /// index for terms of 3+ characters, LIKE for shorter ones.
+    fn push_search(
+        qb: &mut sqlx::QueryBuilder<sqlx::Sqlite>,
+        alias: &str,
+        fts: &str,
+        columns: [&str; 2],
+        term: &str,
+    ) {
         if term.chars().count() >= 3 {
             qb.push(format!(
                 " AND {alias}.rowid IN (SELECT rowid FROM {fts} WHERE {fts} MATCH "
@@ -64,9 +69,10 @@ impl SqliteStore {
             qb.push(")");
         } else {
             let pattern = super::like_pattern(term);
-            qb.push(format!(" AND ({alias}.name LIKE "));
+            let [first, second] = columns;
+            qb.push(format!(" AND ({alias}.{first} LIKE "));
             qb.push_bind(pattern.clone());
-            qb.push(format!(" ESCAPE '\\' OR {alias}.description LIKE "));
+            qb.push(format!(" ESCAPE '\\' OR {alias}.{second} LIKE "));
             qb.push_bind(pattern);
             qb.push(" ESCAPE '\\')");
         }
