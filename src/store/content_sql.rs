@@ -13,6 +13,7 @@ macro_rules! impl_content_store {
                 QualityCheckFilter, QualityCheckInput, Scope,
             };
             use crate::domain::model::{Contract, Issue, Product, QualityCheck, Stats};
+            use crate::domain::types::{ContractStatus, IssueStatus};
             use crate::store::ContentStore;
 
             const PRODUCT_COLUMNS: &str = "p.id, p.name, p.slug, p.description, p.product_type, p.provider, p.tags, \
@@ -127,23 +128,80 @@ macro_rules! impl_content_store {
             /// Recomputes the space's counters from its indexes.
             async fn refresh_stats(tx: &mut Tx, space: Uuid) -> Result<()> {
                 sqlx::query(
-                    "INSERT INTO space_stats (space_id, products_active, issues_open, checks_ran, checks_passed) \
+                    "INSERT INTO space_stats (space_id, products_active, products_archived, \
+                       contracts_draft, contracts_active, contracts_expired, contracts_deprecated, \
+                       issues_status_open, issues_status_in_progress, issues_status_resolved, issues_status_wont_fix, \
+                       checks_active, checks_archived, checks_ran, checks_passed) \
                      SELECT $1, \
                        (SELECT count(*) FROM products WHERE space_id = $1 AND is_archived = $2), \
-                       (SELECT count(*) FROM issues WHERE space_id = $1 AND status IN ('open', 'in_progress')), \
+                       (SELECT count(*) FROM products WHERE space_id = $1 AND is_archived = $3), \
+                       (SELECT count(*) FROM contracts WHERE space_id = $1 AND status = 'draft'), \
+                       (SELECT count(*) FROM contracts WHERE space_id = $1 AND status = 'active'), \
+                       (SELECT count(*) FROM contracts WHERE space_id = $1 AND status = 'expired'), \
+                       (SELECT count(*) FROM contracts WHERE space_id = $1 AND status = 'deprecated'), \
+                       (SELECT count(*) FROM issues WHERE space_id = $1 AND status = 'open'), \
+                       (SELECT count(*) FROM issues WHERE space_id = $1 AND status = 'in_progress'), \
+                       (SELECT count(*) FROM issues WHERE space_id = $1 AND status = 'resolved'), \
+                       (SELECT count(*) FROM issues WHERE space_id = $1 AND status = 'wont_fix'), \
+                       (SELECT count(*) FROM quality_checks WHERE space_id = $1 AND is_archived = $2), \
+                       (SELECT count(*) FROM quality_checks WHERE space_id = $1 AND is_archived = $3), \
                        (SELECT count(*) FROM quality_checks WHERE space_id = $1 AND is_archived = $2 \
                           AND last_status IS NOT NULL), \
                        (SELECT count(*) FROM quality_checks WHERE space_id = $1 AND is_archived = $2 \
                           AND last_status = 'pass') \
                      ON CONFLICT (space_id) DO UPDATE SET products_active = excluded.products_active, \
-                       issues_open = excluded.issues_open, checks_ran = excluded.checks_ran, \
-                       checks_passed = excluded.checks_passed",
+                       products_archived = excluded.products_archived, contracts_draft = excluded.contracts_draft, \
+                       contracts_active = excluded.contracts_active, contracts_expired = excluded.contracts_expired, \
+                       contracts_deprecated = excluded.contracts_deprecated, \
+                       issues_status_open = excluded.issues_status_open, \
+                       issues_status_in_progress = excluded.issues_status_in_progress, \
+                       issues_status_resolved = excluded.issues_status_resolved, \
+                       issues_status_wont_fix = excluded.issues_status_wont_fix, \
+                       checks_active = excluded.checks_active, checks_archived = excluded.checks_archived, \
+                       checks_ran = excluded.checks_ran, checks_passed = excluded.checks_passed",
                 )
                 .bind(space)
                 .bind(false)
+                .bind(true)
                 .execute(&mut **tx)
                 .await?;
                 Ok(())
+            }
+
+            /// The spaces of the scope's organization the caller may see
+            /// (alias `s`), narrowed to the scope's space if any.
+            fn push_visible_spaces(qb: &mut QueryBuilder<$db>, scope: &Scope) {
+                qb.push(" s.organization_id = ");
+                qb.push_bind(scope.org);
+                if let Some(user) = scope.member {
+                    qb.push(
+                        " AND (s.visibility = 'organization' OR s.id IN \
+                         (SELECT space_id FROM space_members WHERE user_id = ",
+                    );
+                    qb.push_bind(user);
+                    qb.push("))");
+                }
+                if let Some(space) = scope.space {
+                    qb.push(" AND s.id = ");
+                    qb.push_bind(space);
+                }
+            }
+
+            /// A list total from the per-space counters: `expr` sums
+            /// `space_stats` columns (alias `st`) over the visible spaces.
+            async fn counted_total(store: &$store, scope: &Scope, expr: &str) -> Result<i64> {
+                let mut qb = QueryBuilder::<$db>::new(format!(
+                    "SELECT CAST(COALESCE(SUM({expr}), 0) AS BIGINT) FROM spaces s \
+                     JOIN space_stats st ON st.space_id = s.id WHERE"
+                ));
+                push_visible_spaces(&mut qb, scope);
+                Ok(qb.build_query_scalar().fetch_one(store.reader()).await?)
+            }
+
+            /// The counter columns of the given statuses (all when none).
+            fn status_counters<T: ToString>(prefix: &str, all: &[T], chosen: &[T]) -> String {
+                let pick = if chosen.is_empty() { all } else { chosen };
+                pick.iter().map(|s| format!("st.{prefix}{}", s.to_string())).collect::<Vec<_>>().join(" + ")
             }
 
             /// Refuses ids that already belong to another space.
@@ -203,13 +261,8 @@ macro_rules! impl_content_store {
             fn push_scope(qb: &mut QueryBuilder<$db>, scope: &Scope) {
                 qb.push(" WHERE c.organization_id = ");
                 qb.push_bind(scope.org);
-                qb.push(" AND c.space_id IN (SELECT s.id FROM spaces s WHERE s.organization_id = ");
-                qb.push_bind(scope.org);
-                if let Some(user) = scope.member {
-                    qb.push(" AND (s.visibility = 'organization' OR s.id IN (SELECT space_id FROM space_members WHERE user_id = ");
-                    qb.push_bind(user);
-                    qb.push("))");
-                }
+                qb.push(" AND c.space_id IN (SELECT s.id FROM spaces s WHERE");
+                push_visible_spaces(qb, scope);
                 qb.push(")");
                 if let Some(space) = scope.space {
                     qb.push(" AND c.space_id = ");
@@ -285,15 +338,21 @@ macro_rules! impl_content_store {
 
             /// Counts and pages one aggregated list: `filters` appends the
             /// kind's conditions after the scope.
+            /// `counters`, when the filters allow, is the `space_stats` sum
+            /// that gives the total without counting index entries.
             async fn list_of<T>(
                 store: &$store,
                 listing: &Listing<T>,
                 page: PageRequest,
                 scope: &Scope,
                 filters: impl Fn(&mut QueryBuilder<$db>),
+                counters: Option<String>,
             ) -> Result<Page<T>> {
                 let (mut count, mut rows) = list_queries("", listing, &page, scope, &filters);
-                let total: i64 = count.build_query_scalar().fetch_one(store.reader()).await?;
+                let total: i64 = match counters {
+                    Some(expr) => counted_total(store, scope, &expr).await?,
+                    None => count.build_query_scalar().fetch_one(store.reader()).await?,
+                };
                 let rows = rows
                     .build()
                     .fetch_all(store.reader())
@@ -557,6 +616,13 @@ macro_rules! impl_content_store {
                                 <$store>::push_search(qb, "c", "products_fts", ["name", "description"], term);
                             }
                         },
+                        filter.search.is_none().then(|| {
+                            if filter.include_archived {
+                                "st.products_active + st.products_archived".to_owned()
+                            } else {
+                                "st.products_active".to_owned()
+                            }
+                        }),
                     )
                     .await
                 }
@@ -578,6 +644,10 @@ macro_rules! impl_content_store {
                                 <$store>::push_search(qb, "c", "contracts_fts", ["name", "description"], term);
                             }
                         },
+                        filter
+                            .search
+                            .is_none()
+                            .then(|| status_counters("contracts_", ContractStatus::ALL, &filter.statuses)),
                     )
                     .await
                 }
@@ -596,6 +666,8 @@ macro_rules! impl_content_store {
                                 qb.push_bind(assignee);
                             }
                         },
+                        (filter.priorities.is_empty() && filter.assignee.is_none())
+                            .then(|| status_counters("issues_status_", IssueStatus::ALL, &filter.statuses)),
                     )
                     .await
                 }
@@ -618,6 +690,13 @@ macro_rules! impl_content_store {
                             }
                             push_in(qb, "c.last_status", &filter.statuses);
                         },
+                        filter.statuses.is_empty().then(|| {
+                            if filter.include_archived {
+                                "st.checks_active + st.checks_archived".to_owned()
+                            } else {
+                                "st.checks_active".to_owned()
+                            }
+                        }),
                     )
                     .await
                 }
@@ -630,17 +709,13 @@ macro_rules! impl_content_store {
                     let mut qb = QueryBuilder::<$db>::new(
                         "SELECT count(*) AS spaces, \
                          CAST(COALESCE(SUM(st.products_active), 0) AS BIGINT) AS products, \
-                         CAST(COALESCE(SUM(st.issues_open), 0) AS BIGINT) AS issues, \
+                         CAST(COALESCE(SUM(st.issues_status_open + st.issues_status_in_progress), 0) AS BIGINT) \
+                           AS issues, \
                          CAST(COALESCE(SUM(st.checks_ran), 0) AS BIGINT) AS ran, \
                          CAST(COALESCE(SUM(st.checks_passed), 0) AS BIGINT) AS passed \
-                         FROM spaces s LEFT JOIN space_stats st ON st.space_id = s.id WHERE s.organization_id = ",
+                         FROM spaces s LEFT JOIN space_stats st ON st.space_id = s.id WHERE",
                     );
-                    qb.push_bind(scope.org);
-                    if let Some(user) = scope.member {
-                        qb.push(" AND (s.visibility = 'organization' OR s.id IN (SELECT space_id FROM space_members WHERE user_id = ");
-                        qb.push_bind(user);
-                        qb.push("))");
-                    }
+                    push_visible_spaces(&mut qb, scope);
                     let row = qb.build().fetch_one(self.reader()).await?;
                     let ran: i64 = row.try_get("ran")?;
                     let passed: i64 = row.try_get("passed")?;
