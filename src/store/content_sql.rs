@@ -406,6 +406,30 @@ macro_rules! impl_content_store {
                 Ok(out)
             }
 
+            /// One batch upsert, in one transaction: lock the space, refuse ids
+            /// of other spaces, insert-or-replace with the statement `insert`
+            /// builds (given the space's organization), refresh the counters.
+            async fn upsert_batch(
+                store: &$store,
+                kind: ContentKind,
+                space: Uuid,
+                ids: Vec<Uuid>,
+                insert: impl FnOnce(Option<Uuid>) -> QueryBuilder<$db>,
+            ) -> Result<u64> {
+                let mut tx = store.writer().begin().await?;
+                let org = lock_space(&mut tx, space).await?;
+                check_foreign_ids(&mut tx, kind, space, &ids).await?;
+                if !ids.is_empty() {
+                    let mut qb = insert(org);
+                    if let Err(e) = qb.build().execute(&mut *tx).await {
+                        return Err(unique_name(&e, kind).unwrap_or_else(|| e.into()));
+                    }
+                }
+                refresh_stats(&mut tx, space).await?;
+                tx.commit().await?;
+                Ok(ids.len() as u64)
+            }
+
             fn micros_or(value: Option<i64>, default: i64) -> i64 {
                 value.unwrap_or(default)
             }
@@ -414,11 +438,8 @@ macro_rules! impl_content_store {
             impl ContentStore for $store {
                 async fn upsert_products(&self, space: Uuid, items: &[ProductInput]) -> Result<u64> {
                     let now = now_micros();
-                    let mut tx = self.writer().begin().await?;
-                    let org = lock_space(&mut tx, space).await?;
-                    let ids: Vec<Uuid> = items.iter().map(|i| i.id).collect();
-                    check_foreign_ids(&mut tx, ContentKind::Product, space, &ids).await?;
-                    if !items.is_empty() {
+                    let ids = items.iter().map(|i| i.id).collect();
+                    upsert_batch(self, ContentKind::Product, space, ids, |org| {
                         let mut qb = QueryBuilder::<$db>::new(
                             "INSERT INTO products (id, space_id, organization_id, name, slug, description, product_type, \
                              provider, tags, quality_score, is_archived, created_at, updated_at) ",
@@ -444,22 +465,15 @@ macro_rules! impl_content_store {
                             &["name", "slug", "description", "product_type", "provider", "tags", "quality_score",
                               "is_archived", "updated_at"],
                         );
-                        if let Err(e) = qb.build().execute(&mut *tx).await {
-                            return Err(unique_name(&e, ContentKind::Product).unwrap_or_else(|| e.into()));
-                        }
-                    }
-                    refresh_stats(&mut tx, space).await?;
-                    tx.commit().await?;
-                    Ok(items.len() as u64)
+                        qb
+                    })
+                    .await
                 }
 
                 async fn upsert_contracts(&self, space: Uuid, items: &[ContractInput]) -> Result<u64> {
                     let now = now_micros();
-                    let mut tx = self.writer().begin().await?;
-                    let org = lock_space(&mut tx, space).await?;
-                    let ids: Vec<Uuid> = items.iter().map(|i| i.id).collect();
-                    check_foreign_ids(&mut tx, ContentKind::Contract, space, &ids).await?;
-                    if !items.is_empty() {
+                    let ids = items.iter().map(|i| i.id).collect();
+                    upsert_batch(self, ContentKind::Contract, space, ids, |org| {
                         let mut qb = QueryBuilder::<$db>::new(
                             "INSERT INTO contracts (id, space_id, organization_id, name, description, status, \
                              producer_id, producer_name, consumer_id, consumer_name, freshness_hours, \
@@ -490,20 +504,15 @@ macro_rules! impl_content_store {
                               "consumer_name", "freshness_hours", "availability_percent", "quality_score_min",
                               "response_time_hours", "expires_at"],
                         );
-                        qb.build().execute(&mut *tx).await?;
-                    }
-                    refresh_stats(&mut tx, space).await?;
-                    tx.commit().await?;
-                    Ok(items.len() as u64)
+                        qb
+                    })
+                    .await
                 }
 
                 async fn upsert_issues(&self, space: Uuid, items: &[IssueInput]) -> Result<u64> {
                     let now = now_micros();
-                    let mut tx = self.writer().begin().await?;
-                    let org = lock_space(&mut tx, space).await?;
-                    let ids: Vec<Uuid> = items.iter().map(|i| i.id).collect();
-                    check_foreign_ids(&mut tx, ContentKind::Issue, space, &ids).await?;
-                    if !items.is_empty() {
+                    let ids = items.iter().map(|i| i.id).collect();
+                    upsert_batch(self, ContentKind::Issue, space, ids, |org| {
                         let mut qb = QueryBuilder::<$db>::new(
                             "INSERT INTO issues (id, space_id, organization_id, title, description, status, priority, \
                              product_id, assignee_id, reporter_id, created_at, updated_at) ",
@@ -528,20 +537,15 @@ macro_rules! impl_content_store {
                             &["title", "description", "status", "priority", "product_id", "assignee_id",
                               "reporter_id", "updated_at"],
                         );
-                        qb.build().execute(&mut *tx).await?;
-                    }
-                    refresh_stats(&mut tx, space).await?;
-                    tx.commit().await?;
-                    Ok(items.len() as u64)
+                        qb
+                    })
+                    .await
                 }
 
                 async fn upsert_quality_checks(&self, space: Uuid, items: &[QualityCheckInput]) -> Result<u64> {
                     let now = now_micros();
-                    let mut tx = self.writer().begin().await?;
-                    let org = lock_space(&mut tx, space).await?;
-                    let ids: Vec<Uuid> = items.iter().map(|i| i.id).collect();
-                    check_foreign_ids(&mut tx, ContentKind::QualityCheck, space, &ids).await?;
-                    if !items.is_empty() {
+                    let ids = items.iter().map(|i| i.id).collect();
+                    upsert_batch(self, ContentKind::QualityCheck, space, ids, |org| {
                         let mut qb = QueryBuilder::<$db>::new(
                             "INSERT INTO quality_checks (id, space_id, organization_id, name, check_type, severity, \
                              product_ids, last_status, last_run_at, is_archived, created_at) ",
@@ -566,11 +570,9 @@ macro_rules! impl_content_store {
                             &["name", "check_type", "severity", "product_ids", "last_status", "last_run_at",
                               "is_archived"],
                         );
-                        qb.build().execute(&mut *tx).await?;
-                    }
-                    refresh_stats(&mut tx, space).await?;
-                    tx.commit().await?;
-                    Ok(items.len() as u64)
+                        qb
+                    })
+                    .await
                 }
 
                 async fn delete_content(&self, kind: ContentKind, space: Uuid, id: Uuid) -> Result<()> {
