@@ -14,7 +14,7 @@ const UPSTREAM: &str = "        - endpoint:
               socket_address: { address: 127.0.0.1, port_value: 50051 }
 ";
 
-fn envoy_binary() -> PathBuf {
+pub fn envoy_binary() -> PathBuf {
     if let Ok(path) = std::env::var("ORGD_TEST_ENVOY") {
         return PathBuf::from(path);
     }

@@ -885,3 +885,24 @@ async fn a_full_batch_of_large_items_passes_through_envoy() {
         .await;
     assert_eq!(reply.expect(200), json!({"upserted": 1000}));
 }
+
+#[tokio::test]
+async fn envoy_validates_the_repository_config() {
+    // envoy.yaml as shipped (its own ports), with the descriptor the build
+    // writes for `orgd descriptor`.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let descriptor = dir.path().join("orgd.pb");
+    std::fs::write(&descriptor, orgd::proto::FILE_DESCRIPTOR_SET).expect("descriptor");
+    let upstream: std::net::SocketAddr = "127.0.0.1:50051".parse().expect("addr");
+    let config = dir.path().join("envoy.yaml");
+    std::fs::write(&config, crate::envoy::config_for(8080, &[upstream], &descriptor)).expect("config");
+    let out = tokio::process::Command::new(crate::envoy::envoy_binary())
+        .args(["--mode", "validate", "-c"])
+        .arg(&config)
+        .output()
+        .await
+        .expect("run envoy");
+    let log = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("OK"), "{log}");
+}
