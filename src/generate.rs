@@ -326,6 +326,8 @@ pub async fn generate(store: &dyn Store, plan: &Plan, progress: &dyn Fn(&str)) -
             store.upsert_quality_checks(spaces[s].0, &batch).await?;
         }
     }
+    progress("refreshing planner statistics");
+    store.analyze().await?;
     progress("done");
 
     Ok(Dataset {

@@ -158,6 +158,8 @@ pub trait Store: ContentStore {
     async fn migrate(&self) -> Result<()>;
     /// Checks that the database answers.
     async fn ping(&self) -> Result<()>;
+    /// Refreshes the planner's statistics (after a bulk load).
+    async fn analyze(&self) -> Result<()>;
 
     async fn user_by_email(&self, email: &Email) -> Result<Option<User>>;
     /// Returns the user with this email, creating it when unknown, and fills

@@ -16,14 +16,18 @@ impl PostgresStore {
     const NAME: &'static str = "postgres";
     const LOCK: &'static str = " FOR UPDATE";
     const DISTINCT: &'static str = "IS DISTINCT FROM";
-    const EXPLAIN: &'static str = "EXPLAIN ";
+    const EXPLAIN: &'static str = "EXPLAIN (ANALYZE, BUFFERS) ";
     const EXPLAIN_COLUMN: &'static str = "QUERY PLAN";
     const MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
     pub async fn connect(url: &str, options: &StoreOptions) -> crate::domain::Result<Self> {
         let connect = PgConnectOptions::from_str(url)
             .map_err(|e| crate::domain::Error::internal("postgres url", e))?
-            .application_name("orgd");
+            .application_name("orgd")
+            // Lists are built from optional filters and search patterns;
+            // a plan made for the actual values beats a generic one that
+            // cannot see whether a pattern is selective.
+            .options([("plan_cache_mode", "force_custom_plan")]);
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(2))
             .test_before_acquire(false)

@@ -239,6 +239,11 @@ macro_rules! impl_store {
                     .map_err(|e| Error::internal("migrations", e))
             }
 
+            async fn analyze(&self) -> Result<()> {
+                sqlx::query("ANALYZE").execute(self.writer()).await?;
+                Ok(())
+            }
+
             async fn ping(&self) -> Result<()> {
                 sqlx::query("SELECT 1").execute(self.reader()).await?;
                 Ok(())
