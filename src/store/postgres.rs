@@ -17,6 +17,7 @@ impl PostgresStore {
     const LOCK: &'static str = " FOR UPDATE";
     const DISTINCT: &'static str = "IS DISTINCT FROM";
     const EXPLAIN: &'static str = "EXPLAIN (ANALYZE, BUFFERS) ";
+    const NOT_INDEXED: &'static str = "";
     const EXPLAIN_COLUMN: &'static str = "QUERY PLAN";
     const MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 

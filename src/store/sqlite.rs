@@ -21,6 +21,8 @@ impl SqliteStore {
     const LOCK: &'static str = "";
     const DISTINCT: &'static str = "IS NOT";
     const EXPLAIN: &'static str = "EXPLAIN QUERY PLAN ";
+    /// Keeps the planner from using an index for the term it prefixes.
+    const NOT_INDEXED: &'static str = "+";
     const EXPLAIN_COLUMN: &'static str = "detail";
     const MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
