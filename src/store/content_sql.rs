@@ -258,15 +258,36 @@ macro_rules! impl_content_store {
 
             /// The organization and visibility conditions every aggregated
             /// list and count starts from (content alias `c`).
-            fn push_scope(qb: &mut QueryBuilder<$db>, scope: &Scope) {
+            /// The ids of the spaces the caller may see, fetched first where the
+            /// backend filters index entries best by an id list
+            /// (PostgreSQL); `None` where a subquery serves as well (SQLite).
+            async fn visible(store: &$store, scope: &Scope) -> Result<Option<Vec<Uuid>>> {
+                if !<$store>::SPACE_ID_LISTS {
+                    return Ok(None);
+                }
+                let mut qb = QueryBuilder::<$db>::new("SELECT s.id FROM spaces s WHERE");
+                push_visible_spaces(&mut qb, scope);
+                Ok(Some(qb.build_query_scalar().fetch_all(store.reader()).await?))
+            }
+
+            fn push_scope(qb: &mut QueryBuilder<$db>, scope: &Scope, visible: &Option<Vec<Uuid>>) {
                 qb.push(" WHERE c.organization_id = ");
                 qb.push_bind(scope.org);
-                // The organization's index serves the order; SQLite's planner,
-                // once it has statistics, would rather take the per-space
-                // index and sort, which `+` (no index on this term) prevents.
-                qb.push(format!(" AND {}c.space_id IN (SELECT s.id FROM spaces s WHERE", <$store>::NOT_INDEXED));
-                push_visible_spaces(qb, scope);
-                qb.push(")");
+                match visible {
+                    Some(ids) => <$store>::push_space_in(qb, "c.space_id", ids),
+                    None => {
+                        // The organization's index serves the order; SQLite's
+                        // planner, once it has statistics, would rather take the
+                        // per-space index and sort, which `+` (no index on this
+                        // term) prevents.
+                        qb.push(format!(
+                            " AND {}c.space_id IN (SELECT s.id FROM spaces s WHERE",
+                            <$store>::NOT_INDEXED
+                        ));
+                        push_visible_spaces(qb, scope);
+                        qb.push(")");
+                    }
+                }
                 if let Some(space) = scope.space {
                     qb.push(" AND c.space_id = ");
                     qb.push_bind(space);
@@ -320,11 +341,12 @@ macro_rules! impl_content_store {
                 listing: &Listing<T>,
                 page: &PageRequest,
                 scope: &Scope,
+                visible: &Option<Vec<Uuid>>,
                 filters: &dyn Fn(&mut QueryBuilder<$db>),
             ) -> (QueryBuilder<$db>, QueryBuilder<$db>) {
                 let (table, columns) = (listing.table, listing.columns);
                 let mut count = QueryBuilder::<$db>::new(format!("{prefix}SELECT count(*) FROM {table} c"));
-                push_scope(&mut count, scope);
+                push_scope(&mut count, scope, visible);
                 filters(&mut count);
                 // The page of ids comes from the covering index; only those
                 // rows are read in full.
@@ -332,7 +354,7 @@ macro_rules! impl_content_store {
                     "{prefix}SELECT {columns}, p.space_id, s.name AS space_name, s.slug AS space_slug \
                      FROM {table} p JOIN spaces s ON s.id = p.space_id WHERE p.id IN (SELECT c.id FROM {table} c"
                 ));
-                push_scope(&mut rows, scope);
+                push_scope(&mut rows, scope, visible);
                 filters(&mut rows);
                 push_page(&mut rows, "c.created_at", "c.id", page);
                 rows.push(") ORDER BY p.created_at DESC, p.id DESC");
@@ -351,7 +373,8 @@ macro_rules! impl_content_store {
                 filters: impl Fn(&mut QueryBuilder<$db>),
                 counters: Option<String>,
             ) -> Result<Page<T>> {
-                let (mut count, mut rows) = list_queries("", listing, &page, scope, &filters);
+                let visible = visible(store, scope).await?;
+                let (mut count, mut rows) = list_queries("", listing, &page, scope, &visible, &filters);
                 let total: i64 = match counters {
                     Some(expr) => counted_total(store, scope, &expr).await?,
                     None => count.build_query_scalar().fetch_one(store.reader()).await?,
@@ -383,17 +406,18 @@ macro_rules! impl_content_store {
                 let open = |qb: &mut QueryBuilder<$db>| push_in(qb, "c.status", &["open", "in_progress"]);
                 let mut plans = Vec::new();
                 let prefix = <$store>::EXPLAIN;
-                let (c, r) = list_queries(prefix, &PRODUCTS, &first, scope, &live);
+                let visible = visible(store, scope).await?;
+                let (c, r) = list_queries(prefix, &PRODUCTS, &first, scope, &visible, &live);
                 plans.push(("ListProducts: total".to_owned(), c));
                 plans.push(("ListProducts: page 1".to_owned(), r));
-                let (_, r) = list_queries(prefix, &PRODUCTS, &deep, scope, &live);
+                let (_, r) = list_queries(prefix, &PRODUCTS, &deep, scope, &visible, &live);
                 plans.push(("ListProducts: page 500".to_owned(), r));
-                let (c, r) = list_queries(prefix, &PRODUCTS, &first, scope, &searched);
+                let (c, r) = list_queries(prefix, &PRODUCTS, &first, scope, &visible, &searched);
                 plans.push((format!("ListProducts: search '{search}', total"), c));
                 plans.push((format!("ListProducts: search '{search}', page 1"), r));
-                let (_, r) = list_queries(prefix, &ISSUES, &deep, scope, &open);
+                let (_, r) = list_queries(prefix, &ISSUES, &deep, scope, &visible, &open);
                 plans.push(("ListIssues: status open,in_progress, page 500".to_owned(), r));
-                let (_, r) = list_queries(prefix, &CONTRACTS, &deep, scope, &no_filter);
+                let (_, r) = list_queries(prefix, &CONTRACTS, &deep, scope, &visible, &no_filter);
                 plans.push(("ListContracts: page 500".to_owned(), r));
                 let mut out = Vec::new();
                 for (name, mut qb) in plans {
@@ -726,7 +750,7 @@ macro_rules! impl_content_store {
                     let passed: i64 = row.try_get("passed")?;
 
                     let mut active = QueryBuilder::<$db>::new("SELECT count(*) FROM contracts c");
-                    push_scope(&mut active, scope);
+                    push_scope(&mut active, scope, &visible(self, scope).await?);
                     active.push(" AND c.status = 'active' AND (c.expires_at IS NULL OR c.expires_at > ");
                     active.push_bind(now_micros());
                     active.push(")");

@@ -18,6 +18,15 @@ impl PostgresStore {
     const DISTINCT: &'static str = "IS DISTINCT FROM";
     const EXPLAIN: &'static str = "EXPLAIN (ANALYZE, BUFFERS) ";
     const NOT_INDEXED: &'static str = "";
+    /// Visible spaces go in as one array parameter, checked per index entry
+    /// by hashing, so the newest-first index walk stays a walk.
+    const SPACE_ID_LISTS: bool = true;
+
+    fn push_space_in(qb: &mut sqlx::QueryBuilder<sqlx::Postgres>, column: &str, ids: &[uuid::Uuid]) {
+        qb.push(format!(" AND {column} = ANY("));
+        qb.push_bind(ids.to_vec());
+        qb.push(")");
+    }
     const EXPLAIN_COLUMN: &'static str = "QUERY PLAN";
     const MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 

@@ -23,6 +23,21 @@ impl SqliteStore {
     const EXPLAIN: &'static str = "EXPLAIN QUERY PLAN ";
     /// Keeps the planner from using an index for the term it prefixes.
     const NOT_INDEXED: &'static str = "+";
+    /// SQLite filters by a subquery of visible spaces as well as by a list.
+    const SPACE_ID_LISTS: bool = false;
+
+    fn push_space_in(qb: &mut sqlx::QueryBuilder<sqlx::Sqlite>, column: &str, ids: &[uuid::Uuid]) {
+        if ids.is_empty() {
+            qb.push(" AND 0 = 1");
+            return;
+        }
+        qb.push(format!(" AND {column} IN ("));
+        let mut list = qb.separated(", ");
+        for id in ids {
+            list.push_bind(*id);
+        }
+        qb.push(")");
+    }
     const EXPLAIN_COLUMN: &'static str = "detail";
     const MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
