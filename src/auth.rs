@@ -163,10 +163,9 @@ impl Authenticator {
         Ok(data.claims)
     }
 
-    /// The caller behind a request's `authorization: Bearer` metadata.
-    pub async fn caller<T>(&self, request: &tonic::Request<T>) -> Result<Caller> {
-        let header = request
-            .metadata()
+    /// The caller behind a request's `authorization: Bearer` header.
+    pub async fn authenticate(&self, headers: &tonic::codegen::http::HeaderMap) -> Result<Caller> {
+        let header = headers
             .get("authorization")
             .ok_or_else(|| Error::unauthenticated("missing authorization: Bearer token"))?;
         let value = header

@@ -40,6 +40,9 @@ pub enum Command {
         seed: u64,
         #[command(flatten)]
         data: DataArgs,
+        /// Root of the organizations' storage directories; default <data dir>/storage.
+        #[arg(long, env = "ORGD_STORAGE_ROOT")]
+        storage_root: Option<PathBuf>,
     },
     /// Write the protobuf descriptor set (for Envoy's transcoder).
     Descriptor {

@@ -1,7 +1,8 @@
 //! A realistic multi-tenant dataset for benchmarks: organizations of skewed
 //! sizes (a few very large ones), spaces of mixed visibility, members, and
-//! content, written through the store's own bulk paths (1,000-row batch
-//! upserts, so every invariant and counter holds).
+//! content, written through the same path as the RPCs (`App`: 1,000-row
+//! batch upserts, each change audited, storage directories created), so every
+//! invariant, counter, audit chain and directory holds.
 
 use std::collections::HashMap;
 
@@ -11,13 +12,15 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use uuid::Uuid;
 
+use crate::App;
+use crate::domain::audit::Actor;
 use crate::domain::content::{ContractInput, IssueInput, MAX_BATCH, ProductInput, QualityCheckInput};
 use crate::domain::types::{
     CheckStatus, ContractStatus, Description, Email, IssuePriority, IssueStatus, Name, OrgRole, Severity,
     Slug, SpaceRole, Visibility,
 };
 use crate::domain::{Error, Result};
-use crate::store::{NewOrganization, NewSpace, Store};
+use crate::store::{NewOrganization, NewSpace};
 
 /// How much to generate. `Plan::scaled(1.0)` is the full target size.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -104,7 +107,8 @@ fn slug(s: &str) -> Result<Slug> {
 }
 
 /// Fills the store. `progress` hears about each phase.
-pub async fn generate(store: &dyn Store, plan: &Plan, progress: &dyn Fn(&str)) -> Result<Dataset> {
+pub async fn generate(app: &App, plan: &Plan, progress: &dyn Fn(&str)) -> Result<Dataset> {
+    let actor = Actor::system("generate");
     let mut rng = StdRng::seed_from_u64(plan.seed);
     let now = chrono::Utc::now().timestamp_micros();
     let two_years = 2 * 365 * 86_400 * 1_000_000_i64;
@@ -125,14 +129,17 @@ pub async fn generate(store: &dyn Store, plan: &Plan, progress: &dyn Fn(&str)) -
         } else {
             format!("admin{i}-{run}@gen.test")
         };
-        let org = store
-            .create_organization(NewOrganization {
-                id: Uuid::now_v7(),
-                name: Name::parse("organization", "name", &format!("Org {i} {run}"))?,
-                slug: slug(&format!("org-{i}-{run}"))?,
-                description: Description::parse("description", "generated")?,
-                admin_email: Email::parse("email", &admin)?,
-            })
+        let org = app
+            .create_organization(
+                &actor,
+                NewOrganization {
+                    id: Uuid::now_v7(),
+                    name: Name::parse("organization", "name", &format!("Org {i} {run}"))?,
+                    slug: slug(&format!("org-{i}-{run}"))?,
+                    description: Description::parse("description", "generated")?,
+                    admin_email: Email::parse("email", &admin)?,
+                },
+            )
             .await?;
         let members = ((plan.largest_org_members as f64) * w / weights[0]).round() as usize;
         for m in 0..members.max(1) {
@@ -141,9 +148,13 @@ pub async fn generate(store: &dyn Store, plan: &Plan, progress: &dyn Fn(&str)) -
             } else {
                 format!("u{m}-{run}@gen.test")
             };
-            store
-                .add_member(org.id, &Email::parse("email", &email)?, OrgRole::Member)
-                .await?;
+            app.add_member(
+                &actor,
+                &org.org.slug,
+                &Email::parse("email", &email)?,
+                OrgRole::Member,
+            )
+            .await?;
         }
         orgs.push(org);
     }
@@ -166,28 +177,30 @@ pub async fn generate(store: &dyn Store, plan: &Plan, progress: &dyn Fn(&str)) -
         } else {
             format!("admin{org_index}-{run}@gen.test")
         };
-        let space = store
-            .create_space(NewSpace {
-                id: Uuid::now_v7(),
-                name: Name::parse("space", "name", &format!("Space {n} {run}"))?,
-                slug: slug(&format!("space-{n}-{run}"))?,
-                description: Description::default(),
-                visibility: if restricted {
-                    Visibility::Restricted
-                } else {
-                    Visibility::Organization
+        let space = app
+            .create_space(
+                &actor,
+                NewSpace {
+                    id: Uuid::now_v7(),
+                    name: Name::parse("space", "name", &format!("Space {n} {run}"))?,
+                    slug: slug(&format!("space-{n}-{run}"))?,
+                    description: Description::default(),
+                    visibility: if restricted {
+                        Visibility::Restricted
+                    } else {
+                        Visibility::Organization
+                    },
+                    repo: String::new(),
+                    agent: None,
+                    admin_email: Email::parse("email", &admin)?,
                 },
-                repo: String::new(),
-                agent: None,
-                admin_email: Email::parse("email", &admin)?,
-            })
+            )
             .await?;
-        store.attach_space(org.id, space.id).await?;
+        app.add_space(&actor, &org.org.slug, space.id).await?;
         // The benchmark's member belongs to half the restricted spaces of
         // the largest organization.
         if *org_index == 0 && restricted && rng.random_bool(0.5) {
-            store
-                .add_space_member(space.id, &member, SpaceRole::Viewer)
+            app.add_space_member(&actor, space.id, &member, SpaceRole::Viewer)
                 .await?;
         }
         *per_org.entry(*org_index).or_default() += 1;
@@ -238,7 +251,7 @@ pub async fn generate(store: &dyn Store, plan: &Plan, progress: &dyn Fn(&str)) -
                     }
                 })
                 .collect();
-            store.upsert_products(spaces[s].0, &batch).await?;
+            app.upsert_products(&actor, spaces[s].0, &batch).await?;
         }
     }
 
@@ -266,7 +279,7 @@ pub async fn generate(store: &dyn Store, plan: &Plan, progress: &dyn Fn(&str)) -
                     }
                 })
                 .collect();
-            store.upsert_issues(spaces[s].0, &batch).await?;
+            app.upsert_issues(&actor, spaces[s].0, &batch).await?;
         }
     }
 
@@ -296,7 +309,7 @@ pub async fn generate(store: &dyn Store, plan: &Plan, progress: &dyn Fn(&str)) -
                         .then(|| now + rng.random_range(-two_years..two_years)),
                 })
                 .collect();
-            store.upsert_contracts(spaces[s].0, &batch).await?;
+            app.upsert_contracts(&actor, spaces[s].0, &batch).await?;
         }
     }
 
@@ -323,15 +336,15 @@ pub async fn generate(store: &dyn Store, plan: &Plan, progress: &dyn Fn(&str)) -
                     }
                 })
                 .collect();
-            store.upsert_quality_checks(spaces[s].0, &batch).await?;
+            app.upsert_quality_checks(&actor, spaces[s].0, &batch).await?;
         }
     }
     progress("refreshing planner statistics");
-    store.analyze().await?;
+    app.store.analyze().await?;
     progress("done");
 
     Ok(Dataset {
-        largest_slug: orgs[0].slug.clone(),
+        largest_slug: orgs[0].org.slug.clone(),
         admin_email,
         member_email,
         search_term: "revenue".into(),

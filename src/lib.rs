@@ -4,6 +4,7 @@
 //! given; `main.rs` only parses the command line.
 
 pub mod api;
+pub mod app;
 pub mod auth;
 pub mod config;
 pub mod domain;
@@ -20,10 +21,11 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
+pub use crate::app::App;
 use crate::auth::{AuthConfig, Authenticator};
 use crate::domain::types::Email;
 use crate::storage::Storage;
-use crate::store::{Store, StoreOptions};
+use crate::store::StoreOptions;
 
 /// Generated protobuf and gRPC code.
 pub mod proto {
@@ -45,13 +47,6 @@ pub const SERVICE_NAMES: &[&str] = &[
     "orgd.v1.AggregationService",
 ];
 
-/// What every handler shares.
-pub struct App {
-    pub store: Arc<dyn Store>,
-    pub auth: Authenticator,
-    pub storage: Storage,
-}
-
 /// Everything `serve` needs, already resolved from flags and environment.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -63,7 +58,8 @@ pub struct ServerConfig {
 }
 
 /// Connects to the database, applies migrations, grants the configured
-/// superadmins and prepares the storage root.
+/// superadmins, and brings every storage directory in step with the
+/// database.
 pub async fn build_app(config: &ServerConfig) -> Result<Arc<App>, String> {
     let options = StoreOptions {
         max_connections: config.db_max_connections,
@@ -84,12 +80,11 @@ pub async fn build_app(config: &ServerConfig) -> Result<Arc<App>, String> {
     }
     std::fs::create_dir_all(&config.storage_root)
         .map_err(|e| format!("creating storage root {}: {e}", config.storage_root.display()))?;
-    let auth = Authenticator::new(&config.auth, store.clone())?;
-    Ok(Arc::new(App {
-        store,
-        auth,
-        storage: Storage::new(config.storage_root.clone()),
-    }))
+    let auth = Arc::new(Authenticator::new(&config.auth, store.clone())?);
+    let app = App::new(store, Some(auth), Storage::new(config.storage_root.clone()));
+    let reconciled = app.reconcile_storage().await?;
+    tracing::debug!(organizations = reconciled, "storage directories reconciled");
+    Ok(Arc::new(app))
 }
 
 /// Accepted connections, with Nagle's algorithm off: small gRPC replies
@@ -165,8 +160,14 @@ pub async fn serve(
         }
     });
 
+    let retrier = {
+        let app = app.clone();
+        tokio::spawn(async move { app.retry_storage_forever().await })
+    };
+
     let result = tonic::transport::Server::builder()
         .timeout(Duration::from_secs(30))
+        .layer(api::authn::AuthLayer::new(app.auth.clone()))
         .add_service(health_service)
         .add_optional_service(reflection_v1)
         .add_optional_service(reflection_v1alpha)
@@ -183,5 +184,6 @@ pub async fn serve(
         .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await;
     watcher.abort();
+    retrier.abort();
     result
 }

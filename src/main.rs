@@ -17,7 +17,12 @@ async fn main() -> ExitCode {
         Command::Migrate(data) => run_migrate(data).await,
         Command::Token(args) => run_token(args),
         Command::Superadmin { action } => run_superadmin(action).await,
-        Command::Generate { scale, seed, data } => run_generate(scale, seed, data).await,
+        Command::Generate {
+            scale,
+            seed,
+            data,
+            storage_root,
+        } => run_generate(scale, seed, data, storage_root).await,
         Command::Descriptor { out } => std::fs::write(&out, orgd::proto::FILE_DESCRIPTOR_SET)
             .map_err(|e| format!("writing {}: {e}", out.display())),
     };
@@ -138,18 +143,25 @@ fn run_token(args: TokenArgs) -> Result<(), String> {
     Ok(())
 }
 
-async fn run_generate(scale: f64, seed: u64, data: DataArgs) -> Result<(), String> {
+async fn run_generate(
+    scale: f64,
+    seed: u64,
+    data: DataArgs,
+    storage_root: Option<std::path::PathBuf>,
+) -> Result<(), String> {
     telemetry::init("warn");
     if !(scale > 0.0 && scale <= 10.0) {
         return Err("--scale must be greater than 0 and at most 10".into());
     }
     let store = open_store(&data).await?;
+    let root = storage_root.unwrap_or_else(|| data.data_dir.join("storage"));
+    let app = orgd::App::new(store, None, orgd::storage::Storage::new(root));
     let plan = orgd::generate::Plan {
         seed,
         ..orgd::generate::Plan::scaled(scale)
     };
     let started = std::time::Instant::now();
-    let dataset = orgd::generate::generate(store.as_ref(), &plan, &|phase| {
+    let dataset = orgd::generate::generate(&app, &plan, &|phase| {
         eprintln!("[generate {:>6.1}s] {phase}", started.elapsed().as_secs_f64());
     })
     .await

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
-use super::{content, count, non_empty, org_access};
+use super::{caller, content, count, non_empty};
 use crate::App;
 use crate::domain::access::{Caller, OrgAction, can_read_space};
 use crate::domain::content::{
@@ -31,9 +31,12 @@ impl AggregationApi {
     }
 
     /// Authenticates, checks membership, and returns what the caller may see.
-    async fn scope<T>(&self, request: &Request<T>, slug: &str) -> Result<(Caller, Scope)> {
-        let caller = self.app.auth.caller(request).await?;
-        let access = org_access(&self.app, &caller, slug, OrgAction::Read).await?;
+    async fn scope<T>(&self, request: &Request<T>, rpc: &'static str, slug: &str) -> Result<(Caller, Scope)> {
+        let caller = caller(request)?;
+        let access = self
+            .app
+            .org_access(&caller, rpc, slug, OrgAction::Read, "content.read")
+            .await?;
         let sees_all = caller.is_superadmin || access.role == Some(OrgRole::Admin);
         let scope = Scope {
             org: access.org.id,
@@ -87,7 +90,9 @@ impl AggregationService for AggregationApi {
         &self,
         request: Request<ListProductsRequest>,
     ) -> Result<Response<ListProductsResponse>, Status> {
-        let (caller, mut scope) = self.scope(&request, &request.get_ref().slug).await?;
+        let (caller, mut scope) = self
+            .scope(&request, "ListProducts", &request.get_ref().slug)
+            .await?;
         let req = request.into_inner();
         let page = PageRequest::parse(req.page, req.size, &req.page_token)?;
         let filter = ProductFilter {
@@ -111,7 +116,9 @@ impl AggregationService for AggregationApi {
         &self,
         request: Request<ListContractsRequest>,
     ) -> Result<Response<ListContractsResponse>, Status> {
-        let (_, scope) = self.scope(&request, &request.get_ref().slug).await?;
+        let (_, scope) = self
+            .scope(&request, "ListContracts", &request.get_ref().slug)
+            .await?;
         let req = request.into_inner();
         let page = PageRequest::parse(req.page, req.size, &req.page_token)?;
         let filter = ContractFilter {
@@ -134,7 +141,9 @@ impl AggregationService for AggregationApi {
         &self,
         request: Request<ListIssuesRequest>,
     ) -> Result<Response<ListIssuesResponse>, Status> {
-        let (_, scope) = self.scope(&request, &request.get_ref().slug).await?;
+        let (_, scope) = self
+            .scope(&request, "ListIssues", &request.get_ref().slug)
+            .await?;
         let req = request.into_inner();
         // `limit` is `size` by another name; when both are given the smaller wins.
         let size = match (req.size, req.limit) {
@@ -167,7 +176,9 @@ impl AggregationService for AggregationApi {
         &self,
         request: Request<ListQualityChecksRequest>,
     ) -> Result<Response<ListQualityChecksResponse>, Status> {
-        let (_, scope) = self.scope(&request, &request.get_ref().slug).await?;
+        let (_, scope) = self
+            .scope(&request, "ListQualityChecks", &request.get_ref().slug)
+            .await?;
         let req = request.into_inner();
         let page = PageRequest::parse(req.page, req.size, &req.page_token)?;
         let filter = QualityCheckFilter {
@@ -190,7 +201,7 @@ impl AggregationService for AggregationApi {
         &self,
         request: Request<GetStatsRequest>,
     ) -> Result<Response<GetStatsResponse>, Status> {
-        let (_, scope) = self.scope(&request, &request.get_ref().slug).await?;
+        let (_, scope) = self.scope(&request, "GetStats", &request.get_ref().slug).await?;
         let stats = self.app.store.stats(&scope).await?;
         Ok(Response::new(GetStatsResponse {
             total_spaces: count(stats.total_spaces),

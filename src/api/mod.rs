@@ -3,6 +3,7 @@
 //! mapped to gRPC statuses here, in one place.
 
 pub mod aggregation;
+pub mod authn;
 pub mod content;
 pub mod organizations;
 pub mod spaces;
@@ -12,12 +13,13 @@ use std::collections::HashMap;
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
-use uuid::Uuid;
 
 use crate::domain::model::{Member, Organization, OrganizationDetails, OrganizationSummary, Space, SpaceRef};
 use crate::domain::{Error, ErrorKind};
 use crate::proto;
 use crate::storage::Storage;
+
+pub use authn::caller;
 
 /// The domain of every ErrorInfo orgd sends.
 pub const ERROR_DOMAIN: &str = "orgd";
@@ -187,29 +189,31 @@ pub fn organization_details(d: &OrganizationDetails) -> proto::OrganizationDetai
     }
 }
 
-/// Logs a storage-directory failure and answers INTERNAL.
-pub fn storage_error(what: &str, org: Uuid, e: std::io::Error) -> Error {
-    Error::internal(what, format!("organization {org}: {e}"))
-}
-
-/// Resolves an organization by slug and checks the caller may do `action`:
-/// NOT_FOUND for an unknown slug, PERMISSION_DENIED for an existing one the
-/// caller may not see or change.
-pub async fn org_access(
-    app: &crate::App,
-    caller: &crate::domain::access::Caller,
-    slug: &str,
-    action: crate::domain::access::OrgAction,
-) -> crate::domain::Result<crate::domain::model::OrgAccess> {
-    let slug = slug.trim();
-    if slug.is_empty() {
-        return Err(Error::missing("slug", "organization slug is required"));
+pub fn audit_event(e: &crate::domain::audit::Event) -> proto::AuditEvent {
+    use prost_types::value::Kind;
+    let fields = e
+        .metadata
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                prost_types::Value {
+                    kind: Some(Kind::StringValue(v.clone())),
+                },
+            )
+        })
+        .collect();
+    proto::AuditEvent {
+        id: e.id.to_string(),
+        organization_id: e.organization_id.to_string(),
+        actor: e.actor.to_string(),
+        action: e.action.clone(),
+        result: e.result.clone(),
+        metadata: Some(prost_types::Struct { fields }),
+        created_at: timestamp(e.created_at),
+        prev_hash: e.prev_hash.clone(),
+        hash: e.hash.clone(),
+        seq: e.seq,
+        target: e.target.clone(),
     }
-    let access = app
-        .store
-        .organization_access(slug, caller.user_id)
-        .await?
-        .ok_or_else(|| Error::org_not_found(slug))?;
-    crate::domain::access::check_org(caller, &access, action)?;
-    Ok(access)
 }

@@ -1,4 +1,6 @@
-//! OrganizationService: organizations, their members and their spaces.
+//! OrganizationService: organizations, their members and their spaces, and
+//! the audit trail. Handlers turn messages into validated values, call the
+//! one path in `App`, and turn the result back into messages.
 
 use std::sync::Arc;
 
@@ -6,12 +8,13 @@ use tonic::{Request, Response, Status};
 use tracing::instrument;
 
 use super::{
-    bare_list, count, created, member, no_content, non_empty, organization_details, organization_summary,
-    resource, space, storage_error,
+    bare_list, caller, count, created, member, no_content, non_empty, organization_details,
+    organization_summary, resource, space,
 };
 use crate::App;
-use crate::domain::access::{Caller, OrgAction, check_org};
-use crate::domain::model::{OrgAccess, Organization};
+use crate::app::{ChainRef, actor};
+use crate::domain::access::OrgAction;
+use crate::domain::audit::{ActionFilter, EventFilter, Outcome};
 use crate::domain::page::PageRequest;
 use crate::domain::types::{Description, Email, Name, OrgRole, Slug, parse_id};
 use crate::domain::{Error, Result};
@@ -27,15 +30,40 @@ impl OrganizationApi {
     pub fn new(app: Arc<App>) -> Self {
         Self { app }
     }
+}
 
-    async fn access(&self, caller: &Caller, slug: &str, action: OrgAction) -> Result<OrgAccess> {
-        super::org_access(&self.app, caller, slug, action).await
+/// The chain named by a slug or, when the slug is empty, an organization id.
+fn chain_ref(slug: &str, organization_id: &str) -> Result<ChainRef> {
+    if !slug.trim().is_empty() {
+        return Ok(ChainRef::Slug(slug.trim().to_owned()));
     }
+    if organization_id.trim().is_empty() {
+        return Err(Error::missing(
+            "slug",
+            "organization slug (or organization_id) is required",
+        ));
+    }
+    Ok(ChainRef::Id(parse_id("organization_id", organization_id)?))
+}
 
-    async fn details(&self, org: Organization) -> Result<OrganizationDetails> {
-        let details = self.app.store.organization_details(org).await?;
-        Ok(organization_details(&details))
-    }
+fn event_filter(req: &ListAuditEventsRequest) -> Result<EventFilter> {
+    Ok(EventFilter {
+        action: ActionFilter::parse("action", &req.action)?,
+        actor: non_empty(&req.actor).map(|a| parse_id("actor", &a)).transpose()?,
+        result: non_empty(&req.result)
+            .map(|r| Outcome::parse("result", &r))
+            .transpose()?,
+        since: req
+            .since
+            .as_ref()
+            .map(|t| super::content::micros("since", t))
+            .transpose()?,
+        until: req
+            .until
+            .as_ref()
+            .map(|t| super::content::micros("until", t))
+            .transpose()?,
+    })
 }
 
 #[tonic::async_trait]
@@ -45,7 +73,7 @@ impl OrganizationService for OrganizationApi {
         &self,
         request: Request<ListOrganizationsRequest>,
     ) -> Result<Response<ListOrganizationsResponse>, Status> {
-        let caller = self.app.auth.caller(&request).await?;
+        let caller = caller(&request)?;
         let req = request.into_inner();
         let page = PageRequest::parse(req.page, req.size, &req.page_token)?;
         let filter = OrganizationFilter {
@@ -69,52 +97,30 @@ impl OrganizationService for OrganizationApi {
         &self,
         request: Request<CreateOrganizationRequest>,
     ) -> Result<Response<CreateOrganizationResponse>, Status> {
-        let caller = self.app.auth.caller(&request).await?;
-        caller.require_superadmin("create organizations")?;
+        let caller = caller(&request)?;
         let req = request.into_inner();
         let name = Name::parse("organization", "name", &req.name)?;
         let slug = match req.slug.as_deref() {
             Some(s) if !s.trim().is_empty() => Slug::parse("slug", s)?,
             _ => Slug::derive("slug", name.as_str())?,
         };
-        let description = Description::parse("description", &req.description)?;
-        let admin_email = match non_empty(&req.admin_email) {
-            Some(e) => Email::parse("admin_email", &e)?,
-            None => Email::parse("admin_email", &caller.email)?,
-        };
-        let id = uuid::Uuid::now_v7();
-        let provisional = Organization {
-            id,
-            name: name.as_str().to_owned(),
-            slug: slug.as_str().to_owned(),
-            description: String::new(),
-            created_at: 0,
-            updated_at: 0,
-        };
-        let storage = &self.app.storage;
-        storage
-            .create_org(&provisional)
-            .await
-            .map_err(|e| storage_error("creating storage directory", id, e))?;
         let new = NewOrganization {
-            id,
+            id: uuid::Uuid::now_v7(),
+            description: Description::parse("description", &req.description)?,
+            admin_email: match non_empty(&req.admin_email) {
+                Some(e) => Email::parse("admin_email", &e)?,
+                None => Email::parse("admin_email", &caller.email)?,
+            },
             name,
             slug,
-            description,
-            admin_email,
         };
-        let org = match self.app.store.create_organization(new).await {
-            Ok(org) => org,
-            Err(e) => {
-                if let Err(io) = storage.remove_org(id).await {
-                    tracing::warn!(org = %id, error = %io, "could not remove storage directory of a failed create");
-                }
-                return Err(e.into());
-            }
-        };
-        tracing::info!(org = %org.id, slug = %org.slug, actor = %caller.user_id, "organization created");
-        let organization = Some(self.details(org).await?);
-        Ok(created(CreateOrganizationResponse { organization }))
+        let details = self
+            .app
+            .create_organization(&actor(&caller, "CreateOrganization"), new)
+            .await?;
+        Ok(created(CreateOrganizationResponse {
+            organization: Some(organization_details(&details)),
+        }))
     }
 
     #[instrument(skip_all, fields(rpc = "GetOrganization"))]
@@ -122,12 +128,21 @@ impl OrganizationService for OrganizationApi {
         &self,
         request: Request<GetOrganizationRequest>,
     ) -> Result<Response<GetOrganizationResponse>, Status> {
-        let caller = self.app.auth.caller(&request).await?;
+        let caller = caller(&request)?;
         let access = self
-            .access(&caller, &request.get_ref().slug, OrgAction::Read)
+            .app
+            .org_access(
+                &caller,
+                "GetOrganization",
+                &request.get_ref().slug,
+                OrgAction::Read,
+                "organization.read",
+            )
             .await?;
-        let organization = Some(self.details(access.org).await?);
-        Ok(resource(GetOrganizationResponse { organization }))
+        let details = self.app.details(access).await?;
+        Ok(resource(GetOrganizationResponse {
+            organization: Some(organization_details(&details)),
+        }))
     }
 
     #[instrument(skip_all, fields(rpc = "UpdateOrganization"))]
@@ -135,11 +150,9 @@ impl OrganizationService for OrganizationApi {
         &self,
         request: Request<UpdateOrganizationRequest>,
     ) -> Result<Response<UpdateOrganizationResponse>, Status> {
-        let caller = self.app.auth.caller(&request).await?;
-        let access = self
-            .access(&caller, &request.get_ref().slug, OrgAction::Manage)
-            .await?;
+        let caller = caller(&request)?;
         let req = request.into_inner();
+        let slug = required_slug(&req.slug)?;
         let changes = OrganizationChanges {
             name: req
                 .name
@@ -157,22 +170,13 @@ impl OrganizationService for OrganizationApi {
                 .map(|d| Description::parse("description", d))
                 .transpose()?,
         };
-        let org = if changes.is_empty() {
-            access.org
-        } else {
-            let renamed = changes.name.is_some() || changes.slug.is_some();
-            let org = self.app.store.update_organization(access.org.id, changes).await?;
-            if renamed {
-                self.app
-                    .storage
-                    .write_org_meta(&org)
-                    .await
-                    .map_err(|e| storage_error("updating organization.json", org.id, e))?;
-            }
-            org
-        };
-        let organization = Some(self.details(org).await?);
-        Ok(resource(UpdateOrganizationResponse { organization }))
+        let details = self
+            .app
+            .update_organization(&actor(&caller, "UpdateOrganization"), slug, changes)
+            .await?;
+        Ok(resource(UpdateOrganizationResponse {
+            organization: Some(organization_details(&details)),
+        }))
     }
 
     #[instrument(skip_all, fields(rpc = "DeleteOrganization"))]
@@ -180,17 +184,11 @@ impl OrganizationService for OrganizationApi {
         &self,
         request: Request<DeleteOrganizationRequest>,
     ) -> Result<Response<DeleteOrganizationResponse>, Status> {
-        let caller = self.app.auth.caller(&request).await?;
-        let access = self
-            .access(&caller, &request.get_ref().slug, OrgAction::Manage)
+        let caller = caller(&request)?;
+        let slug = required_slug(&request.get_ref().slug)?;
+        self.app
+            .delete_organization(&actor(&caller, "DeleteOrganization"), slug)
             .await?;
-        let detached = self.app.store.delete_organization(access.org.id).await?;
-        if let Err(e) = self.app.storage.remove_org(access.org.id).await {
-            // The organization is gone from the database; a leftover directory
-            // holds no data that could be served. Log it for the operator.
-            tracing::error!(org = %access.org.id, error = %e, "could not remove storage directory");
-        }
-        tracing::info!(org = %access.org.id, detached = detached.len(), actor = %caller.user_id, "organization deleted");
         Ok(no_content(DeleteOrganizationResponse {}))
     }
 
@@ -199,33 +197,14 @@ impl OrganizationService for OrganizationApi {
         &self,
         request: Request<AddSpaceRequest>,
     ) -> Result<Response<AddSpaceResponse>, Status> {
-        let caller = self.app.auth.caller(&request).await?;
-        let access = self
-            .access(&caller, &request.get_ref().slug, OrgAction::Manage)
-            .await?;
-        let space_id = parse_id("space_id", &request.get_ref().space_id)?;
-        let space_access = self
+        let caller = caller(&request)?;
+        let req = request.into_inner();
+        let slug = required_slug(&req.slug)?;
+        let space_id = parse_id("space_id", &req.space_id)?;
+        let attached = self
             .app
-            .store
-            .space_access(space_id, caller.user_id)
-            .await?
-            .ok_or_else(|| {
-                Error::not_found("SPACE_NOT_FOUND", format!("space {space_id} not found"))
-                    .with("space_id", space_id.to_string())
-            })?;
-        if !caller.is_superadmin && space_access.space_role != Some(crate::domain::types::SpaceRole::Admin) {
-            return Err(
-                Error::denied("only an admin of the space may add it to an organization")
-                    .with("space_id", space_id.to_string())
-                    .into(),
-            );
-        }
-        let attached = self.app.store.attach_space(access.org.id, space_id).await?;
-        self.app
-            .storage
-            .attach_space(access.org.id, space_id)
-            .await
-            .map_err(|e| storage_error("creating space directory", access.org.id, e))?;
+            .add_space(&actor(&caller, "AddSpace"), slug, space_id)
+            .await?;
         Ok(created(AddSpaceResponse {
             space: Some(space(&attached)),
         }))
@@ -236,28 +215,27 @@ impl OrganizationService for OrganizationApi {
         &self,
         request: Request<RemoveSpaceRequest>,
     ) -> Result<Response<RemoveSpaceResponse>, Status> {
-        let caller = self.app.auth.caller(&request).await?;
-        let access = self
-            .access(&caller, &request.get_ref().slug, OrgAction::Manage)
+        let caller = caller(&request)?;
+        let req = request.into_inner();
+        let slug = required_slug(&req.slug)?;
+        let space_id = parse_id("space_id", &req.space_id)?;
+        self.app
+            .remove_space(&actor(&caller, "RemoveSpace"), slug, space_id)
             .await?;
-        let space_id = parse_id("space_id", &request.get_ref().space_id)?;
-        self.app.store.detach_space(access.org.id, space_id).await?;
-        if let Err(e) = self.app.storage.detach_space(access.org.id, space_id).await {
-            tracing::error!(org = %access.org.id, space = %space_id, error = %e, "could not remove space directory");
-        }
         Ok(no_content(RemoveSpaceResponse {}))
     }
 
     #[instrument(skip_all, fields(rpc = "AddUser"))]
     async fn add_user(&self, request: Request<AddUserRequest>) -> Result<Response<AddUserResponse>, Status> {
-        let caller = self.app.auth.caller(&request).await?;
-        let access = self
-            .access(&caller, &request.get_ref().slug, OrgAction::Manage)
-            .await?;
+        let caller = caller(&request)?;
         let req = request.into_inner();
+        let slug = required_slug(&req.slug)?;
         let email = Email::parse("user_email", &req.user_email)?;
         let role = OrgRole::parse("role", &req.role)?;
-        let added = self.app.store.add_member(access.org.id, &email, role).await?;
+        let added = self
+            .app
+            .add_member(&actor(&caller, "AddUser"), slug, &email, role)
+            .await?;
         Ok(created(AddUserResponse {
             member: Some(member(&added)),
         }))
@@ -268,17 +246,14 @@ impl OrganizationService for OrganizationApi {
         &self,
         request: Request<UpdateUserRoleRequest>,
     ) -> Result<Response<UpdateUserRoleResponse>, Status> {
-        let caller = self.app.auth.caller(&request).await?;
-        let access = self
-            .access(&caller, &request.get_ref().slug, OrgAction::Manage)
-            .await?;
+        let caller = caller(&request)?;
         let req = request.into_inner();
+        let slug = required_slug(&req.slug)?;
         let user = parse_id("user_id", &req.user_id)?;
         let role = OrgRole::parse("role", &req.role)?;
         let updated = self
             .app
-            .store
-            .update_member_role(access.org.id, user, role)
+            .update_member_role(&actor(&caller, "UpdateUserRole"), slug, user, role)
             .await?;
         Ok(resource(UpdateUserRoleResponse {
             member: Some(member(&updated)),
@@ -290,16 +265,13 @@ impl OrganizationService for OrganizationApi {
         &self,
         request: Request<RemoveUserRequest>,
     ) -> Result<Response<RemoveUserResponse>, Status> {
-        let caller = self.app.auth.caller(&request).await?;
-        let access = self
-            .access(&caller, &request.get_ref().slug, OrgAction::Read)
+        let caller = caller(&request)?;
+        let req = request.into_inner();
+        let slug = required_slug(&req.slug)?;
+        let user = parse_id("user_id", &req.user_id)?;
+        self.app
+            .remove_member(&actor(&caller, "RemoveUser"), slug, user)
             .await?;
-        let user = parse_id("user_id", &request.get_ref().user_id)?;
-        // Any member may leave; removing someone else takes an admin.
-        if user != caller.user_id {
-            check_org(&caller, &access, OrgAction::Manage)?;
-        }
-        self.app.store.remove_member(access.org.id, user).await?;
         Ok(no_content(RemoveUserResponse {}))
     }
 
@@ -308,9 +280,16 @@ impl OrganizationService for OrganizationApi {
         &self,
         request: Request<ListUsersRequest>,
     ) -> Result<Response<ListUsersResponse>, Status> {
-        let caller = self.app.auth.caller(&request).await?;
+        let caller = caller(&request)?;
         let access = self
-            .access(&caller, &request.get_ref().slug, OrgAction::Read)
+            .app
+            .org_access(
+                &caller,
+                "ListUsers",
+                &request.get_ref().slug,
+                OrgAction::Read,
+                "organization.read",
+            )
             .await?;
         let req = request.into_inner();
         let page = PageRequest::parse(req.page, req.size, &req.page_token)?;
@@ -330,17 +309,53 @@ impl OrganizationService for OrganizationApi {
         }))
     }
 
+    #[instrument(skip_all, fields(rpc = "ListAuditEvents"))]
     async fn list_audit_events(
         &self,
-        _request: Request<ListAuditEventsRequest>,
+        request: Request<ListAuditEventsRequest>,
     ) -> Result<Response<ListAuditEventsResponse>, Status> {
-        Err(Error::unimplemented("ListAuditEvents").into())
+        let caller = caller(&request)?;
+        let req = request.into_inner();
+        let chain = chain_ref(&req.slug, &req.organization_id)?;
+        let filter = event_filter(&req)?;
+        let page = PageRequest::parse(req.page, req.size, &req.page_token)?;
+        let chain = self.app.audit_chain(&caller, "ListAuditEvents", &chain).await?;
+        let result = self.app.list_audit_events(chain, &filter, page).await?;
+        Ok(Response::new(ListAuditEventsResponse {
+            items: result.items.iter().map(super::audit_event).collect(),
+            total: count(result.total),
+            page: result.page as i32,
+            size: result.size as i32,
+            next_page_token: result.next_page_token,
+        }))
     }
 
+    #[instrument(skip_all, fields(rpc = "VerifyAuditChain"))]
     async fn verify_audit_chain(
         &self,
-        _request: Request<VerifyAuditChainRequest>,
+        request: Request<VerifyAuditChainRequest>,
     ) -> Result<Response<VerifyAuditChainResponse>, Status> {
-        Err(Error::unimplemented("VerifyAuditChain").into())
+        let caller = caller(&request)?;
+        let req = request.into_inner();
+        let chain = chain_ref(&req.slug, &req.organization_id)?;
+        let chain = self.app.audit_chain(&caller, "VerifyAuditChain", &chain).await?;
+        let v = self.app.verify_chain(chain).await?;
+        Ok(Response::new(VerifyAuditChainResponse {
+            valid: v.valid,
+            checked: count(v.checked),
+            head_seq: v.head_seq,
+            head_hash: v.head_hash,
+            first_invalid_seq: v.first_invalid_seq,
+            reason: v.reason,
+        }))
     }
+}
+
+/// A slug from a request path (checked for presence; the store resolves it).
+fn required_slug(raw: &str) -> Result<&str> {
+    let slug = raw.trim();
+    if slug.is_empty() {
+        return Err(Error::missing("slug", "organization slug is required"));
+    }
+    Ok(slug)
 }

@@ -7,11 +7,12 @@ use tonic::{Request, Response, Status};
 use tracing::instrument;
 use uuid::Uuid;
 
-use super::{content, count, created, member, no_content, non_empty, resource, space};
+use super::{caller, content, count, created, member, no_content, non_empty, resource, space};
 use crate::App;
-use crate::domain::access::{Caller, SpaceAction, check_space};
+use crate::app::actor;
+use crate::domain::access::SpaceAction;
+use crate::domain::audit::Actor;
 use crate::domain::content::{ContentKind, MAX_BATCH, check_batch};
-use crate::domain::model::SpaceAccess;
 use crate::domain::page::PageRequest;
 use crate::domain::types::{
     Agent, Description, Email, Name, Slug, SpaceRole, Visibility, parse_id, parse_repo,
@@ -34,38 +35,26 @@ impl SpaceApi {
         Self { app }
     }
 
-    /// Authenticates, and checks the caller may write the space's content.
-    async fn writable<T: SpaceScoped>(&self, request: Request<T>) -> Result<(Uuid, T)> {
-        let caller = self.app.auth.caller(&request).await?;
-        let access = self
-            .access(&caller, request.get_ref().space_id(), SpaceAction::WriteContent)
-            .await?;
-        Ok((access.space.id, request.into_inner()))
+    /// The actor and the addressed space of a content write; the store
+    /// checks the actor's rights in the write's transaction.
+    fn writer<T: SpaceScoped>(request: Request<T>, rpc: &'static str) -> Result<(Actor, Uuid, T)> {
+        let caller = caller(&request)?;
+        let space = parse_id("space_id", request.get_ref().space_id())?;
+        Ok((actor(&caller, rpc), space, request.into_inner()))
     }
 
-    async fn delete(
+    async fn delete<T: SpaceScoped>(
         &self,
+        request: Request<T>,
+        rpc: &'static str,
         kind: ContentKind,
-        space: Uuid,
         field: &'static str,
-        raw_id: &str,
+        raw_id: impl Fn(&T) -> &str,
     ) -> Result<Response<DeleteContentResponse>, Status> {
-        let id = parse_id(field, raw_id)?;
-        self.app.store.delete_content(kind, space, id).await?;
+        let (actor, space, req) = Self::writer(request, rpc)?;
+        let id = parse_id(field, raw_id(&req))?;
+        self.app.delete_content(&actor, kind, space, id).await?;
         Ok(no_content(DeleteContentResponse {}))
-    }
-
-    /// Resolves the space and checks the caller may do `action`.
-    async fn access(&self, caller: &Caller, raw_id: &str, action: SpaceAction) -> Result<SpaceAccess> {
-        let id = parse_id("space_id", raw_id)?;
-        let access = self
-            .app
-            .store
-            .space_access(id, caller.user_id)
-            .await?
-            .ok_or_else(|| not_found(id))?;
-        check_space(caller, &access, action)?;
-        Ok(access)
     }
 }
 
@@ -109,10 +98,6 @@ fn batch<P, D>(raw: &[P], parse: impl Fn(&P) -> Result<D>, id: impl Fn(&D) -> Uu
     Ok(items)
 }
 
-fn not_found(id: Uuid) -> Error {
-    Error::not_found("SPACE_NOT_FOUND", format!("space {id} not found")).with("space_id", id.to_string())
-}
-
 fn members_page(
     result: crate::domain::model::Page<crate::domain::model::Member>,
 ) -> ListSpaceMembersResponse {
@@ -132,8 +117,7 @@ impl SpaceService for SpaceApi {
         &self,
         request: Request<CreateSpaceRequest>,
     ) -> Result<Response<CreateSpaceResponse>, Status> {
-        let caller = self.app.auth.caller(&request).await?;
-        caller.require_superadmin("create spaces")?;
+        let caller = caller(&request)?;
         let req = request.into_inner();
         let name = Name::parse("space", "name", &req.name)?;
         let slug = match req.slug.as_deref() {
@@ -156,7 +140,7 @@ impl SpaceService for SpaceApi {
             name,
             slug,
         };
-        let created_space = self.app.store.create_space(new).await?;
+        let created_space = self.app.create_space(&actor(&caller, "CreateSpace"), new).await?;
         Ok(created(CreateSpaceResponse {
             space: Some(space(&created_space)),
         }))
@@ -167,7 +151,7 @@ impl SpaceService for SpaceApi {
         &self,
         request: Request<ListSpacesRequest>,
     ) -> Result<Response<ListSpacesResponse>, Status> {
-        let caller = self.app.auth.caller(&request).await?;
+        let caller = caller(&request)?;
         let req = request.into_inner();
         let page = PageRequest::parse(req.page, req.size, &req.page_token)?;
         let filter = SpaceFilter {
@@ -192,9 +176,11 @@ impl SpaceService for SpaceApi {
         &self,
         request: Request<GetSpaceRequest>,
     ) -> Result<Response<GetSpaceResponse>, Status> {
-        let caller = self.app.auth.caller(&request).await?;
+        let caller = caller(&request)?;
+        let id = parse_id("space_id", &request.get_ref().space_id)?;
         let access = self
-            .access(&caller, &request.get_ref().space_id, SpaceAction::Read)
+            .app
+            .space_access(&caller, "GetSpace", id, SpaceAction::Read, "space.read")
             .await?;
         Ok(resource(GetSpaceResponse {
             space: Some(space(&access.space)),
@@ -206,11 +192,9 @@ impl SpaceService for SpaceApi {
         &self,
         request: Request<UpdateSpaceRequest>,
     ) -> Result<Response<UpdateSpaceResponse>, Status> {
-        let caller = self.app.auth.caller(&request).await?;
-        let access = self
-            .access(&caller, &request.get_ref().space_id, SpaceAction::Manage)
-            .await?;
+        let caller = caller(&request)?;
         let req = request.into_inner();
+        let id = parse_id("space_id", &req.space_id)?;
         if req.remove_agent && req.agent.is_some() {
             return Err(Error::invalid(
                 "CONFLICTING_FIELDS",
@@ -247,11 +231,10 @@ impl SpaceService for SpaceApi {
                 req.agent.as_ref().map(agent_from).transpose()?.map(Some)
             },
         };
-        let updated = if changes.is_empty() {
-            access.space
-        } else {
-            self.app.store.update_space(access.space.id, changes).await?
-        };
+        let updated = self
+            .app
+            .update_space(&actor(&caller, "UpdateSpace"), id, changes)
+            .await?;
         Ok(resource(UpdateSpaceResponse {
             space: Some(space(&updated)),
         }))
@@ -262,15 +245,9 @@ impl SpaceService for SpaceApi {
         &self,
         request: Request<DeleteSpaceRequest>,
     ) -> Result<Response<DeleteSpaceResponse>, Status> {
-        let caller = self.app.auth.caller(&request).await?;
-        let access = self
-            .access(&caller, &request.get_ref().space_id, SpaceAction::Manage)
-            .await?;
-        if let Some(org) = self.app.store.delete_space(access.space.id).await?
-            && let Err(e) = self.app.storage.detach_space(org, access.space.id).await
-        {
-            tracing::error!(org = %org, space = %access.space.id, error = %e, "could not remove space directory");
-        }
+        let caller = caller(&request)?;
+        let id = parse_id("space_id", &request.get_ref().space_id)?;
+        self.app.delete_space(&actor(&caller, "DeleteSpace"), id).await?;
         Ok(no_content(DeleteSpaceResponse {}))
     }
 
@@ -279,9 +256,11 @@ impl SpaceService for SpaceApi {
         &self,
         request: Request<ListSpaceMembersRequest>,
     ) -> Result<Response<ListSpaceMembersResponse>, Status> {
-        let caller = self.app.auth.caller(&request).await?;
+        let caller = caller(&request)?;
+        let id = parse_id("space_id", &request.get_ref().space_id)?;
         let access = self
-            .access(&caller, &request.get_ref().space_id, SpaceAction::Read)
+            .app
+            .space_access(&caller, "ListSpaceMembers", id, SpaceAction::Read, "space.read")
             .await?;
         let req = request.into_inner();
         let page = PageRequest::parse(req.page, req.size, &req.page_token)?;
@@ -294,17 +273,14 @@ impl SpaceService for SpaceApi {
         &self,
         request: Request<AddSpaceMemberRequest>,
     ) -> Result<Response<AddSpaceMemberResponse>, Status> {
-        let caller = self.app.auth.caller(&request).await?;
-        let access = self
-            .access(&caller, &request.get_ref().space_id, SpaceAction::Manage)
-            .await?;
+        let caller = caller(&request)?;
         let req = request.into_inner();
+        let id = parse_id("space_id", &req.space_id)?;
         let email = Email::parse("user_email", &req.user_email)?;
         let role = SpaceRole::parse("role", &req.role)?;
         let added = self
             .app
-            .store
-            .add_space_member(access.space.id, &email, role)
+            .add_space_member(&actor(&caller, "AddSpaceMember"), id, &email, role)
             .await?;
         Ok(created(AddSpaceMemberResponse {
             member: Some(member(&added)),
@@ -316,17 +292,14 @@ impl SpaceService for SpaceApi {
         &self,
         request: Request<UpdateSpaceMemberRequest>,
     ) -> Result<Response<UpdateSpaceMemberResponse>, Status> {
-        let caller = self.app.auth.caller(&request).await?;
-        let access = self
-            .access(&caller, &request.get_ref().space_id, SpaceAction::Manage)
-            .await?;
+        let caller = caller(&request)?;
         let req = request.into_inner();
+        let id = parse_id("space_id", &req.space_id)?;
         let user = parse_id("user_id", &req.user_id)?;
         let role = SpaceRole::parse("role", &req.role)?;
         let updated = self
             .app
-            .store
-            .update_space_member(access.space.id, user, role)
+            .update_space_member(&actor(&caller, "UpdateSpaceMember"), id, user, role)
             .await?;
         Ok(resource(UpdateSpaceMemberResponse {
             member: Some(member(&updated)),
@@ -338,17 +311,13 @@ impl SpaceService for SpaceApi {
         &self,
         request: Request<RemoveSpaceMemberRequest>,
     ) -> Result<Response<RemoveSpaceMemberResponse>, Status> {
-        let caller = self.app.auth.caller(&request).await?;
-        let user = parse_id("user_id", &request.get_ref().user_id)?;
-        // Members may leave a space they can see; removing others takes a
-        // space admin.
-        let action = if user == caller.user_id {
-            SpaceAction::Read
-        } else {
-            SpaceAction::Manage
-        };
-        let access = self.access(&caller, &request.get_ref().space_id, action).await?;
-        self.app.store.remove_space_member(access.space.id, user).await?;
+        let caller = caller(&request)?;
+        let req = request.into_inner();
+        let id = parse_id("space_id", &req.space_id)?;
+        let user = parse_id("user_id", &req.user_id)?;
+        self.app
+            .remove_space_member(&actor(&caller, "RemoveSpaceMember"), id, user)
+            .await?;
         Ok(no_content(RemoveSpaceMemberResponse {}))
     }
 
@@ -357,9 +326,9 @@ impl SpaceService for SpaceApi {
         &self,
         request: Request<BatchUpsertProductsRequest>,
     ) -> Result<Response<BatchUpsertResponse>, Status> {
-        let (space, req) = self.writable(request).await?;
+        let (actor, space, req) = Self::writer(request, "BatchUpsertProducts")?;
         let items = batch(&req.items, content::product_input, |i| i.id)?;
-        let upserted = self.app.store.upsert_products(space, &items).await?;
+        let upserted = self.app.upsert_products(&actor, space, &items).await?;
         Ok(Response::new(BatchUpsertResponse {
             upserted: count(upserted as i64),
         }))
@@ -370,9 +339,14 @@ impl SpaceService for SpaceApi {
         &self,
         request: Request<DeleteProductRequest>,
     ) -> Result<Response<DeleteContentResponse>, Status> {
-        let (space, req) = self.writable(request).await?;
-        self.delete(ContentKind::Product, space, "product_id", &req.product_id)
-            .await
+        self.delete(
+            request,
+            "DeleteProduct",
+            ContentKind::Product,
+            "product_id",
+            |r| &r.product_id,
+        )
+        .await
     }
 
     #[instrument(skip_all, fields(rpc = "BatchUpsertContracts"))]
@@ -380,9 +354,9 @@ impl SpaceService for SpaceApi {
         &self,
         request: Request<BatchUpsertContractsRequest>,
     ) -> Result<Response<BatchUpsertResponse>, Status> {
-        let (space, req) = self.writable(request).await?;
+        let (actor, space, req) = Self::writer(request, "BatchUpsertContracts")?;
         let items = batch(&req.items, content::contract_input, |i| i.id)?;
-        let upserted = self.app.store.upsert_contracts(space, &items).await?;
+        let upserted = self.app.upsert_contracts(&actor, space, &items).await?;
         Ok(Response::new(BatchUpsertResponse {
             upserted: count(upserted as i64),
         }))
@@ -393,9 +367,14 @@ impl SpaceService for SpaceApi {
         &self,
         request: Request<DeleteContractRequest>,
     ) -> Result<Response<DeleteContentResponse>, Status> {
-        let (space, req) = self.writable(request).await?;
-        self.delete(ContentKind::Contract, space, "contract_id", &req.contract_id)
-            .await
+        self.delete(
+            request,
+            "DeleteContract",
+            ContentKind::Contract,
+            "contract_id",
+            |r| &r.contract_id,
+        )
+        .await
     }
 
     #[instrument(skip_all, fields(rpc = "BatchUpsertIssues"))]
@@ -403,9 +382,9 @@ impl SpaceService for SpaceApi {
         &self,
         request: Request<BatchUpsertIssuesRequest>,
     ) -> Result<Response<BatchUpsertResponse>, Status> {
-        let (space, req) = self.writable(request).await?;
+        let (actor, space, req) = Self::writer(request, "BatchUpsertIssues")?;
         let items = batch(&req.items, content::issue_input, |i| i.id)?;
-        let upserted = self.app.store.upsert_issues(space, &items).await?;
+        let upserted = self.app.upsert_issues(&actor, space, &items).await?;
         Ok(Response::new(BatchUpsertResponse {
             upserted: count(upserted as i64),
         }))
@@ -416,9 +395,10 @@ impl SpaceService for SpaceApi {
         &self,
         request: Request<DeleteIssueRequest>,
     ) -> Result<Response<DeleteContentResponse>, Status> {
-        let (space, req) = self.writable(request).await?;
-        self.delete(ContentKind::Issue, space, "issue_id", &req.issue_id)
-            .await
+        self.delete(request, "DeleteIssue", ContentKind::Issue, "issue_id", |r| {
+            &r.issue_id
+        })
+        .await
     }
 
     #[instrument(skip_all, fields(rpc = "BatchUpsertQualityChecks"))]
@@ -426,9 +406,9 @@ impl SpaceService for SpaceApi {
         &self,
         request: Request<BatchUpsertQualityChecksRequest>,
     ) -> Result<Response<BatchUpsertResponse>, Status> {
-        let (space, req) = self.writable(request).await?;
+        let (actor, space, req) = Self::writer(request, "BatchUpsertQualityChecks")?;
         let items = batch(&req.items, content::quality_check_input, |i| i.id)?;
-        let upserted = self.app.store.upsert_quality_checks(space, &items).await?;
+        let upserted = self.app.upsert_quality_checks(&actor, space, &items).await?;
         Ok(Response::new(BatchUpsertResponse {
             upserted: count(upserted as i64),
         }))
@@ -439,12 +419,12 @@ impl SpaceService for SpaceApi {
         &self,
         request: Request<DeleteQualityCheckRequest>,
     ) -> Result<Response<DeleteContentResponse>, Status> {
-        let (space, req) = self.writable(request).await?;
         self.delete(
+            request,
+            "DeleteQualityCheck",
             ContentKind::QualityCheck,
-            space,
             "quality_check_id",
-            &req.quality_check_id,
+            |r| &r.quality_check_id,
         )
         .await
     }

@@ -42,6 +42,36 @@ impl ContentKind {
         }
     }
 
+    /// The collection in REST paths and audit targets.
+    pub fn collection(self) -> &'static str {
+        match self {
+            ContentKind::Product => "products",
+            ContentKind::Contract => "contracts",
+            ContentKind::Issue => "issues",
+            ContentKind::QualityCheck => "quality-checks",
+        }
+    }
+
+    /// The audit action of a batch upsert.
+    pub fn upsert_action(self) -> &'static str {
+        match self {
+            ContentKind::Product => "product.upsert",
+            ContentKind::Contract => "contract.upsert",
+            ContentKind::Issue => "issue.upsert",
+            ContentKind::QualityCheck => "quality_check.upsert",
+        }
+    }
+
+    /// The audit action of a delete.
+    pub fn delete_action(self) -> &'static str {
+        match self {
+            ContentKind::Product => "product.delete",
+            ContentKind::Contract => "contract.delete",
+            ContentKind::Issue => "issue.delete",
+            ContentKind::QualityCheck => "quality_check.delete",
+        }
+    }
+
     pub fn not_found_reason(self) -> &'static str {
         match self {
             ContentKind::Product => "PRODUCT_NOT_FOUND",

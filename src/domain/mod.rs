@@ -1,6 +1,7 @@
 //! Validated types and the rules of orgd. Knows nothing of tonic or sqlx.
 
 pub mod access;
+pub mod audit;
 pub mod content;
 pub mod error;
 pub mod model;

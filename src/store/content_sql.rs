@@ -108,23 +108,6 @@ macro_rules! impl_content_store {
                 })
             }
 
-            /// Locks the space (PostgreSQL; SQLite has one writer) so that
-            /// writes to one space, and their counters, run one at a time.
-            /// Returns the space's organization.
-            async fn lock_space(tx: &mut Tx, space: Uuid) -> Result<Option<Uuid>> {
-                let owner: Option<Option<Uuid>> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                    "SELECT organization_id FROM spaces WHERE id = $1{}",
-                    <$store>::LOCK
-                )))
-                .bind(space)
-                .fetch_optional(&mut **tx)
-                .await?;
-                owner.ok_or_else(|| {
-                    Error::not_found("SPACE_NOT_FOUND", format!("space {space} not found"))
-                        .with("space_id", space.to_string())
-                })
-            }
-
             /// Recomputes the space's counters from its indexes.
             async fn refresh_stats(tx: &mut Tx, space: Uuid) -> Result<()> {
                 sqlx::query(
@@ -433,18 +416,23 @@ macro_rules! impl_content_store {
                 Ok(out)
             }
 
-            /// One batch upsert, in one transaction: lock the space, refuse ids
-            /// of other spaces, insert-or-replace with the statement `insert`
-            /// builds (given the space's organization), refresh the counters.
+            /// One batch upsert, in one transaction: lock the space and check
+            /// the actor may write it, refuse ids of other spaces,
+            /// insert-or-replace with the statement `insert` builds (given the
+            /// space's organization), refresh the counters, record the event.
             async fn upsert_batch(
                 store: &$store,
+                actor: &Actor,
                 kind: ContentKind,
                 space: Uuid,
                 ids: Vec<Uuid>,
                 insert: impl FnOnce(Option<Uuid>) -> QueryBuilder<$db>,
             ) -> Result<u64> {
-                let mut tx = store.writer().begin().await?;
-                let org = lock_space(&mut tx, space).await?;
+                let action = kind.upsert_action();
+                let target = |s: Uuid| targets::content(s, kind.collection(), None);
+                let (mut tx, _, access) =
+                    space_guard(store.writer(), actor, space, SpaceAction::WriteContent, action, target).await?;
+                let org = access.space.organization_id;
                 check_foreign_ids(&mut tx, kind, space, &ids).await?;
                 if !ids.is_empty() {
                     let mut qb = insert(org);
@@ -453,6 +441,11 @@ macro_rules! impl_content_store {
                     }
                 }
                 refresh_stats(&mut tx, space).await?;
+                let draft = Draft::success(actor, action, target(space))
+                    .with("space_id", space.to_string())
+                    .with("count", ids.len().to_string())
+                    .with("ids_sha256", audit::ids_digest(&ids));
+                append(&mut tx, org.unwrap_or(audit::SYSTEM_CHAIN), draft).await?;
                 tx.commit().await?;
                 Ok(ids.len() as u64)
             }
@@ -463,10 +456,10 @@ macro_rules! impl_content_store {
 
             #[async_trait]
             impl ContentStore for $store {
-                async fn upsert_products(&self, space: Uuid, items: &[ProductInput]) -> Result<u64> {
+                async fn upsert_products(&self, actor: &Actor, space: Uuid, items: &[ProductInput]) -> Result<u64> {
                     let now = now_micros();
                     let ids = items.iter().map(|i| i.id).collect();
-                    upsert_batch(self, ContentKind::Product, space, ids, |org| {
+                    upsert_batch(self, actor, ContentKind::Product, space, ids, |org| {
                         let mut qb = QueryBuilder::<$db>::new(
                             "INSERT INTO products (id, space_id, organization_id, name, slug, description, product_type, \
                              provider, tags, quality_score, is_archived, created_at, updated_at) ",
@@ -497,10 +490,10 @@ macro_rules! impl_content_store {
                     .await
                 }
 
-                async fn upsert_contracts(&self, space: Uuid, items: &[ContractInput]) -> Result<u64> {
+                async fn upsert_contracts(&self, actor: &Actor, space: Uuid, items: &[ContractInput]) -> Result<u64> {
                     let now = now_micros();
                     let ids = items.iter().map(|i| i.id).collect();
-                    upsert_batch(self, ContentKind::Contract, space, ids, |org| {
+                    upsert_batch(self, actor, ContentKind::Contract, space, ids, |org| {
                         let mut qb = QueryBuilder::<$db>::new(
                             "INSERT INTO contracts (id, space_id, organization_id, name, description, status, \
                              producer_id, producer_name, consumer_id, consumer_name, freshness_hours, \
@@ -536,10 +529,10 @@ macro_rules! impl_content_store {
                     .await
                 }
 
-                async fn upsert_issues(&self, space: Uuid, items: &[IssueInput]) -> Result<u64> {
+                async fn upsert_issues(&self, actor: &Actor, space: Uuid, items: &[IssueInput]) -> Result<u64> {
                     let now = now_micros();
                     let ids = items.iter().map(|i| i.id).collect();
-                    upsert_batch(self, ContentKind::Issue, space, ids, |org| {
+                    upsert_batch(self, actor, ContentKind::Issue, space, ids, |org| {
                         let mut qb = QueryBuilder::<$db>::new(
                             "INSERT INTO issues (id, space_id, organization_id, title, description, status, priority, \
                              product_id, assignee_id, reporter_id, created_at, updated_at) ",
@@ -569,10 +562,10 @@ macro_rules! impl_content_store {
                     .await
                 }
 
-                async fn upsert_quality_checks(&self, space: Uuid, items: &[QualityCheckInput]) -> Result<u64> {
+                async fn upsert_quality_checks(&self, actor: &Actor, space: Uuid, items: &[QualityCheckInput]) -> Result<u64> {
                     let now = now_micros();
                     let ids = items.iter().map(|i| i.id).collect();
-                    upsert_batch(self, ContentKind::QualityCheck, space, ids, |org| {
+                    upsert_batch(self, actor, ContentKind::QualityCheck, space, ids, |org| {
                         let mut qb = QueryBuilder::<$db>::new(
                             "INSERT INTO quality_checks (id, space_id, organization_id, name, check_type, severity, \
                              product_ids, last_status, last_run_at, is_archived, created_at) ",
@@ -602,9 +595,11 @@ macro_rules! impl_content_store {
                     .await
                 }
 
-                async fn delete_content(&self, kind: ContentKind, space: Uuid, id: Uuid) -> Result<()> {
-                    let mut tx = self.writer().begin().await?;
-                    lock_space(&mut tx, space).await?;
+                async fn delete_content(&self, actor: &Actor, kind: ContentKind, space: Uuid, id: Uuid) -> Result<()> {
+                    let action = kind.delete_action();
+                    let target = |s: Uuid| targets::content(s, kind.collection(), Some(id));
+                    let (mut tx, _, access) =
+                        space_guard(self.writer(), actor, space, SpaceAction::WriteContent, action, target).await?;
                     let done = sqlx::query(sqlx::AssertSqlSafe(format!(
                         "DELETE FROM {} WHERE id = $1 AND space_id = $2",
                         kind.table()
@@ -621,6 +616,8 @@ macro_rules! impl_content_store {
                         .with("id", id.to_string()));
                     }
                     refresh_stats(&mut tx, space).await?;
+                    let draft = Draft::success(actor, action, target(space)).with("space_id", space.to_string());
+                    append(&mut tx, access.space.organization_id.unwrap_or(audit::SYSTEM_CHAIN), draft).await?;
                     tx.commit().await?;
                     Ok(())
                 }

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use uuid::Uuid;
 
+use crate::domain::audit::{Actor, Draft, Event, EventFilter, Head};
 use crate::domain::content::{
     ContentKind, ContractFilter, ContractInput, IssueFilter, IssueInput, ProductFilter, ProductInput,
     QualityCheckFilter, QualityCheckInput, Scope,
@@ -111,15 +112,21 @@ pub struct SpaceFilter {
 }
 
 /// The content half: batch upserts and deletes by internal writers, and the
-/// aggregated, visibility-scoped reads.
+/// aggregated, visibility-scoped reads. Writes check the actor's rights and
+/// record their audit event inside their transaction.
 #[async_trait]
 pub trait ContentStore: Send + Sync + 'static {
     /// Each returns the number of items in the batch (inserted or replaced).
-    async fn upsert_products(&self, space: Uuid, items: &[ProductInput]) -> Result<u64>;
-    async fn upsert_contracts(&self, space: Uuid, items: &[ContractInput]) -> Result<u64>;
-    async fn upsert_issues(&self, space: Uuid, items: &[IssueInput]) -> Result<u64>;
-    async fn upsert_quality_checks(&self, space: Uuid, items: &[QualityCheckInput]) -> Result<u64>;
-    async fn delete_content(&self, kind: ContentKind, space: Uuid, id: Uuid) -> Result<()>;
+    async fn upsert_products(&self, actor: &Actor, space: Uuid, items: &[ProductInput]) -> Result<u64>;
+    async fn upsert_contracts(&self, actor: &Actor, space: Uuid, items: &[ContractInput]) -> Result<u64>;
+    async fn upsert_issues(&self, actor: &Actor, space: Uuid, items: &[IssueInput]) -> Result<u64>;
+    async fn upsert_quality_checks(
+        &self,
+        actor: &Actor,
+        space: Uuid,
+        items: &[QualityCheckInput],
+    ) -> Result<u64>;
+    async fn delete_content(&self, actor: &Actor, kind: ContentKind, space: Uuid, id: Uuid) -> Result<()>;
 
     async fn list_products(
         &self,
@@ -167,7 +174,54 @@ pub trait Store: ContentStore {
     async fn provision_user(&self, email: &Email, display_name: &str) -> Result<User>;
     async fn set_superadmin(&self, email: &Email, superadmin: bool) -> Result<User>;
 
-    async fn create_organization(&self, new: NewOrganization) -> Result<Organization>;
+    // Every mutation below runs in one transaction that reads the actor's
+    // rights (their superadmin flag, their role in the locked organization or
+    // space), makes the change and appends its audit event. A refusal commits
+    // only its `denied` event and returns PERMISSION_DENIED; any other failure
+    // commits nothing.
+    async fn create_organization(&self, actor: &Actor, new: NewOrganization) -> Result<Organization>;
+    async fn update_organization(
+        &self,
+        actor: &Actor,
+        slug: &str,
+        changes: OrganizationChanges,
+    ) -> Result<Organization>;
+    /// Deletes the organization (its spaces are detached); returns its id.
+    async fn delete_organization(&self, actor: &Actor, slug: &str) -> Result<Uuid>;
+    async fn attach_space(&self, actor: &Actor, slug: &str, space: Uuid) -> Result<Space>;
+    /// Detaches the space; returns the organization's id.
+    async fn detach_space(&self, actor: &Actor, slug: &str, space: Uuid) -> Result<Uuid>;
+    async fn add_member(&self, actor: &Actor, slug: &str, email: &Email, role: OrgRole) -> Result<Member>;
+    async fn update_member_role(
+        &self,
+        actor: &Actor,
+        slug: &str,
+        user: Uuid,
+        role: OrgRole,
+    ) -> Result<Member>;
+    async fn remove_member(&self, actor: &Actor, slug: &str, user: Uuid) -> Result<()>;
+    async fn create_space(&self, actor: &Actor, new: NewSpace) -> Result<Space>;
+    async fn update_space(&self, actor: &Actor, id: Uuid, changes: SpaceChanges) -> Result<Space>;
+    /// Deletes the space; returns the organization it belonged to.
+    async fn delete_space(&self, actor: &Actor, id: Uuid) -> Result<Option<Uuid>>;
+    async fn add_space_member(
+        &self,
+        actor: &Actor,
+        space: Uuid,
+        email: &Email,
+        role: SpaceRole,
+    ) -> Result<Member>;
+    async fn update_space_member(
+        &self,
+        actor: &Actor,
+        space: Uuid,
+        user: Uuid,
+        role: SpaceRole,
+    ) -> Result<Member>;
+    async fn remove_space_member(&self, actor: &Actor, space: Uuid, user: Uuid) -> Result<()>;
+    /// Records a refused read (reads decide outside a write transaction).
+    async fn record_denied(&self, chain: Uuid, draft: Draft) -> Result<()>;
+
     /// The organization with this slug and the user's role in it.
     async fn organization_access(&self, slug: &str, user: Uuid) -> Result<Option<OrgAccess>>;
     async fn organization_details(&self, org: Organization) -> Result<OrganizationDetails>;
@@ -176,28 +230,74 @@ pub trait Store: ContentStore {
         filter: &OrganizationFilter,
         page: PageRequest,
     ) -> Result<Page<OrganizationSummary>>;
-    async fn update_organization(&self, id: Uuid, changes: OrganizationChanges) -> Result<Organization>;
-    /// Deletes the organization; returns the ids of the spaces it detached.
-    async fn delete_organization(&self, id: Uuid) -> Result<Vec<Uuid>>;
-    async fn attach_space(&self, org: Uuid, space: Uuid) -> Result<Space>;
-    async fn detach_space(&self, org: Uuid, space: Uuid) -> Result<()>;
-    async fn add_member(&self, org: Uuid, email: &Email, role: OrgRole) -> Result<Member>;
-    async fn update_member_role(&self, org: Uuid, user: Uuid, role: OrgRole) -> Result<Member>;
-    async fn remove_member(&self, org: Uuid, user: Uuid) -> Result<()>;
     async fn list_members(&self, org: Uuid, filter: &MemberFilter, page: PageRequest)
     -> Result<Page<Member>>;
-
-    async fn create_space(&self, new: NewSpace) -> Result<Space>;
     /// The space and what the user holds in it and in its organization.
     async fn space_access(&self, space: Uuid, user: Uuid) -> Result<Option<SpaceAccess>>;
     async fn list_spaces(&self, filter: &SpaceFilter, page: PageRequest) -> Result<Page<Space>>;
-    async fn update_space(&self, id: Uuid, changes: SpaceChanges) -> Result<Space>;
-    /// Deletes the space; returns the organization it belonged to.
-    async fn delete_space(&self, id: Uuid) -> Result<Option<Uuid>>;
     async fn list_space_members(&self, space: Uuid, page: PageRequest) -> Result<Page<Member>>;
-    async fn add_space_member(&self, space: Uuid, email: &Email, role: SpaceRole) -> Result<Member>;
-    async fn update_space_member(&self, space: Uuid, user: Uuid, role: SpaceRole) -> Result<Member>;
-    async fn remove_space_member(&self, space: Uuid, user: Uuid) -> Result<()>;
+
+    /// What the organization's storage directory must hold (committed
+    /// state); `None` when the organization does not exist.
+    async fn storage_state(&self, org: Uuid) -> Result<Option<StorageState>>;
+    /// Organization ids in id order, after `after`.
+    async fn organization_ids(&self, after: Option<Uuid>, limit: i64) -> Result<Vec<Uuid>>;
+
+    /// Where a chain stands; `None` when it has no event.
+    async fn audit_head(&self, chain: Uuid) -> Result<Option<Head>>;
+    /// A chain's events, newest first.
+    async fn list_audit_events(
+        &self,
+        chain: Uuid,
+        filter: &EventFilter,
+        page: PageRequest,
+    ) -> Result<Page<Event>>;
+    /// Up to `limit` events of a chain after `after_seq`, in chain order.
+    async fn audit_events_after(&self, chain: Uuid, after_seq: i64, limit: i64) -> Result<Vec<Event>>;
+}
+
+/// What an organization's storage directory must hold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StorageState {
+    pub org: Organization,
+    pub spaces: Vec<Uuid>,
+}
+
+/// Audit event targets, named like resources (`organizations/<id>/users/<id>`).
+pub mod targets {
+    use uuid::Uuid;
+
+    pub fn org(org: Uuid) -> String {
+        format!("organizations/{org}")
+    }
+
+    pub fn org_user(org: Uuid, user: Uuid) -> String {
+        format!("organizations/{org}/users/{user}")
+    }
+
+    pub fn org_space(org: Uuid, space: Uuid) -> String {
+        format!("organizations/{org}/spaces/{space}")
+    }
+
+    pub fn space(space: Uuid) -> String {
+        format!("spaces/{space}")
+    }
+
+    pub fn space_members(space: Uuid) -> String {
+        format!("spaces/{space}/members")
+    }
+
+    pub fn space_member(space: Uuid, user: Uuid) -> String {
+        format!("spaces/{space}/members/{user}")
+    }
+
+    /// A kind of content of a space (`spaces/<id>/products`), or one item.
+    pub fn content(space: Uuid, collection: &str, item: Option<Uuid>) -> String {
+        match item {
+            Some(id) => format!("spaces/{space}/{collection}/{id}"),
+            None => format!("spaces/{space}/{collection}"),
+        }
+    }
 }
 
 /// Pool sizes and the like.
@@ -244,6 +344,19 @@ pub(crate) fn like_pattern(term: &str) -> String {
     }
     out.push('%');
     out
+}
+
+/// The smallest string greater than every string starting with `prefix`
+/// (in byte order), if there is one.
+pub(crate) fn prefix_upper_bound(prefix: &str) -> Option<String> {
+    let mut bytes = prefix.as_bytes().to_vec();
+    while let Some(last) = bytes.pop() {
+        if last < 0x7f {
+            bytes.push(last + 1);
+            return String::from_utf8(bytes).ok();
+        }
+    }
+    None
 }
 
 impl From<sqlx::Error> for Error {

@@ -66,6 +66,16 @@ impl PostgresStore {
         qb.push(" ESCAPE '\\')");
     }
 
+    /// `column` starts with `prefix`: LIKE with the prefix escaped, which
+    /// a `text_pattern_ops` index serves whatever the collation.
+    fn push_prefix(qb: &mut sqlx::QueryBuilder<sqlx::Postgres>, column: &str, prefix: &str) {
+        let mut pattern = super::like_pattern(prefix);
+        pattern.remove(0);
+        qb.push(format!(" AND {column} LIKE "));
+        qb.push_bind(pattern);
+        qb.push(" ESCAPE '\\'");
+    }
+
     fn writer(&self) -> &PgPool {
         &self.pool
     }

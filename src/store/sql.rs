@@ -10,6 +10,8 @@ macro_rules! impl_store {
         use sqlx::{QueryBuilder, Row};
         use uuid::Uuid;
 
+        use crate::domain::access::{check_org, check_space, Caller, OrgAction, SpaceAction};
+        use crate::domain::audit::{self, Actor, Draft, Event, EventFilter, Head};
         use crate::domain::model::{
             Member, OrgAccess, Organization, OrganizationDetails, OrganizationSummary, Page, Space, SpaceAccess,
             SpaceRef, User,
@@ -18,8 +20,8 @@ macro_rules! impl_store {
         use crate::domain::types::{Agent, AgentStatus, Email, OrgRole, SpaceRole, Visibility};
         use crate::domain::{Error, Result};
         use crate::store::{
-            is_unique_violation, last_admin, now_micros, MemberFilter, NewOrganization, NewSpace,
-            OrganizationChanges, OrganizationFilter, SpaceChanges, SpaceFilter, Store,
+            is_unique_violation, last_admin, now_micros, targets, MemberFilter, NewOrganization, NewSpace,
+            OrganizationChanges, OrganizationFilter, SpaceChanges, SpaceFilter, StorageState, Store,
         };
 
         type DbRow = <$db as sqlx::Database>::Row;
@@ -226,6 +228,185 @@ macro_rules! impl_store {
                 .await?)
         }
 
+        fn event_from(row: &DbRow) -> std::result::Result<Event, sqlx::Error> {
+            let metadata: String = row.try_get("metadata")?;
+            Ok(Event {
+                organization_id: row.try_get("organization_id")?,
+                seq: row.try_get("seq")?,
+                id: row.try_get("id")?,
+                actor: row.try_get("actor")?,
+                action: row.try_get("action")?,
+                result: row.try_get("result")?,
+                target: row.try_get("target")?,
+                metadata: Event::parse_metadata(&metadata).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+                created_at: row.try_get("created_at")?,
+                prev_hash: row.try_get("prev_hash")?,
+                hash: row.try_get("hash")?,
+            })
+        }
+
+        const EVENT_COLUMNS: &str =
+            "organization_id, seq, id, actor, action, result, target, metadata, created_at, prev_hash, hash";
+
+        /// The actor as this transaction sees them: the superadmin flag is
+        /// read here, not trusted from the request.
+        pub(super) async fn caller_in(tx: &mut Tx, actor: &Actor) -> Result<Caller> {
+            if actor.is_system() {
+                return Ok(Caller { user_id: actor.user_id, email: String::new(), is_superadmin: true });
+            }
+            let row = sqlx::query("SELECT id, email, is_superadmin FROM users WHERE id = $1")
+                .bind(actor.user_id)
+                .fetch_optional(&mut **tx)
+                .await?
+                .ok_or_else(|| Error::unauthenticated("the caller's account no longer exists"))?;
+            Ok(Caller {
+                user_id: row.try_get("id")?,
+                email: row.try_get("email")?,
+                is_superadmin: row.try_get("is_superadmin")?,
+            })
+        }
+
+        /// Locks the organization with this slug (a row lock on PostgreSQL;
+        /// SQLite runs one writer) and reads the user's role in it, both in
+        /// the transaction that will make the change.
+        async fn lock_org(tx: &mut Tx, slug: &str, user: Uuid) -> Result<OrgAccess> {
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT id, name, slug, description, created_at, updated_at FROM organizations \
+                 WHERE slug = $1{}",
+                <$store>::LOCK
+            )))
+            .bind(slug.to_owned())
+            .fetch_optional(&mut **tx)
+            .await?;
+            let org = row.as_ref().map(org_from).transpose()?.ok_or_else(|| Error::org_not_found(slug))?;
+            let role: Option<String> =
+                sqlx::query_scalar("SELECT role FROM memberships WHERE organization_id = $1 AND user_id = $2")
+                    .bind(org.id)
+                    .bind(user)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+            Ok(OrgAccess { org, role: org_role(role)? })
+        }
+
+        /// Locks the space (PostgreSQL) and reads what the user holds in it
+        /// and in its organization, in the transaction of the change.
+        pub(super) async fn lock_space_access(tx: &mut Tx, space: Uuid, user: Uuid) -> Result<SpaceAccess> {
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {SPACE_RETURNING} FROM spaces WHERE id = $1{}",
+                <$store>::LOCK
+            )))
+            .bind(space)
+            .fetch_optional(&mut **tx)
+            .await?;
+            let space = row.as_ref().map(space_from).transpose()?.ok_or_else(|| space_not_found(space))?;
+            let roles = sqlx::query(
+                "SELECT (SELECT role FROM space_members WHERE space_id = $1 AND user_id = $2) AS space_role, \
+                 (SELECT role FROM memberships WHERE organization_id = $3 AND user_id = $2) AS org_role",
+            )
+            .bind(space.id)
+            .bind(user)
+            .bind(space.organization_id)
+            .fetch_one(&mut **tx)
+            .await?;
+            Ok(SpaceAccess {
+                space_role: space_role(roles.try_get("space_role")?)?,
+                org_role: org_role(roles.try_get("org_role")?)?,
+                space,
+            })
+        }
+
+        /// Appends an event to the chain of `org` inside the transaction of
+        /// the change it records. Taking the chain's head (a row lock on
+        /// PostgreSQL) orders the appends of one chain; every transaction
+        /// takes it last, after the rows it changes.
+        pub(super) async fn append(tx: &mut Tx, org: Uuid, draft: Draft) -> Result<Event> {
+            let head = sqlx::query(
+                "INSERT INTO audit_heads (organization_id, seq, hash) VALUES ($1, 0, '0') \
+                 ON CONFLICT (organization_id) DO UPDATE SET seq = audit_heads.seq RETURNING seq, hash",
+            )
+            .bind(org)
+            .fetch_one(&mut **tx)
+            .await?;
+            let seq: i64 = head.try_get("seq")?;
+            let prev: String = head.try_get("hash")?;
+            let event = Event::seal(draft, org, seq + 1, &prev, now_micros());
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO audit_events ({EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+            )))
+            .bind(event.organization_id)
+            .bind(event.seq)
+            .bind(event.id)
+            .bind(event.actor)
+            .bind(event.action.clone())
+            .bind(event.result.clone())
+            .bind(event.target.clone())
+            .bind(event.metadata_json())
+            .bind(event.created_at)
+            .bind(event.prev_hash.clone())
+            .bind(event.hash.clone())
+            .execute(&mut **tx)
+            .await?;
+            sqlx::query("UPDATE audit_heads SET seq = $2, hash = $3 WHERE organization_id = $1")
+                .bind(org)
+                .bind(event.seq)
+                .bind(event.hash.clone())
+                .execute(&mut **tx)
+                .await?;
+            Ok(event)
+        }
+
+        /// Records a refused attempt, commits that record alone, and returns
+        /// the refusal.
+        pub(super) async fn refuse<T>(mut tx: Tx, org: Uuid, draft: Draft, error: Error) -> Result<T> {
+            append(&mut tx, org, draft.with("reason", error.reason)).await?;
+            tx.commit().await?;
+            Err(error)
+        }
+
+        /// Begins the transaction of an organization change: the caller, the
+        /// locked organization and the caller's role in it, and the decision,
+        /// all inside it. A refusal is recorded as a `denied` event.
+        async fn org_guard(
+            pool: &sqlx::Pool<$db>,
+            actor: &Actor,
+            slug: &str,
+            action: OrgAction,
+            attempt: &'static str,
+        ) -> Result<(Tx, Caller, OrgAccess)> {
+            let mut tx = pool.begin().await?;
+            let caller = caller_in(&mut tx, actor).await?;
+            let access = lock_org(&mut tx, slug, caller.user_id).await?;
+            if let Err(e) = check_org(&caller, &access, action) {
+                let draft = Draft::denied(actor, attempt, targets::org(access.org.id));
+                return refuse(tx, access.org.id, draft, e).await;
+            }
+            Ok((tx, caller, access))
+        }
+
+        /// The same for a space change; the chain is the one of the space's
+        /// organization (or of spaces without one).
+        pub(super) async fn space_guard(
+            pool: &sqlx::Pool<$db>,
+            actor: &Actor,
+            space: Uuid,
+            action: SpaceAction,
+            attempt: &'static str,
+            target: impl FnOnce(Uuid) -> String,
+        ) -> Result<(Tx, Caller, SpaceAccess)> {
+            let mut tx = pool.begin().await?;
+            let caller = caller_in(&mut tx, actor).await?;
+            let access = lock_space_access(&mut tx, space, caller.user_id).await?;
+            if let Err(e) = check_space(&caller, &access, action) {
+                let chain = access.space.organization_id.unwrap_or(audit::SYSTEM_CHAIN);
+                return refuse(tx, chain, Draft::denied(actor, attempt, target(space)), e).await;
+            }
+            Ok((tx, caller, access))
+        }
+
+        fn chain_of(space: &Space) -> Uuid {
+            space.organization_id.unwrap_or(audit::SYSTEM_CHAIN)
+        }
+
         #[async_trait]
         impl Store for $store {
             fn backend(&self) -> &'static str {
@@ -290,9 +471,10 @@ macro_rules! impl_store {
                 Ok(user_from(&row)?)
             }
 
-            async fn create_organization(&self, new: NewOrganization) -> Result<Organization> {
+            async fn create_organization(&self, actor: &Actor, new: NewOrganization) -> Result<Organization> {
                 let now = now_micros();
                 let mut tx = self.writer().begin().await?;
+                caller_in(&mut tx, actor).await?.require_superadmin("create organizations")?;
                 let inserted = sqlx::query(
                     "INSERT INTO organizations (id, name, slug, description, created_at, updated_at) \
                      VALUES ($1, $2, $3, $4, $5, $5)",
@@ -317,6 +499,11 @@ macro_rules! impl_store {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
+                let draft = Draft::success(actor, "organization.create", targets::org(new.id))
+                    .with("name", new.name.as_str())
+                    .with("slug", new.slug.as_str())
+                    .with("admin_email", new.admin_email.as_str());
+                append(&mut tx, new.id, draft).await?;
                 tx.commit().await?;
                 Ok(Organization {
                     id: new.id,
@@ -457,37 +644,61 @@ macro_rules! impl_store {
                 })
             }
 
-            async fn update_organization(&self, id: Uuid, changes: OrganizationChanges) -> Result<Organization> {
+            async fn update_organization(
+                &self,
+                actor: &Actor,
+                slug: &str,
+                changes: OrganizationChanges,
+            ) -> Result<Organization> {
+                let (mut tx, _, access) =
+                    org_guard(self.writer(), actor, slug, OrgAction::Manage, "organization.update").await?;
+                let org = access.org;
+                if changes.is_empty() {
+                    tx.commit().await?;
+                    return Ok(org);
+                }
                 let mut qb = QueryBuilder::<$db>::new("UPDATE organizations SET updated_at = ");
                 qb.push_bind(now_micros());
+                let mut draft = Draft::success(actor, "organization.update", targets::org(org.id));
                 if let Some(name) = &changes.name {
                     qb.push(", name = ");
                     qb.push_bind(name.as_str().to_owned());
+                    draft = draft.with("name", name.as_str());
                 }
                 if let Some(slug) = &changes.slug {
                     qb.push(", slug = ");
                     qb.push_bind(slug.as_str().to_owned());
+                    draft = draft.with("slug", slug.as_str()).with("previous_slug", org.slug.as_str());
                 }
                 if let Some(description) = &changes.description {
                     qb.push(", description = ");
                     qb.push_bind(description.as_str().to_owned());
+                    draft = draft.with("description", "changed");
                 }
                 qb.push(" WHERE id = ");
-                qb.push_bind(id);
+                qb.push_bind(org.id);
                 qb.push(" RETURNING id, name, slug, description, created_at, updated_at");
-                match qb.build().fetch_optional(self.writer()).await {
-                    Ok(Some(row)) => Ok(org_from(&row)?),
-                    Ok(None) => Err(Error::not_found("ORG_NOT_FOUND", "organization not found")),
+                let updated = match qb.build().fetch_one(&mut *tx).await {
+                    Ok(row) => org_from(&row)?,
                     Err(e) if is_unique_violation(&e) => {
-                        Err(org_slug_taken(changes.slug.as_ref().map(|s| s.as_str()).unwrap_or_default()))
+                        return Err(org_slug_taken(changes.slug.as_ref().map(|s| s.as_str()).unwrap_or_default()));
                     }
-                    Err(e) => Err(e.into()),
-                }
+                    Err(e) => return Err(e.into()),
+                };
+                append(&mut tx, org.id, draft).await?;
+                tx.commit().await?;
+                Ok(updated)
             }
 
-            async fn delete_organization(&self, id: Uuid) -> Result<Vec<Uuid>> {
-                let mut tx = self.writer().begin().await?;
-                let spaces: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM spaces WHERE organization_id = $1")
+            async fn delete_organization(&self, actor: &Actor, slug: &str) -> Result<Uuid> {
+                let (mut tx, _, access) =
+                    org_guard(self.writer(), actor, slug, OrgAction::Manage, "organization.delete").await?;
+                let id = access.org.id;
+                let detached: Vec<Uuid> =
+                    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                        "SELECT id FROM spaces WHERE organization_id = $1{}",
+                        <$store>::LOCK
+                    )))
                     .bind(id)
                     .fetch_all(&mut *tx)
                     .await?;
@@ -499,51 +710,67 @@ macro_rules! impl_store {
                     .execute(&mut *tx)
                     .await?;
                 }
-                let done = sqlx::query("DELETE FROM organizations WHERE id = $1").bind(id).execute(&mut *tx).await?;
-                if done.rows_affected() == 0 {
-                    return Err(Error::not_found("ORG_NOT_FOUND", "organization not found"));
-                }
+                sqlx::query("DELETE FROM organizations WHERE id = $1").bind(id).execute(&mut *tx).await?;
+                let draft = Draft::success(actor, "organization.delete", targets::org(id))
+                    .with("slug", access.org.slug.as_str())
+                    .with("detached_spaces", detached.len().to_string());
+                append(&mut tx, id, draft).await?;
+                sqlx::query("UPDATE audit_heads SET deleted_at = $2 WHERE organization_id = $1")
+                    .bind(id)
+                    .bind(now_micros())
+                    .execute(&mut *tx)
+                    .await?;
                 tx.commit().await?;
-                Ok(spaces)
+                Ok(id)
             }
 
-            async fn attach_space(&self, org: Uuid, space: Uuid) -> Result<Space> {
-                let mut tx = self.writer().begin().await?;
+            async fn attach_space(&self, actor: &Actor, slug: &str, space: Uuid) -> Result<Space> {
+                let (mut tx, caller, access) =
+                    org_guard(self.writer(), actor, slug, OrgAction::Manage, "space.attach").await?;
+                let org = access.org.id;
+                let target = targets::org_space(org, space);
+                let current = lock_space_access(&mut tx, space, caller.user_id).await?;
+                if !caller.is_superadmin && current.space_role != Some(SpaceRole::Admin) {
+                    let e = Error::denied("only an admin of the space may add it to an organization")
+                        .with("space_id", space.to_string());
+                    return refuse(tx, org, Draft::denied(actor, "space.attach", target), e).await;
+                }
+                match current.space.organization_id {
+                    None => {}
+                    Some(owner) if owner == org => {
+                        return Err(Error::already_exists(
+                            "SPACE_ALREADY_ATTACHED",
+                            "the space already belongs to this organization",
+                        )
+                        .with("space_id", space.to_string()));
+                    }
+                    Some(_) => {
+                        return Err(Error::failed_precondition(
+                            "SPACE_IN_OTHER_ORGANIZATION",
+                            "the space belongs to another organization; remove it there first",
+                        )
+                        .with("space_id", space.to_string()));
+                    }
+                }
                 let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "UPDATE spaces SET organization_id = $1, updated_at = $3 \
-                     WHERE id = $2 AND organization_id IS NULL RETURNING {SPACE_RETURNING}"
+                    "UPDATE spaces SET organization_id = $1, updated_at = $3 WHERE id = $2 RETURNING {SPACE_RETURNING}"
                 )))
                 .bind(org)
                 .bind(space)
                 .bind(now_micros())
-                .fetch_optional(&mut *tx)
+                .fetch_one(&mut *tx)
                 .await?;
-                if let Some(row) = row {
-                    set_content_org(&mut tx, space, Some(org)).await?;
-                    tx.commit().await?;
-                    return Ok(space_from(&row)?);
-                }
-                let owner: Option<Option<Uuid>> = sqlx::query_scalar("SELECT organization_id FROM spaces WHERE id = $1")
-                    .bind(space)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                Err(match owner {
-                    None => space_not_found(space),
-                    Some(Some(owner)) if owner == org => Error::already_exists(
-                        "SPACE_ALREADY_ATTACHED",
-                        "the space already belongs to this organization",
-                    )
-                    .with("space_id", space.to_string()),
-                    Some(_) => Error::failed_precondition(
-                        "SPACE_IN_OTHER_ORGANIZATION",
-                        "the space belongs to another organization; remove it there first",
-                    )
-                    .with("space_id", space.to_string()),
-                })
+                set_content_org(&mut tx, space, Some(org)).await?;
+                let draft = Draft::success(actor, "space.attach", target).with("space_id", space.to_string());
+                append(&mut tx, org, draft).await?;
+                tx.commit().await?;
+                Ok(space_from(&row)?)
             }
 
-            async fn detach_space(&self, org: Uuid, space: Uuid) -> Result<()> {
-                let mut tx = self.writer().begin().await?;
+            async fn detach_space(&self, actor: &Actor, slug: &str, space: Uuid) -> Result<Uuid> {
+                let (mut tx, _, access) =
+                    org_guard(self.writer(), actor, slug, OrgAction::Manage, "space.detach").await?;
+                let org = access.org.id;
                 let done = sqlx::query(
                     "UPDATE spaces SET organization_id = NULL, updated_at = $3 WHERE id = $2 AND organization_id = $1",
                 )
@@ -560,12 +787,17 @@ macro_rules! impl_store {
                     .with("space_id", space.to_string()));
                 }
                 set_content_org(&mut tx, space, None).await?;
+                let draft = Draft::success(actor, "space.detach", targets::org_space(org, space))
+                    .with("space_id", space.to_string());
+                append(&mut tx, org, draft).await?;
                 tx.commit().await?;
-                Ok(())
+                Ok(org)
             }
 
-            async fn add_member(&self, org: Uuid, email: &Email, role: OrgRole) -> Result<Member> {
-                let mut tx = self.writer().begin().await?;
+            async fn add_member(&self, actor: &Actor, slug: &str, email: &Email, role: OrgRole) -> Result<Member> {
+                let (mut tx, _, access) =
+                    org_guard(self.writer(), actor, slug, OrgAction::Manage, "member.add").await?;
+                let org = access.org.id;
                 let user = upsert_user(&mut tx, email).await?;
                 let done = sqlx::query(
                     "INSERT INTO memberships (organization_id, user_id, role, created_at) VALUES ($1, $2, $3, $4) \
@@ -585,12 +817,19 @@ macro_rules! impl_store {
                     .with("user_email", email.as_str()));
                 }
                 let member = org_member(&mut tx, org, user).await?;
+                let draft = Draft::success(actor, "member.add", targets::org_user(org, user))
+                    .with("user_id", user.to_string())
+                    .with("email", email.as_str())
+                    .with("role", role.as_str());
+                append(&mut tx, org, draft).await?;
                 tx.commit().await?;
                 Ok(member)
             }
 
-            async fn update_member_role(&self, org: Uuid, user: Uuid, role: OrgRole) -> Result<Member> {
-                let mut tx = self.writer().begin().await?;
+            async fn update_member_role(&self, actor: &Actor, slug: &str, user: Uuid, role: OrgRole) -> Result<Member> {
+                let (mut tx, _, access) =
+                    org_guard(self.writer(), actor, slug, OrgAction::Manage, "member.update_role").await?;
+                let org = access.org.id;
                 let current = lock_membership(&mut tx, org, user).await?.ok_or_else(|| member_not_found(user))?;
                 if current == OrgRole::Admin && role != OrgRole::Admin && admin_count(&mut tx, org).await? <= 1 {
                     return Err(last_admin());
@@ -602,12 +841,20 @@ macro_rules! impl_store {
                     .execute(&mut *tx)
                     .await?;
                 let member = org_member(&mut tx, org, user).await?;
+                let draft = Draft::success(actor, "member.update_role", targets::org_user(org, user))
+                    .with("user_id", user.to_string())
+                    .with("previous_role", current.as_str())
+                    .with("role", role.as_str());
+                append(&mut tx, org, draft).await?;
                 tx.commit().await?;
                 Ok(member)
             }
 
-            async fn remove_member(&self, org: Uuid, user: Uuid) -> Result<()> {
-                let mut tx = self.writer().begin().await?;
+            async fn remove_member(&self, actor: &Actor, slug: &str, user: Uuid) -> Result<()> {
+                // Any member may leave; removing someone else takes an admin.
+                let action = if user == actor.user_id { OrgAction::Read } else { OrgAction::Manage };
+                let (mut tx, _, access) = org_guard(self.writer(), actor, slug, action, "member.remove").await?;
+                let org = access.org.id;
                 let current = lock_membership(&mut tx, org, user).await?.ok_or_else(|| member_not_found(user))?;
                 if current == OrgRole::Admin && admin_count(&mut tx, org).await? <= 1 {
                     return Err(last_admin());
@@ -617,6 +864,10 @@ macro_rules! impl_store {
                     .bind(user)
                     .execute(&mut *tx)
                     .await?;
+                let draft = Draft::success(actor, "member.remove", targets::org_user(org, user))
+                    .with("user_id", user.to_string())
+                    .with("role", current.as_str());
+                append(&mut tx, org, draft).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -650,9 +901,10 @@ macro_rules! impl_store {
                 Ok(page_of(&page, rows, total, Member::cursor))
             }
 
-            async fn create_space(&self, new: NewSpace) -> Result<Space> {
+            async fn create_space(&self, actor: &Actor, new: NewSpace) -> Result<Space> {
                 let now = now_micros();
                 let mut tx = self.writer().begin().await?;
+                caller_in(&mut tx, actor).await?.require_superadmin("create spaces")?;
                 let row = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "INSERT INTO spaces (id, name, slug, description, visibility, repo, agent_id, agent_status, \
                      agent_autonomy, organization_id, created_at, updated_at) \
@@ -681,6 +933,12 @@ macro_rules! impl_store {
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
+                let draft = Draft::success(actor, "space.create", targets::space(new.id))
+                    .with("name", new.name.as_str())
+                    .with("slug", new.slug.as_str())
+                    .with("visibility", new.visibility.as_str())
+                    .with("admin_email", new.admin_email.as_str());
+                append(&mut tx, audit::SYSTEM_CHAIN, draft).await?;
                 tx.commit().await?;
                 Ok(space_from(&row)?)
             }
@@ -739,28 +997,40 @@ macro_rules! impl_store {
                 Ok(page_of(&page, rows, total, Space::cursor))
             }
 
-            async fn update_space(&self, id: Uuid, changes: SpaceChanges) -> Result<Space> {
+            async fn update_space(&self, actor: &Actor, id: Uuid, changes: SpaceChanges) -> Result<Space> {
+                let (mut tx, _, access) =
+                    space_guard(self.writer(), actor, id, SpaceAction::Manage, "space.update", targets::space).await?;
+                if changes.is_empty() {
+                    tx.commit().await?;
+                    return Ok(access.space);
+                }
+                let mut draft = Draft::success(actor, "space.update", targets::space(id));
                 let mut qb = QueryBuilder::<$db>::new("UPDATE spaces SET updated_at = ");
                 qb.push_bind(now_micros());
                 if let Some(name) = &changes.name {
                     qb.push(", name = ");
                     qb.push_bind(name.as_str().to_owned());
+                    draft = draft.with("name", name.as_str());
                 }
                 if let Some(slug) = &changes.slug {
                     qb.push(", slug = ");
                     qb.push_bind(slug.as_str().to_owned());
+                    draft = draft.with("slug", slug.as_str()).with("previous_slug", access.space.slug.as_str());
                 }
                 if let Some(description) = &changes.description {
                     qb.push(", description = ");
                     qb.push_bind(description.as_str().to_owned());
+                    draft = draft.with("description", "changed");
                 }
                 if let Some(visibility) = changes.visibility {
                     qb.push(", visibility = ");
                     qb.push_bind(visibility.as_str());
+                    draft = draft.with("visibility", visibility.as_str());
                 }
                 if let Some(repo) = &changes.repo {
                     qb.push(", repo = ");
                     qb.push_bind(repo.clone());
+                    draft = draft.with("repo", repo.as_str());
                 }
                 if let Some(agent) = &changes.agent {
                     qb.push(", agent_id = ");
@@ -769,27 +1039,37 @@ macro_rules! impl_store {
                     qb.push_bind(agent.as_ref().map(|a| a.status.as_str()));
                     qb.push(", agent_autonomy = ");
                     qb.push_bind(agent.as_ref().map(|a| a.autonomy_level));
+                    draft = match agent {
+                        Some(a) => draft
+                            .with("agent_id", a.agent_id.as_str())
+                            .with("agent_status", a.status.as_str())
+                            .with("agent_autonomy_level", a.autonomy_level.to_string()),
+                        None => draft.with("agent", "removed"),
+                    };
                 }
                 qb.push(" WHERE id = ");
                 qb.push_bind(id);
                 qb.push(format!(" RETURNING {SPACE_RETURNING}"));
-                match qb.build().fetch_optional(self.writer()).await {
-                    Ok(Some(row)) => Ok(space_from(&row)?),
-                    Ok(None) => Err(space_not_found(id)),
+                let updated = match qb.build().fetch_one(&mut *tx).await {
+                    Ok(row) => space_from(&row)?,
                     Err(e) if is_unique_violation(&e) => {
-                        Err(space_slug_taken(changes.slug.as_ref().map(|s| s.as_str()).unwrap_or_default()))
+                        return Err(space_slug_taken(changes.slug.as_ref().map(|s| s.as_str()).unwrap_or_default()));
                     }
-                    Err(e) => Err(e.into()),
-                }
+                    Err(e) => return Err(e.into()),
+                };
+                append(&mut tx, chain_of(&access.space), draft).await?;
+                tx.commit().await?;
+                Ok(updated)
             }
 
-            async fn delete_space(&self, id: Uuid) -> Result<Option<Uuid>> {
-                let owner: Option<Option<Uuid>> =
-                    sqlx::query_scalar("DELETE FROM spaces WHERE id = $1 RETURNING organization_id")
-                        .bind(id)
-                        .fetch_optional(self.writer())
-                        .await?;
-                owner.ok_or_else(|| space_not_found(id))
+            async fn delete_space(&self, actor: &Actor, id: Uuid) -> Result<Option<Uuid>> {
+                let (mut tx, _, access) =
+                    space_guard(self.writer(), actor, id, SpaceAction::Manage, "space.delete", targets::space).await?;
+                sqlx::query("DELETE FROM spaces WHERE id = $1").bind(id).execute(&mut *tx).await?;
+                let draft = Draft::success(actor, "space.delete", targets::space(id)).with("slug", access.space.slug.as_str());
+                append(&mut tx, chain_of(&access.space), draft).await?;
+                tx.commit().await?;
+                Ok(access.space.organization_id)
             }
 
             async fn list_space_members(&self, space: Uuid, page: PageRequest) -> Result<Page<Member>> {
@@ -811,8 +1091,10 @@ macro_rules! impl_store {
                 Ok(page_of(&page, rows, total, Member::cursor))
             }
 
-            async fn add_space_member(&self, space: Uuid, email: &Email, role: SpaceRole) -> Result<Member> {
-                let mut tx = self.writer().begin().await?;
+            async fn add_space_member(&self, actor: &Actor, space: Uuid, email: &Email, role: SpaceRole) -> Result<Member> {
+                let target = |s: Uuid| targets::space_members(s);
+                let (mut tx, _, access) =
+                    space_guard(self.writer(), actor, space, SpaceAction::Manage, "space_member.add", target).await?;
                 let user = upsert_user(&mut tx, email).await?;
                 let done = sqlx::query(
                     "INSERT INTO space_members (space_id, user_id, role, created_at) VALUES ($1, $2, $3, $4) \
@@ -832,36 +1114,180 @@ macro_rules! impl_store {
                     .with("user_email", email.as_str()));
                 }
                 let member = space_member(&mut tx, space, user).await?;
+                let draft = Draft::success(actor, "space_member.add", targets::space_member(space, user))
+                    .with("user_id", user.to_string())
+                    .with("email", email.as_str())
+                    .with("role", role.as_str());
+                append(&mut tx, chain_of(&access.space), draft).await?;
                 tx.commit().await?;
                 Ok(member)
             }
 
-            async fn update_space_member(&self, space: Uuid, user: Uuid, role: SpaceRole) -> Result<Member> {
-                let mut tx = self.writer().begin().await?;
-                let done = sqlx::query("UPDATE space_members SET role = $3 WHERE space_id = $1 AND user_id = $2")
+            async fn update_space_member(&self, actor: &Actor, space: Uuid, user: Uuid, role: SpaceRole) -> Result<Member> {
+                let target = |s: Uuid| targets::space_member(s, user);
+                let (mut tx, _, access) =
+                    space_guard(self.writer(), actor, space, SpaceAction::Manage, "space_member.update_role", target)
+                        .await?;
+                let previous: Option<String> =
+                    sqlx::query_scalar("SELECT role FROM space_members WHERE space_id = $1 AND user_id = $2")
+                        .bind(space)
+                        .bind(user)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                let previous = previous.ok_or_else(|| member_not_found(user))?;
+                sqlx::query("UPDATE space_members SET role = $3 WHERE space_id = $1 AND user_id = $2")
                     .bind(space)
                     .bind(user)
                     .bind(role.as_str())
                     .execute(&mut *tx)
                     .await?;
-                if done.rows_affected() == 0 {
-                    return Err(member_not_found(user));
-                }
                 let member = space_member(&mut tx, space, user).await?;
+                let draft = Draft::success(actor, "space_member.update_role", targets::space_member(space, user))
+                    .with("user_id", user.to_string())
+                    .with("previous_role", previous)
+                    .with("role", role.as_str());
+                append(&mut tx, chain_of(&access.space), draft).await?;
                 tx.commit().await?;
                 Ok(member)
             }
 
-            async fn remove_space_member(&self, space: Uuid, user: Uuid) -> Result<()> {
-                let done = sqlx::query("DELETE FROM space_members WHERE space_id = $1 AND user_id = $2")
-                    .bind(space)
-                    .bind(user)
-                    .execute(self.writer())
-                    .await?;
-                if done.rows_affected() == 0 {
-                    return Err(member_not_found(user));
-                }
+            async fn remove_space_member(&self, actor: &Actor, space: Uuid, user: Uuid) -> Result<()> {
+                // Members may leave a space they can see; removing others takes
+                // a space admin.
+                let action = if user == actor.user_id { SpaceAction::Read } else { SpaceAction::Manage };
+                let target = |s: Uuid| targets::space_member(s, user);
+                let (mut tx, _, access) =
+                    space_guard(self.writer(), actor, space, action, "space_member.remove", target).await?;
+                let removed: Option<String> = sqlx::query_scalar(
+                    "DELETE FROM space_members WHERE space_id = $1 AND user_id = $2 RETURNING role",
+                )
+                .bind(space)
+                .bind(user)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let role = removed.ok_or_else(|| member_not_found(user))?;
+                let draft = Draft::success(actor, "space_member.remove", targets::space_member(space, user))
+                    .with("user_id", user.to_string())
+                    .with("role", role);
+                append(&mut tx, chain_of(&access.space), draft).await?;
+                tx.commit().await?;
                 Ok(())
+            }
+
+            async fn record_denied(&self, chain: Uuid, draft: Draft) -> Result<()> {
+                let mut tx = self.writer().begin().await?;
+                append(&mut tx, chain, draft).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn storage_state(&self, org: Uuid) -> Result<Option<StorageState>> {
+                let row = sqlx::query(
+                    "SELECT id, name, slug, description, created_at, updated_at FROM organizations WHERE id = $1",
+                )
+                .bind(org)
+                .fetch_optional(self.reader())
+                .await?;
+                let Some(row) = row else { return Ok(None) };
+                let spaces: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM spaces WHERE organization_id = $1")
+                    .bind(org)
+                    .fetch_all(self.reader())
+                    .await?;
+                Ok(Some(StorageState { org: org_from(&row)?, spaces }))
+            }
+
+            async fn organization_ids(&self, after: Option<Uuid>, limit: i64) -> Result<Vec<Uuid>> {
+                let mut qb = QueryBuilder::<$db>::new("SELECT id FROM organizations");
+                if let Some(after) = after {
+                    qb.push(" WHERE id > ");
+                    qb.push_bind(after);
+                }
+                qb.push(" ORDER BY id LIMIT ");
+                qb.push_bind(limit);
+                Ok(qb.build_query_scalar().fetch_all(self.reader()).await?)
+            }
+
+            async fn audit_head(&self, org: Uuid) -> Result<Option<Head>> {
+                let row = sqlx::query(
+                    "SELECT organization_id, seq, hash, base_seq, base_hash, deleted_at FROM audit_heads \
+                     WHERE organization_id = $1",
+                )
+                .bind(org)
+                .fetch_optional(self.reader())
+                .await?;
+                let Some(row) = row else { return Ok(None) };
+                Ok(Some(Head {
+                    organization_id: row.try_get("organization_id")?,
+                    seq: row.try_get("seq")?,
+                    hash: row.try_get("hash")?,
+                    base_seq: row.try_get("base_seq")?,
+                    base_hash: row.try_get("base_hash")?,
+                    deleted_at: row.try_get("deleted_at")?,
+                }))
+            }
+
+            async fn list_audit_events(&self, org: Uuid, filter: &EventFilter, page: PageRequest) -> Result<Page<Event>> {
+                let build = |select: &str| {
+                    let mut qb = QueryBuilder::<$db>::new(select);
+                    qb.push(" FROM audit_events e WHERE e.organization_id = ");
+                    qb.push_bind(org);
+                    match &filter.action {
+                        Some(audit::ActionFilter::Exact(a)) => {
+                            qb.push(" AND e.action = ");
+                            qb.push_bind(a.clone());
+                        }
+                        Some(audit::ActionFilter::Prefix(p)) => <$store>::push_prefix(&mut qb, "e.action", p),
+                        None => {}
+                    }
+                    if let Some(actor) = filter.actor {
+                        qb.push(" AND e.actor = ");
+                        qb.push_bind(actor);
+                    }
+                    if let Some(result) = filter.result {
+                        qb.push(" AND e.result = ");
+                        qb.push_bind(result.as_str());
+                    }
+                    if let Some(since) = filter.since {
+                        qb.push(" AND e.created_at >= ");
+                        qb.push_bind(since);
+                    }
+                    if let Some(until) = filter.until {
+                        qb.push(" AND e.created_at < ");
+                        qb.push_bind(until);
+                    }
+                    qb
+                };
+                let total: i64 = build("SELECT count(*)").build_query_scalar().fetch_one(self.reader()).await?;
+                let mut qb = build(&format!("SELECT {EVENT_COLUMNS}"));
+                if let Some(after) = page.after {
+                    qb.push(" AND e.seq < ");
+                    qb.push_bind(after.created_at);
+                }
+                qb.push(" ORDER BY e.seq DESC LIMIT ");
+                qb.push_bind(page.fetch());
+                qb.push(" OFFSET ");
+                qb.push_bind(page.offset());
+                let rows = qb
+                    .build()
+                    .fetch_all(self.reader())
+                    .await?
+                    .iter()
+                    .map(event_from)
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                Ok(page_of(&page, rows, total, |e: &Event| crate::domain::page::Cursor { created_at: e.seq, id: e.id }))
+            }
+
+            async fn audit_events_after(&self, org: Uuid, after_seq: i64, limit: i64) -> Result<Vec<Event>> {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {EVENT_COLUMNS} FROM audit_events WHERE organization_id = $1 AND seq > $2 \
+                     ORDER BY seq LIMIT $3"
+                )))
+                .bind(org)
+                .bind(after_seq)
+                .bind(limit)
+                .fetch_all(self.reader())
+                .await?;
+                Ok(rows.iter().map(event_from).collect::<std::result::Result<Vec<_>, _>>()?)
             }
         }
     };

@@ -95,6 +95,17 @@ impl SqliteStore {
         }
     }
 
+    /// `column` starts with `prefix`: a range over the column's binary
+    /// order, which an index serves.
+    fn push_prefix(qb: &mut sqlx::QueryBuilder<sqlx::Sqlite>, column: &str, prefix: &str) {
+        qb.push(format!(" AND {column} >= "));
+        qb.push_bind(prefix.to_owned());
+        if let Some(upper) = super::prefix_upper_bound(prefix) {
+            qb.push(format!(" AND {column} < "));
+            qb.push_bind(upper);
+        }
+    }
+
     fn writer(&self) -> &SqlitePool {
         &self.writer
     }

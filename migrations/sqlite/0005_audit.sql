@@ -1,0 +1,39 @@
+-- The audit trail: one hash chain per organization (SPEC §6).
+--
+-- `audit_heads` holds each chain's newest event; appending an event updates
+-- it in the same transaction as the change the event records, which also
+-- serializes the appends of one chain. A head outlives its organization
+-- (no foreign key): a deleted organization's trail stays readable.
+-- `base_seq`/`base_hash` are the newest pruned event's seq and hash (0 and
+-- "0" before any pruning): verification starts from them.
+-- The nil organization id holds the chain of spaces that belong to no
+-- organization.
+
+CREATE TABLE audit_heads (
+    organization_id BLOB PRIMARY KEY NOT NULL,
+    seq             INTEGER NOT NULL,
+    hash            TEXT NOT NULL,
+    base_seq        INTEGER NOT NULL DEFAULT 0,
+    base_hash       TEXT NOT NULL DEFAULT '0',
+    -- When the organization was deleted (microseconds), NULL while it lives.
+    deleted_at      INTEGER
+);
+
+CREATE TABLE audit_events (
+    organization_id BLOB NOT NULL,
+    seq             INTEGER NOT NULL,
+    id              BLOB NOT NULL UNIQUE,
+    actor           BLOB NOT NULL,
+    action          TEXT NOT NULL,
+    result          TEXT NOT NULL CHECK (result IN ('success', 'denied')),
+    target          TEXT NOT NULL,
+    -- A JSON object of string values.
+    metadata        TEXT NOT NULL,
+    created_at      INTEGER NOT NULL,
+    prev_hash       TEXT NOT NULL,
+    hash            TEXT NOT NULL,
+    PRIMARY KEY (organization_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX audit_events_by_action ON audit_events (organization_id, action, seq DESC);
+CREATE INDEX audit_events_by_actor ON audit_events (organization_id, actor, seq DESC);
+CREATE INDEX audit_events_by_time ON audit_events (organization_id, created_at DESC, seq DESC);
