@@ -9,6 +9,7 @@ const PROTOS: &[&str] = &[
     "orgd/v1/organization_service.proto",
     "orgd/v1/aggregation_service.proto",
     "orgd/v1/space_service.proto",
+    "google/api/httpbody.proto",
     // Not imported by the services, but Envoy needs these types in the
     // descriptor set to render error details as JSON.
     "google/rpc/status.proto",
@@ -29,6 +30,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
 
     tonic_prost_build::configure()
+        // Generated next to orgd.v1 (see `proto::google_api` in lib.rs).
+        .extern_path(".google.api.HttpBody", "crate::proto::google_api::HttpBody")
         .build_client(true)
         .build_server(true)
         .compile_fds(compiler.file_descriptor_set())?;

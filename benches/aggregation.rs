@@ -286,6 +286,8 @@ async fn measure(backend: &str, scale: f64, iterations: usize) -> Measured {
         },
         superadmins: Vec::new(),
         db_max_connections: 8,
+        audit_signer: orgd::signing::AuditSigner::ephemeral(),
+        audit_retention: None,
     };
     let app = build_app(&config).await.expect("app");
     let plan = Plan::scaled(scale);

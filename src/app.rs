@@ -14,12 +14,13 @@ use uuid::Uuid;
 
 use crate::auth::Authenticator;
 use crate::domain::access::{Caller, OrgAction, SpaceAction, check_org, check_space};
-use crate::domain::audit::{self, Actor, Draft, Event, EventFilter, Verifier};
+use crate::domain::audit::{self, Actor, Checkpoint, Draft, Event, EventFilter, Head, Verifier};
 use crate::domain::content::{ContentKind, ContractInput, IssueInput, ProductInput, QualityCheckInput};
 use crate::domain::model::{Member, OrgAccess, OrganizationDetails, Page, Space, SpaceAccess};
 use crate::domain::page::PageRequest;
 use crate::domain::types::{Email, OrgRole, SpaceRole};
 use crate::domain::{Error, Result};
+use crate::signing::AuditSigner;
 use crate::storage::Storage;
 use crate::store::{NewOrganization, NewSpace, OrganizationChanges, SpaceChanges, Store, targets};
 
@@ -27,6 +28,10 @@ use crate::store::{NewOrganization, NewSpace, OrganizationChanges, SpaceChanges,
 const STORAGE_STRIPES: usize = 64;
 /// Events read per query while verifying a chain.
 const VERIFY_PAGE: i64 = 10_000;
+/// Events per chunk of an export.
+const EXPORT_PAGE: i64 = 1_000;
+/// Events read per query by a watcher.
+const WATCH_PAGE: i64 = 256;
 
 /// What every handler shares.
 pub struct App {
@@ -35,9 +40,17 @@ pub struct App {
     /// requests (a server without one refuses every call).
     pub auth: Option<Arc<Authenticator>>,
     pub storage: Storage,
+    /// Signs audit checkpoints.
+    pub signer: Arc<AuditSigner>,
+    /// How long audit events are kept (`serve` prunes older ones); `None`
+    /// keeps them forever.
+    pub audit_retention: Option<Duration>,
     storage_locks: Vec<tokio::sync::Mutex<()>>,
     /// Organizations whose directory could not be brought in step; retried.
     storage_retry: Mutex<HashSet<Uuid>>,
+    /// Bumped after every change this instance makes: wakes WatchEvents
+    /// streams at once (streams also poll, for other instances' changes).
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 /// Which audit chain a caller asks for.
@@ -60,14 +73,43 @@ pub struct Verification {
     pub head_hash: String,
     pub first_invalid_seq: Option<i64>,
     pub reason: String,
+    /// Where the walk started when older events were pruned.
+    pub base: Option<Checkpoint>,
 }
 
+/// The answer to "does the chain still extend my checkpoint?".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proof {
+    pub consistent: bool,
+    pub first_invalid_seq: Option<i64>,
+    pub reason: String,
+    /// The events after the client's checkpoint, in order (at most the
+    /// requested number).
+    pub events: Vec<Event>,
+    /// A checkpoint signed now for the last event returned (the client's
+    /// own when there is none): the start of the next proof.
+    pub checkpoint: Checkpoint,
+    /// Whether `events` reach the chain's head.
+    pub complete: bool,
+}
+
+/// The most events a proof returns at once.
+pub const MAX_PROOF_EVENTS: i64 = 10_000;
+
 impl App {
-    pub fn new(store: Arc<dyn Store>, auth: Option<Arc<Authenticator>>, storage: Storage) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        auth: Option<Arc<Authenticator>>,
+        storage: Storage,
+        signer: Arc<AuditSigner>,
+    ) -> Self {
         Self {
             store,
             auth,
             storage,
+            signer,
+            audit_retention: None,
+            changes: tokio::sync::watch::channel(0).0,
             storage_locks: (0..STORAGE_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
@@ -224,7 +266,7 @@ impl App {
         actor: &Actor,
         new: NewOrganization,
     ) -> Result<OrganizationDetails> {
-        let org = self.store.create_organization(actor, new).await?;
+        let org = self.notify(self.store.create_organization(actor, new)).await?;
         self.sync_storage(org.id).await;
         tracing::info!(org = %org.id, slug = %org.slug, actor = %actor.user_id, "organization created");
         self.store.organization_details(org).await
@@ -237,7 +279,9 @@ impl App {
         changes: OrganizationChanges,
     ) -> Result<OrganizationDetails> {
         let renamed = changes.name.is_some() || changes.slug.is_some();
-        let org = self.store.update_organization(actor, slug, changes).await?;
+        let org = self
+            .notify(self.store.update_organization(actor, slug, changes))
+            .await?;
         if renamed {
             self.sync_storage(org.id).await;
         }
@@ -245,14 +289,14 @@ impl App {
     }
 
     pub async fn delete_organization(&self, actor: &Actor, slug: &str) -> Result<()> {
-        let id = self.store.delete_organization(actor, slug).await?;
+        let id = self.notify(self.store.delete_organization(actor, slug)).await?;
         self.sync_storage(id).await;
         tracing::info!(org = %id, actor = %actor.user_id, "organization deleted");
         Ok(())
     }
 
     pub async fn add_space(&self, actor: &Actor, slug: &str, space: Uuid) -> Result<Space> {
-        let attached = self.store.attach_space(actor, slug, space).await?;
+        let attached = self.notify(self.store.attach_space(actor, slug, space)).await?;
         if let Some(org) = attached.organization_id {
             self.sync_storage(org).await;
         }
@@ -260,7 +304,7 @@ impl App {
     }
 
     pub async fn remove_space(&self, actor: &Actor, slug: &str, space: Uuid) -> Result<()> {
-        let org = self.store.detach_space(actor, slug, space).await?;
+        let org = self.notify(self.store.detach_space(actor, slug, space)).await?;
         self.sync_storage(org).await;
         Ok(())
     }
@@ -272,7 +316,7 @@ impl App {
         email: &Email,
         role: OrgRole,
     ) -> Result<Member> {
-        self.store.add_member(actor, slug, email, role).await
+        self.notify(self.store.add_member(actor, slug, email, role)).await
     }
 
     pub async fn update_member_role(
@@ -282,25 +326,26 @@ impl App {
         user: Uuid,
         role: OrgRole,
     ) -> Result<Member> {
-        self.store.update_member_role(actor, slug, user, role).await
+        self.notify(self.store.update_member_role(actor, slug, user, role))
+            .await
     }
 
     pub async fn remove_member(&self, actor: &Actor, slug: &str, user: Uuid) -> Result<()> {
-        self.store.remove_member(actor, slug, user).await
+        self.notify(self.store.remove_member(actor, slug, user)).await
     }
 
     // ---- spaces ---------------------------------------------------------------
 
     pub async fn create_space(&self, actor: &Actor, new: NewSpace) -> Result<Space> {
-        self.store.create_space(actor, new).await
+        self.notify(self.store.create_space(actor, new)).await
     }
 
     pub async fn update_space(&self, actor: &Actor, id: Uuid, changes: SpaceChanges) -> Result<Space> {
-        self.store.update_space(actor, id, changes).await
+        self.notify(self.store.update_space(actor, id, changes)).await
     }
 
     pub async fn delete_space(&self, actor: &Actor, id: Uuid) -> Result<()> {
-        if let Some(org) = self.store.delete_space(actor, id).await? {
+        if let Some(org) = self.notify(self.store.delete_space(actor, id)).await? {
             self.sync_storage(org).await;
         }
         Ok(())
@@ -313,7 +358,8 @@ impl App {
         email: &Email,
         role: SpaceRole,
     ) -> Result<Member> {
-        self.store.add_space_member(actor, space, email, role).await
+        self.notify(self.store.add_space_member(actor, space, email, role))
+            .await
     }
 
     pub async fn update_space_member(
@@ -323,25 +369,28 @@ impl App {
         user: Uuid,
         role: SpaceRole,
     ) -> Result<Member> {
-        self.store.update_space_member(actor, space, user, role).await
+        self.notify(self.store.update_space_member(actor, space, user, role))
+            .await
     }
 
     pub async fn remove_space_member(&self, actor: &Actor, space: Uuid, user: Uuid) -> Result<()> {
-        self.store.remove_space_member(actor, space, user).await
+        self.notify(self.store.remove_space_member(actor, space, user))
+            .await
     }
 
     // ---- content --------------------------------------------------------------
 
     pub async fn upsert_products(&self, actor: &Actor, space: Uuid, items: &[ProductInput]) -> Result<u64> {
-        self.store.upsert_products(actor, space, items).await
+        self.notify(self.store.upsert_products(actor, space, items)).await
     }
 
     pub async fn upsert_contracts(&self, actor: &Actor, space: Uuid, items: &[ContractInput]) -> Result<u64> {
-        self.store.upsert_contracts(actor, space, items).await
+        self.notify(self.store.upsert_contracts(actor, space, items))
+            .await
     }
 
     pub async fn upsert_issues(&self, actor: &Actor, space: Uuid, items: &[IssueInput]) -> Result<u64> {
-        self.store.upsert_issues(actor, space, items).await
+        self.notify(self.store.upsert_issues(actor, space, items)).await
     }
 
     pub async fn upsert_quality_checks(
@@ -350,7 +399,8 @@ impl App {
         space: Uuid,
         items: &[QualityCheckInput],
     ) -> Result<u64> {
-        self.store.upsert_quality_checks(actor, space, items).await
+        self.notify(self.store.upsert_quality_checks(actor, space, items))
+            .await
     }
 
     pub async fn delete_content(
@@ -360,7 +410,8 @@ impl App {
         space: Uuid,
         id: Uuid,
     ) -> Result<()> {
-        self.store.delete_content(actor, kind, space, id).await
+        self.notify(self.store.delete_content(actor, kind, space, id))
+            .await
     }
 
     // ---- the audit trail ------------------------------------------------------
@@ -412,7 +463,8 @@ impl App {
     }
 
     /// Recomputes a chain from its base (the genesis, or the newest pruned
-    /// event) to the head recorded when the walk began, in keyset pages.
+    /// event, whose signed checkpoint is checked first) to the head recorded
+    /// when the walk began, in keyset pages.
     pub async fn verify_chain(&self, chain: Uuid) -> Result<Verification> {
         let Some(head) = self.store.audit_head(chain).await? else {
             return Ok(Verification {
@@ -423,23 +475,14 @@ impl App {
                 head_hash: audit::GENESIS.to_owned(),
                 first_invalid_seq: None,
                 reason: String::new(),
+                base: None,
             });
         };
         let mut verifier = Verifier::new(chain, head.base_seq, &head.base_hash);
-        let mut after = head.base_seq;
-        'walk: while after < head.seq {
-            let limit = VERIFY_PAGE.min(head.seq - after);
-            let events = self.store.audit_events_after(chain, after, limit).await?;
-            let Some(last) = events.last().map(|e| e.seq) else {
-                break;
-            };
-            for event in &events {
-                if !verifier.push(event) {
-                    break 'walk;
-                }
-            }
-            after = last;
+        if let Some(broken) = self.check_base(&head) {
+            verifier.fail_at(head.base_seq, broken);
         }
+        self.walk(chain, &mut verifier, head.base_seq, head.seq).await?;
         verifier.finish(head.seq, &head.hash);
         let broken = verifier.broken().cloned();
         Ok(Verification {
@@ -450,7 +493,296 @@ impl App {
             head_hash: head.hash,
             first_invalid_seq: broken.as_ref().map(|b| b.seq),
             reason: broken.map(|b| b.reason).unwrap_or_default(),
+            base: head.base_checkpoint,
         })
+    }
+
+    /// A pruned chain starts from a base only a signed checkpoint vouches
+    /// for; a base moved by hand has none that verifies.
+    fn check_base(&self, head: &Head) -> Option<String> {
+        if head.base_seq == 0 && head.base_hash == audit::GENESIS {
+            return None;
+        }
+        match &head.base_checkpoint {
+            Some(cp) if cp.seq == head.base_seq && cp.hash == head.base_hash && self.signer.verify(cp) => {
+                None
+            }
+            Some(_) => Some("the checkpoint of the pruned events does not verify".into()),
+            None => Some("events were removed without a signed checkpoint".into()),
+        }
+    }
+
+    /// Feeds the events after `after` up to `upto` to the verifier, in
+    /// keyset pages; returns the events seen.
+    async fn walk(&self, chain: Uuid, verifier: &mut Verifier, mut after: i64, upto: i64) -> Result<()> {
+        while after < upto && verifier.broken().is_none() {
+            let limit = VERIFY_PAGE.min(upto - after);
+            let events = self.store.audit_events_after(chain, after, limit).await?;
+            let Some(last) = events.last().map(|e| e.seq) else {
+                break;
+            };
+            for event in &events {
+                if event.seq > upto || !verifier.push(event) {
+                    break;
+                }
+            }
+            after = last;
+        }
+        Ok(())
+    }
+
+    /// A checkpoint of the chain's head, signed now.
+    pub async fn checkpoint(&self, chain: Uuid) -> Result<Checkpoint> {
+        let (seq, hash) = match self.store.audit_head(chain).await? {
+            Some(head) => (head.seq, head.hash),
+            None => (0, audit::GENESIS.to_owned()),
+        };
+        Ok(self.signer.sign(chain, seq, &hash, crate::store::now_micros()))
+    }
+
+    /// Shows whether the chain still extends `old`, a checkpoint this
+    /// service signed: the event at its seq must still carry its hash, and
+    /// every later event must chain from it. A history rewritten before the
+    /// checkpoint fails here even when every hash was recomputed.
+    pub async fn prove(&self, chain: Uuid, old: &Checkpoint, max_events: i64) -> Result<Proof> {
+        if old.organization_id != chain || !self.signer.verify(old) {
+            return Err(Error::invalid(
+                "INVALID_CHECKPOINT",
+                "checkpoint",
+                "the checkpoint was not signed by this service for this organization",
+            ));
+        }
+        let head = self.store.audit_head(chain).await?;
+        let (head_seq, base_seq, base_hash) = match &head {
+            Some(h) => (h.seq, h.base_seq, h.base_hash.clone()),
+            None => (0, 0, audit::GENESIS.to_owned()),
+        };
+        let refuse = |seq: i64, reason: String| Proof {
+            consistent: false,
+            first_invalid_seq: Some(seq),
+            reason,
+            events: Vec::new(),
+            checkpoint: old.clone(),
+            complete: false,
+        };
+        if old.seq > head_seq {
+            return Ok(refuse(
+                head_seq + 1,
+                format!(
+                    "the chain ends at {head_seq}, before the checkpoint's {}",
+                    old.seq
+                ),
+            ));
+        }
+        if old.seq < base_seq {
+            return Err(Error::failed_precondition(
+                "CHECKPOINT_PRUNED",
+                format!("events up to {base_seq} were pruned; prove from a later checkpoint"),
+            )
+            .with("base_seq", base_seq.to_string()));
+        }
+        let anchored = if old.seq == base_seq {
+            base_hash == old.hash
+        } else if old.seq == 0 {
+            old.hash == audit::GENESIS
+        } else {
+            let at = self.store.audit_events_after(chain, old.seq - 1, 1).await?;
+            at.first().is_some_and(|e| e.seq == old.seq && e.hash == old.hash)
+        };
+        if !anchored {
+            return Ok(refuse(
+                old.seq,
+                format!("event {} no longer has the hash the checkpoint recorded", old.seq),
+            ));
+        }
+        let limit = max_events.clamp(1, MAX_PROOF_EVENTS);
+        let upto = head_seq.min(old.seq.saturating_add(limit));
+        let mut verifier = Verifier::new(chain, old.seq, &old.hash);
+        let events = self
+            .store
+            .audit_events_after(chain, old.seq, upto - old.seq)
+            .await?;
+        for e in &events {
+            if !verifier.push(e) {
+                break;
+            }
+        }
+        if verifier.checked() < upto - old.seq && verifier.broken().is_none() {
+            let missing = verifier.position().0 + 1;
+            verifier.fail_at(missing, format!("event {missing} is missing"));
+        }
+        if let Some(b) = verifier.broken().cloned() {
+            return Ok(refuse(b.seq, b.reason));
+        }
+        let checkpoint = match events.last() {
+            Some(last) => self
+                .signer
+                .sign(chain, last.seq, &last.hash, crate::store::now_micros()),
+            None => old.clone(),
+        };
+        Ok(Proof {
+            consistent: true,
+            first_invalid_seq: None,
+            reason: String::new(),
+            complete: upto == head_seq,
+            events,
+            checkpoint,
+        })
+    }
+
+    /// Removes events older than `cutoff` from every chain, leaving a signed
+    /// checkpoint of the newest removed event as the chain's base, so the
+    /// rest still verifies. Returns the number of events removed.
+    pub async fn prune_audit(&self, cutoff: i64) -> Result<u64> {
+        let mut removed = 0;
+        let mut after = None;
+        loop {
+            let chains = self.store.audit_chain_ids(after, 1_000).await?;
+            let Some(last) = chains.last().copied() else { break };
+            for chain in chains {
+                if let Some((seq, hash)) = self.store.newest_event_before(chain, cutoff).await? {
+                    let checkpoint = self.signer.sign(chain, seq, &hash, crate::store::now_micros());
+                    removed += self.store.prune_audit(&checkpoint).await?;
+                }
+            }
+            after = Some(last);
+        }
+        Ok(removed)
+    }
+
+    /// Prunes events older than `retention` now and then every hour, until
+    /// shut down.
+    pub async fn prune_forever(&self, retention: Duration) {
+        loop {
+            let cutoff =
+                crate::store::now_micros() - i64::try_from(retention.as_micros()).unwrap_or(i64::MAX);
+            match self.prune_audit(cutoff).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(events = n, "pruned expired audit events"),
+                Err(e) => tracing::error!(error = %e, "pruning the audit trail failed"),
+            }
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
+    }
+
+    /// Streams the chain as NDJSON chunks into `out`: the header (with a
+    /// head checkpoint signed now), then the events from the base to that
+    /// head in pages. Stops early when the receiver goes away.
+    pub async fn export(&self, chain: Uuid, out: tokio::sync::mpsc::Sender<Vec<u8>>) -> Result<()> {
+        use crate::export::{CheckpointLine, FORMAT, Header, event_line, header_line};
+        let head = self.store.audit_head(chain).await?;
+        let (base_seq, base_hash, base_checkpoint, head_seq, head_hash) = match &head {
+            Some(h) => (
+                h.base_seq,
+                h.base_hash.clone(),
+                h.base_checkpoint.clone(),
+                h.seq,
+                h.hash.clone(),
+            ),
+            None => (0, audit::GENESIS.to_owned(), None, 0, audit::GENESIS.to_owned()),
+        };
+        let checkpoint = self
+            .signer
+            .sign(chain, head_seq, &head_hash, crate::store::now_micros());
+        let header = Header {
+            format: FORMAT.to_owned(),
+            organization_id: chain,
+            base_seq,
+            base_hash,
+            base_checkpoint: base_checkpoint.as_ref().map(CheckpointLine::from),
+            head_checkpoint: CheckpointLine::from(&checkpoint),
+            public_key: self.signer.public_key_hex(),
+        };
+        if out.send(header_line(&header).into_bytes()).await.is_err() {
+            return Ok(());
+        }
+        let mut after = base_seq;
+        while after < head_seq {
+            let events = self
+                .store
+                .audit_events_after(chain, after, EXPORT_PAGE.min(head_seq - after))
+                .await?;
+            let Some(last) = events.last().map(|e| e.seq) else {
+                break;
+            };
+            let mut chunk = Vec::with_capacity(events.len() * 400);
+            for e in events.iter().filter(|e| e.seq <= head_seq) {
+                chunk.extend_from_slice(event_line(e).as_bytes());
+            }
+            if out.send(chunk).await.is_err() {
+                return Ok(());
+            }
+            after = last;
+        }
+        Ok(())
+    }
+
+    /// Delivers the chain's events after `after_seq` into `out`, in order,
+    /// then each new one as it commits: woken at once by this instance's
+    /// changes and every second for other instances'. The caller's right to
+    /// read the trail is checked again while idle. Ends when the receiver
+    /// goes away, after an organization.delete event, or with the error that
+    /// ends the caller's right.
+    pub async fn watch(
+        &self,
+        caller: &Caller,
+        rpc: &'static str,
+        chain: Uuid,
+        after_seq: i64,
+        out: tokio::sync::mpsc::Sender<Result<Event>>,
+    ) {
+        let mut changes = self.subscribe_changes();
+        let mut cursor = after_seq.max(0);
+        let mut idle_rounds = 0u32;
+        loop {
+            let events = match self.store.audit_events_after(chain, cursor, WATCH_PAGE).await {
+                Ok(events) => events,
+                Err(e) => {
+                    let _ = out.send(Err(e)).await;
+                    return;
+                }
+            };
+            let full = events.len() as i64 == WATCH_PAGE;
+            for event in events {
+                cursor = event.seq;
+                let last = event.action == "organization.delete";
+                if out.send(Ok(event)).await.is_err() || last {
+                    return;
+                }
+            }
+            if full {
+                continue;
+            }
+            idle_rounds += 1;
+            if idle_rounds % 5 == 0
+                && let Err(e) = self.audit_chain(caller, rpc, &ChainRef::Id(chain)).await
+            {
+                let _ = out.send(Err(e)).await;
+                return;
+            }
+            tokio::select! {
+                _ = changes.changed() => {}
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                () = out.closed() => return,
+            }
+        }
+    }
+
+    /// A receiver that changes after every change this instance makes.
+    pub fn subscribe_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Awaits a change and wakes the watchers, whatever its outcome (a
+    /// refusal appends an event too).
+    async fn notify<T>(&self, change: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        let result = change.await;
+        self.changed();
+        result
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
 

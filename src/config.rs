@@ -44,10 +44,52 @@ pub enum Command {
         #[arg(long, env = "ORGD_STORAGE_ROOT")]
         storage_root: Option<PathBuf>,
     },
+    /// Export, verify or prune audit trails.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
     /// Write the protobuf descriptor set (for Envoy's transcoder).
     Descriptor {
         #[arg(long)]
         out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditAction {
+    /// Write an organization's audit trail as NDJSON (a header line with
+    /// signed checkpoints, then one line per event), read from the database.
+    Export {
+        /// The organization's slug or id (an id also reaches a deleted
+        /// organization's trail; the nil id is the trail of spaces without
+        /// an organization).
+        #[arg(long)]
+        organization: String,
+        /// Output file; standard output when omitted.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(flatten)]
+        audit: AuditArgs,
+    },
+    /// Verify an export offline: checkpoints, seqs, links and hashes. Exits
+    /// non-zero when the file does not verify.
+    Verify {
+        file: PathBuf,
+        /// The signing key to trust (hex, as GetAuditSigningKey serves it);
+        /// without it the key in the file is used.
+        #[arg(long)]
+        public_key: Option<String>,
+    },
+    /// Remove events older than the retention now (orgd serve also does so
+    /// every hour), leaving signed checkpoints so the chains still verify.
+    Prune {
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(flatten)]
+        audit: AuditArgs,
     },
 }
 
@@ -109,6 +151,36 @@ pub struct ServeArgs {
     /// Database connections (readers on SQLite).
     #[arg(long, env = "ORGD_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
+    #[command(flatten)]
+    pub audit: AuditArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AuditArgs {
+    /// File holding the Ed25519 seed (hex) that signs audit checkpoints;
+    /// default: <data dir>/audit_signing_key, generated on first start.
+    #[arg(long, env = "ORGD_AUDIT_KEY_FILE")]
+    pub audit_key_file: Option<PathBuf>,
+    /// How long audit events are kept (e.g. 365d, 12h); 0 keeps them
+    /// forever.
+    #[arg(long, env = "ORGD_AUDIT_RETENTION", default_value = "365d")]
+    pub audit_retention: String,
+}
+
+impl AuditArgs {
+    pub fn signer(&self, data_dir: &Path) -> std::io::Result<crate::signing::AuditSigner> {
+        crate::signing::AuditSigner::load(data_dir, self.audit_key_file.as_deref())
+    }
+
+    /// The retention, `None` for "forever".
+    pub fn retention(&self) -> Result<Option<std::time::Duration>, String> {
+        let raw = self.audit_retention.trim();
+        if raw == "0" {
+            return Ok(None);
+        }
+        let secs = crate::auth::parse_ttl(raw).map_err(|e| format!("--audit-retention: {e}"))?;
+        Ok(Some(std::time::Duration::from_secs(secs as u64)))
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -213,7 +285,7 @@ pub const MIN_SECRET_LEN: usize = 16;
 /// Writes the secret to a private temporary file, then links it into place
 /// only if no secret exists yet: readers never see a partial file, and the
 /// first of two concurrent writers wins.
-fn create_secret_file(path: &Path, contents: &str) -> std::io::Result<()> {
+pub(crate) fn create_secret_file(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     let tmp = path.with_extension(format!("tmp.{}", uuid::Uuid::new_v4().simple()));
     let mut options = std::fs::OpenOptions::new();

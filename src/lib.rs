@@ -8,7 +8,9 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod domain;
+pub mod export;
 pub mod generate;
+pub mod signing;
 pub mod storage;
 pub mod store;
 pub mod telemetry;
@@ -31,6 +33,20 @@ use crate::store::StoreOptions;
 pub mod proto {
     #![allow(clippy::all, clippy::pedantic)]
     tonic::include_proto!("orgd.v1");
+
+    /// `google.api.HttpBody`: a response whose bytes Envoy's transcoder
+    /// passes through as the HTTP body (see proto/google/api/httpbody.proto).
+    pub mod google_api {
+        #[derive(Clone, PartialEq, prost::Message)]
+        pub struct HttpBody {
+            #[prost(string, tag = "1")]
+            pub content_type: String,
+            #[prost(bytes = "vec", tag = "2")]
+            pub data: Vec<u8>,
+            #[prost(message, repeated, tag = "3")]
+            pub extensions: Vec<prost_types::Any>,
+        }
+    }
 
     /// The encoded descriptor set of every orgd proto, with imports.
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("orgd_descriptor");
@@ -55,6 +71,10 @@ pub struct ServerConfig {
     pub auth: AuthConfig,
     pub superadmins: Vec<String>,
     pub db_max_connections: u32,
+    /// Signs audit checkpoints.
+    pub audit_signer: signing::AuditSigner,
+    /// How long audit events are kept; `None` keeps them forever.
+    pub audit_retention: Option<Duration>,
 }
 
 /// Connects to the database, applies migrations, grants the configured
@@ -81,7 +101,13 @@ pub async fn build_app(config: &ServerConfig) -> Result<Arc<App>, String> {
     std::fs::create_dir_all(&config.storage_root)
         .map_err(|e| format!("creating storage root {}: {e}", config.storage_root.display()))?;
     let auth = Arc::new(Authenticator::new(&config.auth, store.clone())?);
-    let app = App::new(store, Some(auth), Storage::new(config.storage_root.clone()));
+    let mut app = App::new(
+        store,
+        Some(auth),
+        Storage::new(config.storage_root.clone()),
+        Arc::new(config.audit_signer.clone()),
+    );
+    app.audit_retention = config.audit_retention;
     let reconciled = app.reconcile_storage().await?;
     tracing::debug!(organizations = reconciled, "storage directories reconciled");
     Ok(Arc::new(app))
@@ -164,6 +190,10 @@ pub async fn serve(
         let app = app.clone();
         tokio::spawn(async move { app.retry_storage_forever().await })
     };
+    let pruner = app.audit_retention.map(|retention| {
+        let app = app.clone();
+        tokio::spawn(async move { app.prune_forever(retention).await })
+    });
 
     let result = tonic::transport::Server::builder()
         .timeout(Duration::from_secs(30))
@@ -185,5 +215,8 @@ pub async fn serve(
         .await;
     watcher.abort();
     retrier.abort();
+    if let Some(pruner) = pruner {
+        pruner.abort();
+    }
     result
 }

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use orgd::auth::{Claims, issue_token, parse_ttl};
-use orgd::config::{Cli, Command, DataArgs, ServeArgs, SuperadminAction, TokenArgs};
+use orgd::config::{AuditAction, AuditArgs, Cli, Command, DataArgs, ServeArgs, SuperadminAction, TokenArgs};
 use orgd::domain::types::Email;
 use orgd::store::{self, StoreOptions};
 use orgd::{ServerConfig, build_app, serve, telemetry};
@@ -23,6 +23,7 @@ async fn main() -> ExitCode {
             data,
             storage_root,
         } => run_generate(scale, seed, data, storage_root).await,
+        Command::Audit { action } => run_audit(action).await,
         Command::Descriptor { out } => std::fs::write(&out, orgd::proto::FILE_DESCRIPTOR_SET)
             .map_err(|e| format!("writing {}: {e}", out.display())),
     };
@@ -51,6 +52,11 @@ async fn run_serve(args: ServeArgs) -> Result<(), String> {
             .map_err(|e| format!("reading JWT settings: {e}"))?,
         superadmins: args.superadmins.clone(),
         db_max_connections: args.db_max_connections,
+        audit_signer: args
+            .audit
+            .signer(&args.data.data_dir)
+            .map_err(|e| format!("reading the audit signing key: {e}"))?,
+        audit_retention: args.audit.retention()?,
     };
     let app = build_app(&config).await?;
     let listener = tokio::net::TcpListener::bind(args.grpc_addr)
@@ -155,7 +161,14 @@ async fn run_generate(
     }
     let store = open_store(&data).await?;
     let root = storage_root.unwrap_or_else(|| data.data_dir.join("storage"));
-    let app = orgd::App::new(store, None, orgd::storage::Storage::new(root));
+    let signer = orgd::signing::AuditSigner::load(&data.data_dir, None)
+        .map_err(|e| format!("reading the audit signing key: {e}"))?;
+    let app = orgd::App::new(
+        store,
+        None,
+        orgd::storage::Storage::new(root),
+        std::sync::Arc::new(signer),
+    );
     let plan = orgd::generate::Plan {
         seed,
         ..orgd::generate::Plan::scaled(scale)
@@ -174,4 +187,106 @@ async fn run_generate(
         dataset.member_email
     );
     Ok(())
+}
+
+/// The App of a command-line tool: the database and the signing key of the
+/// data dir, no token checks.
+async fn offline_app(data: &DataArgs, audit: &AuditArgs) -> Result<orgd::App, String> {
+    let store = open_store(data).await?;
+    let signer = audit
+        .signer(&data.data_dir)
+        .map_err(|e| format!("reading the audit signing key: {e}"))?;
+    Ok(orgd::App::new(
+        store,
+        None,
+        orgd::storage::Storage::new(data.data_dir.join("storage")),
+        std::sync::Arc::new(signer),
+    ))
+}
+
+async fn run_audit(action: AuditAction) -> Result<(), String> {
+    telemetry::init("warn");
+    match action {
+        AuditAction::Export {
+            organization,
+            out,
+            data,
+            audit,
+        } => {
+            let app = offline_app(&data, &audit).await?;
+            let chain = match uuid::Uuid::parse_str(organization.trim()) {
+                Ok(id) => id,
+                Err(_) => {
+                    app.store
+                        .organization_access(organization.trim(), uuid::Uuid::nil())
+                        .await
+                        .map_err(|e| e.message)?
+                        .ok_or_else(|| format!("organization '{organization}' not found"))?
+                        .org
+                        .id
+                }
+            };
+            let mut sink: Box<dyn std::io::Write> = match &out {
+                Some(path) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(path).map_err(|e| format!("creating {}: {e}", path.display()))?,
+                )),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout())),
+            };
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
+            let export = app.export(chain, tx);
+            let write = async {
+                while let Some(chunk) = rx.recv().await {
+                    sink.write_all(&chunk)
+                        .map_err(|e| format!("writing the export: {e}"))?;
+                }
+                sink.flush().map_err(|e| format!("writing the export: {e}"))
+            };
+            let (exported, written) = tokio::join!(export, write);
+            exported.map_err(|e| e.message)?;
+            written?;
+            if let Some(path) = out {
+                eprintln!("exported the audit trail of {chain} to {}", path.display());
+            }
+            Ok(())
+        }
+        AuditAction::Verify { file, public_key } => {
+            let reader = std::io::BufReader::new(
+                std::fs::File::open(&file).map_err(|e| format!("opening {}: {e}", file.display()))?,
+            );
+            let report = orgd::export::verify(reader, public_key.as_deref())?;
+            let key = if report.key_pinned {
+                "the given key"
+            } else {
+                "the key in the file (pass --public-key to pin it)"
+            };
+            match report.broken {
+                None => {
+                    println!(
+                        "valid: {} events of {}, head seq {} hash {}, signed by {key}",
+                        report.checked, report.organization_id, report.head_seq, report.head_hash
+                    );
+                    Ok(())
+                }
+                Some((seq, reason)) => Err(format!(
+                    "INVALID at seq {seq}: {reason} ({} events verified before it)",
+                    report.checked
+                )),
+            }
+        }
+        AuditAction::Prune { data, audit } => {
+            let Some(retention) = audit.retention()? else {
+                println!("retention is 0 (keep forever): nothing to prune");
+                return Ok(());
+            };
+            let app = offline_app(&data, &audit).await?;
+            let cutoff = chrono::Utc::now().timestamp_micros()
+                - i64::try_from(retention.as_micros()).unwrap_or(i64::MAX);
+            let removed = app.prune_audit(cutoff).await.map_err(|e| e.message)?;
+            println!(
+                "removed {removed} audit events older than {}",
+                audit.audit_retention
+            );
+            Ok(())
+        }
+    }
 }

@@ -5,7 +5,8 @@
 -- appends of one chain run one after another and `seq` has no gaps. A head
 -- outlives its organization (no foreign key): a deleted organization's trail
 -- stays readable. `base_seq`/`base_hash` are the newest pruned event's seq
--- and hash (0 and '0' before any pruning): verification starts from them.
+-- and hash (0 and '0' before any pruning): verification starts from them,
+-- after checking the signed checkpoint pruning left for them.
 -- The nil organization id holds the chain of spaces that belong to no
 -- organization.
 
@@ -15,6 +16,11 @@ CREATE TABLE audit_heads (
     hash            TEXT NOT NULL,
     base_seq        BIGINT NOT NULL DEFAULT 0,
     base_hash       TEXT NOT NULL DEFAULT '0',
+    -- The signed checkpoint of the base (set by pruning): when it was signed
+    -- (microseconds), by which key, and the signature (hex).
+    base_signed_at  BIGINT,
+    base_key_id     TEXT,
+    base_signature  TEXT,
     -- When the organization was deleted (microseconds), NULL while it lives.
     deleted_at      BIGINT
 );

@@ -217,3 +217,33 @@ pub fn audit_event(e: &crate::domain::audit::Event) -> proto::AuditEvent {
         target: e.target.clone(),
     }
 }
+
+pub fn checkpoint(c: &crate::domain::audit::Checkpoint) -> proto::AuditCheckpoint {
+    proto::AuditCheckpoint {
+        organization_id: c.organization_id.to_string(),
+        seq: c.seq,
+        hash: c.hash.clone(),
+        signed_at: timestamp(c.signed_at),
+        key_id: c.key_id.clone(),
+        signature: c.signature.clone(),
+    }
+}
+
+/// A checkpoint a caller sends back, as given (its signature decides).
+pub fn checkpoint_from(
+    c: &proto::AuditCheckpoint,
+) -> crate::domain::Result<crate::domain::audit::Checkpoint> {
+    let signed_at = c
+        .signed_at
+        .as_ref()
+        .ok_or_else(|| Error::missing("checkpoint.signed_at", "checkpoint.signed_at is required"))
+        .and_then(|t| content::micros("checkpoint.signed_at", t))?;
+    Ok(crate::domain::audit::Checkpoint {
+        organization_id: crate::domain::types::parse_id("checkpoint.organization_id", &c.organization_id)?,
+        seq: c.seq,
+        hash: c.hash.clone(),
+        signed_at,
+        key_id: c.key_id.clone(),
+        signature: c.signature.clone(),
+    })
+}

@@ -12,7 +12,7 @@ use super::{
     organization_summary, resource, space,
 };
 use crate::App;
-use crate::app::{ChainRef, actor};
+use crate::app::{ChainRef, MAX_PROOF_EVENTS, actor};
 use crate::domain::access::OrgAction;
 use crate::domain::audit::{ActionFilter, EventFilter, Outcome};
 use crate::domain::page::PageRequest;
@@ -347,9 +347,161 @@ impl OrganizationService for OrganizationApi {
             head_hash: v.head_hash,
             first_invalid_seq: v.first_invalid_seq,
             reason: v.reason,
+            base: v.base.as_ref().map(super::checkpoint),
+        }))
+    }
+
+    #[instrument(skip_all, fields(rpc = "GetAuditCheckpoint"))]
+    async fn get_audit_checkpoint(
+        &self,
+        request: Request<GetAuditCheckpointRequest>,
+    ) -> Result<Response<GetAuditCheckpointResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.into_inner();
+        let chain = chain_ref(&req.slug, &req.organization_id)?;
+        let chain = self
+            .app
+            .audit_chain(&caller, "GetAuditCheckpoint", &chain)
+            .await?;
+        let checkpoint = self.app.checkpoint(chain).await?;
+        Ok(resource(GetAuditCheckpointResponse {
+            checkpoint: Some(super::checkpoint(&checkpoint)),
+        }))
+    }
+
+    #[instrument(skip_all, fields(rpc = "ProveAuditChain"))]
+    async fn prove_audit_chain(
+        &self,
+        request: Request<ProveAuditChainRequest>,
+    ) -> Result<Response<ProveAuditChainResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.into_inner();
+        let chain = chain_ref(&req.slug, &req.organization_id)?;
+        let old = req
+            .checkpoint
+            .as_ref()
+            .ok_or_else(|| Error::missing("checkpoint", "checkpoint is required"))
+            .and_then(super::checkpoint_from)?;
+        if req.max_events < 0 {
+            return Err(Error::invalid(
+                "INVALID_MAX_EVENTS",
+                "max_events",
+                "max_events must not be negative",
+            )
+            .into());
+        }
+        let max = if req.max_events == 0 {
+            MAX_PROOF_EVENTS
+        } else {
+            i64::from(req.max_events)
+        };
+        let chain = self.app.audit_chain(&caller, "ProveAuditChain", &chain).await?;
+        let proof = self.app.prove(chain, &old, max).await?;
+        Ok(Response::new(ProveAuditChainResponse {
+            consistent: proof.consistent,
+            first_invalid_seq: proof.first_invalid_seq,
+            reason: proof.reason,
+            events: proof.events.iter().map(super::audit_event).collect(),
+            checkpoint: Some(super::checkpoint(&proof.checkpoint)),
+            complete: proof.complete,
+        }))
+    }
+
+    type ExportAuditEventsStream = ResponseStream<crate::proto::google_api::HttpBody>;
+
+    #[instrument(skip_all, fields(rpc = "ExportAuditEvents"))]
+    async fn export_audit_events(
+        &self,
+        request: Request<ExportAuditEventsRequest>,
+    ) -> Result<Response<Self::ExportAuditEventsStream>, Status> {
+        let caller = caller(&request)?;
+        let req = request.into_inner();
+        let chain = chain_ref(&req.slug, &req.organization_id)?;
+        let chain = self.app.audit_chain(&caller, "ExportAuditEvents", &chain).await?;
+        let (chunks, mut received) = tokio::sync::mpsc::channel::<Vec<u8>>(STREAM_BUFFER);
+        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
+        let app = self.app.clone();
+        tokio::spawn(async move {
+            let export = app.export(chain, chunks);
+            let forward = async {
+                while let Some(data) = received.recv().await {
+                    let body = crate::proto::google_api::HttpBody {
+                        content_type: "application/x-ndjson".into(),
+                        data,
+                        extensions: Vec::new(),
+                    };
+                    if tx.send(Ok(body)).await.is_err() {
+                        return;
+                    }
+                }
+            };
+            let (exported, ()) = tokio::join!(export, forward);
+            if let Err(e) = exported {
+                let _ = tx.send(Err(Status::from(e))).await;
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    type WatchEventsStream = ResponseStream<WatchEventsResponse>;
+
+    #[instrument(skip_all, fields(rpc = "WatchEvents"))]
+    async fn watch_events(
+        &self,
+        request: Request<WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        let caller = caller(&request)?;
+        let req = request.into_inner();
+        let chain = chain_ref(&req.slug, &req.organization_id)?;
+        if req.after_seq < 0 {
+            return Err(Error::invalid("INVALID_SEQ", "after_seq", "after_seq must not be negative").into());
+        }
+        let chain = self.app.audit_chain(&caller, "WatchEvents", &chain).await?;
+        let (events, mut received) = tokio::sync::mpsc::channel(STREAM_BUFFER);
+        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
+        let app = self.app.clone();
+        tokio::spawn(async move {
+            let watch = app.watch(&caller, "WatchEvents", chain, req.after_seq, events);
+            let forward = async {
+                while let Some(item) = received.recv().await {
+                    let item = item
+                        .map(|e| WatchEventsResponse {
+                            event: Some(super::audit_event(&e)),
+                        })
+                        .map_err(Status::from);
+                    if tx.send(item).await.is_err() {
+                        return;
+                    }
+                }
+            };
+            tokio::join!(watch, forward);
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    #[instrument(skip_all, fields(rpc = "GetAuditSigningKey"))]
+    async fn get_audit_signing_key(
+        &self,
+        request: Request<GetAuditSigningKeyRequest>,
+    ) -> Result<Response<GetAuditSigningKeyResponse>, Status> {
+        caller(&request)?;
+        Ok(Response::new(GetAuditSigningKeyResponse {
+            algorithm: "Ed25519".into(),
+            public_key: self.app.signer.public_key_hex(),
+            key_id: self.app.signer.key_id().to_owned(),
         }))
     }
 }
+
+/// A server stream's items.
+type ResponseStream<T> = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send>>;
+
+/// Items buffered per stream: a slow reader holds the producer back.
+const STREAM_BUFFER: usize = 16;
 
 /// A slug from a request path (checked for presence; the store resolves it).
 fn required_slug(raw: &str) -> Result<&str> {

@@ -169,12 +169,7 @@ impl Event {
     /// The hash this event's fields call for (see the module docs).
     pub fn compute_hash(&self) -> String {
         let mut h = Sha256::new();
-        let mut put = |s: &str| {
-            h.update(s.len().to_string().as_bytes());
-            h.update(b":");
-            h.update(s.as_bytes());
-            h.update(b",");
-        };
+        let mut put = |s: &str| h.update(netstring(s));
         put("orgd.audit.v1");
         put(&self.prev_hash);
         put(&self.organization_id.to_string());
@@ -203,6 +198,51 @@ impl Event {
     }
 }
 
+/// `<byte length>:<bytes>,`
+pub fn netstring(s: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len() + 8);
+    out.extend_from_slice(s.len().to_string().as_bytes());
+    out.push(b':');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b',');
+    out
+}
+
+/// A signed statement that a chain reached `seq` with `hash`.
+///
+/// `signature` is the hex Ed25519 signature over the concatenation of the
+/// netstrings of: `orgd.checkpoint.v1`, `organization_id`, `seq` (decimal),
+/// `hash`, `signed_at` (microseconds since the Unix epoch, decimal) and
+/// `key_id`; `key_id` is the first 16 hex digits of the SHA-256 of the
+/// 32-byte public key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub organization_id: Uuid,
+    pub seq: i64,
+    pub hash: String,
+    pub signed_at: i64,
+    pub key_id: String,
+    pub signature: String,
+}
+
+impl Checkpoint {
+    /// The bytes the signature covers.
+    pub fn message(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for part in [
+            "orgd.checkpoint.v1",
+            &self.organization_id.to_string(),
+            &self.seq.to_string(),
+            &self.hash,
+            &self.signed_at.to_string(),
+            &self.key_id,
+        ] {
+            out.extend(netstring(part));
+        }
+        out
+    }
+}
+
 /// Where a chain stands: its newest event, and where verification starts
 /// (the newest pruned event, or the genesis).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,6 +252,8 @@ pub struct Head {
     pub hash: String,
     pub base_seq: i64,
     pub base_hash: String,
+    /// The signed checkpoint of the base, once pruning has set one.
+    pub base_checkpoint: Option<Checkpoint>,
     pub deleted_at: Option<i64>,
 }
 
@@ -256,6 +298,11 @@ impl Verifier {
     /// The last verified position: (seq, hash).
     pub fn position(&self) -> (i64, &str) {
         (self.expected_seq - 1, &self.prev_hash)
+    }
+
+    /// Marks the chain broken at `seq` (a check made outside the walk).
+    pub fn fail_at(&mut self, seq: i64, reason: String) {
+        self.fail(seq, reason);
     }
 
     fn fail(&mut self, seq: i64, reason: String) {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use crate::domain::audit::{Actor, Draft, Event, EventFilter, Head};
+use crate::domain::audit::{Actor, Checkpoint, Draft, Event, EventFilter, Head};
 use crate::domain::content::{
     ContentKind, ContractFilter, ContractInput, IssueFilter, IssueInput, ProductFilter, ProductInput,
     QualityCheckFilter, QualityCheckInput, Scope,
@@ -254,6 +254,14 @@ pub trait Store: ContentStore {
     ) -> Result<Page<Event>>;
     /// Up to `limit` events of a chain after `after_seq`, in chain order.
     async fn audit_events_after(&self, chain: Uuid, after_seq: i64, limit: i64) -> Result<Vec<Event>>;
+    /// Chain ids in id order, after `after`.
+    async fn audit_chain_ids(&self, after: Option<Uuid>, limit: i64) -> Result<Vec<Uuid>>;
+    /// The seq and hash of the newest event created before `cutoff`.
+    async fn newest_event_before(&self, chain: Uuid, cutoff: i64) -> Result<Option<(i64, String)>>;
+    /// Deletes the chain's events up to the checkpoint's seq and makes the
+    /// checkpoint the chain's base; a deleted organization's chain pruned to
+    /// its head goes entirely. Returns the number of events deleted.
+    async fn prune_audit(&self, checkpoint: &Checkpoint) -> Result<u64>;
 }
 
 /// What an organization's storage directory must hold.

@@ -1209,21 +1209,118 @@ macro_rules! impl_store {
 
             async fn audit_head(&self, org: Uuid) -> Result<Option<Head>> {
                 let row = sqlx::query(
-                    "SELECT organization_id, seq, hash, base_seq, base_hash, deleted_at FROM audit_heads \
-                     WHERE organization_id = $1",
+                    "SELECT organization_id, seq, hash, base_seq, base_hash, base_signed_at, base_key_id, \
+                     base_signature, deleted_at FROM audit_heads WHERE organization_id = $1",
                 )
                 .bind(org)
                 .fetch_optional(self.reader())
                 .await?;
                 let Some(row) = row else { return Ok(None) };
+                let base_seq: i64 = row.try_get("base_seq")?;
+                let base_hash: String = row.try_get("base_hash")?;
+                let signed_at: Option<i64> = row.try_get("base_signed_at")?;
+                let key_id: Option<String> = row.try_get("base_key_id")?;
+                let signature: Option<String> = row.try_get("base_signature")?;
+                let base_checkpoint = match (signed_at, key_id, signature) {
+                    (Some(signed_at), Some(key_id), Some(signature)) => Some(audit::Checkpoint {
+                        organization_id: org,
+                        seq: base_seq,
+                        hash: base_hash.clone(),
+                        signed_at,
+                        key_id,
+                        signature,
+                    }),
+                    _ => None,
+                };
                 Ok(Some(Head {
                     organization_id: row.try_get("organization_id")?,
                     seq: row.try_get("seq")?,
                     hash: row.try_get("hash")?,
-                    base_seq: row.try_get("base_seq")?,
-                    base_hash: row.try_get("base_hash")?,
+                    base_seq,
+                    base_hash,
+                    base_checkpoint,
                     deleted_at: row.try_get("deleted_at")?,
                 }))
+            }
+
+            async fn audit_chain_ids(&self, after: Option<Uuid>, limit: i64) -> Result<Vec<Uuid>> {
+                let mut qb = QueryBuilder::<$db>::new("SELECT organization_id FROM audit_heads");
+                if let Some(after) = after {
+                    qb.push(" WHERE organization_id > ");
+                    qb.push_bind(after);
+                }
+                qb.push(" ORDER BY organization_id LIMIT ");
+                qb.push_bind(limit);
+                Ok(qb.build_query_scalar().fetch_all(self.reader()).await?)
+            }
+
+            async fn newest_event_before(&self, chain: Uuid, cutoff: i64) -> Result<Option<(i64, String)>> {
+                let row = sqlx::query(
+                    "SELECT seq, hash FROM audit_events WHERE organization_id = $1 AND created_at < $2 \
+                     ORDER BY created_at DESC, seq DESC LIMIT 1",
+                )
+                .bind(chain)
+                .bind(cutoff)
+                .fetch_optional(self.reader())
+                .await?;
+                Ok(match row {
+                    Some(row) => Some((row.try_get("seq")?, row.try_get("hash")?)),
+                    None => None,
+                })
+            }
+
+            async fn prune_audit(&self, checkpoint: &audit::Checkpoint) -> Result<u64> {
+                let chain = checkpoint.organization_id;
+                let mut tx = self.writer().begin().await?;
+                let head = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT seq, base_seq, deleted_at FROM audit_heads WHERE organization_id = $1{}",
+                    <$store>::LOCK
+                )))
+                .bind(chain)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(head) = head else { return Ok(0) };
+                let (head_seq, base_seq): (i64, i64) = (head.try_get("seq")?, head.try_get("base_seq")?);
+                let deleted_at: Option<i64> = head.try_get("deleted_at")?;
+                if checkpoint.seq <= base_seq || checkpoint.seq > head_seq {
+                    return Ok(0);
+                }
+                let hash: Option<String> =
+                    sqlx::query_scalar("SELECT hash FROM audit_events WHERE organization_id = $1 AND seq = $2")
+                        .bind(chain)
+                        .bind(checkpoint.seq)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                if hash.as_deref() != Some(checkpoint.hash.as_str()) {
+                    return Err(Error::internal(
+                        "pruning the audit trail",
+                        format!("chain {chain}: event {} is not the one the checkpoint names", checkpoint.seq),
+                    ));
+                }
+                let done = sqlx::query("DELETE FROM audit_events WHERE organization_id = $1 AND seq <= $2")
+                    .bind(chain)
+                    .bind(checkpoint.seq)
+                    .execute(&mut *tx)
+                    .await?;
+                if deleted_at.is_some() && checkpoint.seq == head_seq {
+                    // A deleted organization's trail, wholly expired.
+                    sqlx::query("DELETE FROM audit_heads WHERE organization_id = $1").bind(chain).execute(&mut *tx).await?;
+                } else {
+                    sqlx::query(
+                        "UPDATE audit_heads SET base_seq = $2, base_hash = $3, base_signed_at = $4, base_key_id = $5, \
+                         base_signature = $6 WHERE organization_id = $1",
+                    )
+                    .bind(chain)
+                    .bind(checkpoint.seq)
+                    .bind(checkpoint.hash.clone())
+                    .bind(checkpoint.signed_at)
+                    .bind(checkpoint.key_id.clone())
+                    .bind(checkpoint.signature.clone())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(done.rows_affected())
             }
 
             async fn list_audit_events(&self, org: Uuid, filter: &EventFilter, page: PageRequest) -> Result<Page<Event>> {

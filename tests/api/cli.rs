@@ -591,7 +591,7 @@ async fn descriptor_writes_a_complete_descriptor_set() {
             }
         }
     }
-    assert_eq!(bindings.len(), 13 + 17 + 5, "{bindings:?}");
+    assert_eq!(bindings.len(), 18 + 17 + 5, "{bindings:?}");
     assert_eq!(
         bindings["OrganizationService/ListOrganizations"],
         ("GET", "/organizations".into(), None)
@@ -605,6 +605,22 @@ async fn descriptor_writes_a_complete_descriptor_set() {
         ("GET", "/organizations/{slug}".into(), None)
     );
     assert_eq!(bindings["OrganizationService/DeleteOrganization"].0, "DELETE");
+    assert_eq!(
+        bindings["OrganizationService/ListAuditEvents"],
+        ("GET", "/organizations/{slug}/audit".into(), None)
+    );
+    assert_eq!(
+        bindings["OrganizationService/ProveAuditChain"],
+        (
+            "POST",
+            "/organizations/{slug}/audit:prove".into(),
+            Some("*".into())
+        )
+    );
+    assert_eq!(
+        bindings["OrganizationService/WatchEvents"],
+        ("GET", "/organizations/{slug}/audit:watch".into(), None)
+    );
 }
 
 // ---------------------------------------------------------------------------

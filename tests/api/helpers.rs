@@ -89,6 +89,8 @@ impl TestApp {
             },
             superadmins: vec![SUPERADMIN.into()],
             db_max_connections: 4,
+            audit_signer: orgd::signing::AuditSigner::ephemeral(),
+            audit_retention: None,
         };
         tweak(&mut config);
         let app = build_app(&config).await.expect("build app");
