@@ -791,3 +791,101 @@ async fn a_watch_from_zero_first_delivers_the_backlog_in_order() {
         .await;
     assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
 }
+
+// ---------------------------------------------------------------------------
+// Through Envoy
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn checkpoints_proofs_exports_and_watches_work_over_rest() {
+    let app = TestApp::spawn().await;
+    org_with_members(&app, "rested", 2).await;
+    let envoy = crate::envoy::Envoy::start(&[app.addr]).await;
+    let http = reqwest::Client::new();
+    let get = |path: &str| http.get(envoy.url(path)).bearer_auth(root());
+
+    let key: serde_json::Value = get("/audit-signing-key")
+        .send()
+        .await
+        .expect("key")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(key["algorithm"], "Ed25519");
+
+    let reply = get("/organizations/rested/audit:checkpoint")
+        .send()
+        .await
+        .expect("checkpoint");
+    assert_eq!(reply.status(), 200);
+    let checkpoint: serde_json::Value = reply.json().await.expect("json");
+    assert_eq!(
+        checkpoint["seq"], "3",
+        "int64 prints as a JSON string: {checkpoint}"
+    );
+    assert!(checkpoint["signature"].as_str().is_some_and(|s| s.len() == 128));
+
+    app.add_user("rested", "late@rested.test", "member").await;
+    let reply = http
+        .post(envoy.url("/organizations/rested/audit:prove"))
+        .bearer_auth(root())
+        .header("content-type", "application/json")
+        .body(serde_json::json!({ "checkpoint": checkpoint }).to_string())
+        .send()
+        .await
+        .expect("prove");
+    assert_eq!(reply.status(), 200);
+    let proof: serde_json::Value = reply.json().await.expect("json");
+    assert_eq!(proof["consistent"], true, "{proof}");
+    assert_eq!(proof["events"][0]["action"], "member.add", "{proof}");
+    assert_eq!(proof["events"][0]["seq"], "4");
+
+    // The export is NDJSON, byte for byte what the offline verifier takes.
+    let reply = get("/organizations/rested/audit:export")
+        .send()
+        .await
+        .expect("export");
+    assert_eq!(reply.status(), 200);
+    assert_eq!(
+        reply.headers().get("content-type").and_then(|v| v.to_str().ok()),
+        Some("application/x-ndjson")
+    );
+    let body = reply.text().await.expect("body");
+    assert_eq!(body.lines().count(), 1 + 4, "{body}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("rest.ndjson");
+    std::fs::write(&file, &body).expect("write");
+    let out = offline_verify(&file, key["public_key"].as_str()).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // A watch delivers one JSON object per line as events commit.
+    let mut watch = get("/organizations/rested/audit:watch?after_seq=3")
+        .send()
+        .await
+        .expect("watch");
+    assert_eq!(watch.status(), 200);
+    let mut received = String::new();
+    let mut lines = Vec::new();
+    let mut added = false;
+    while lines.len() < 2 {
+        let chunk = tokio::time::timeout(Duration::from_secs(30), watch.chunk())
+            .await
+            .expect("a chunk within 30 s")
+            .expect("chunk")
+            .expect("the stream stays open");
+        received.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = received.find('\n') {
+            let line: String = received.drain(..=end).collect();
+            if !line.trim().is_empty() {
+                lines.push(serde_json::from_str::<serde_json::Value>(line.trim()).expect("a JSON line"));
+            }
+        }
+        if lines.len() == 1 && !added {
+            app.add_user("rested", "watched@rested.test", "member").await;
+            added = true;
+        }
+    }
+    assert_eq!(lines[0]["event"]["seq"], "4", "{lines:?}");
+    assert_eq!(lines[1]["event"]["seq"], "5", "{lines:?}");
+    assert_eq!(lines[1]["event"]["metadata"]["email"], "watched@rested.test");
+}
