@@ -754,7 +754,7 @@ impl App {
                 continue;
             }
             idle_rounds += 1;
-            if idle_rounds % 5 == 0
+            if idle_rounds.is_multiple_of(5)
                 && let Err(e) = self.audit_chain(caller, rpc, &ChainRef::Id(chain)).await
             {
                 let _ = out.send(Err(e)).await;

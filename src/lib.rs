@@ -83,6 +83,7 @@ pub struct ServerConfig {
 pub async fn build_app(config: &ServerConfig) -> Result<Arc<App>, String> {
     let options = StoreOptions {
         max_connections: config.db_max_connections,
+        ..StoreOptions::default()
     };
     let store = store::connect(&config.database_url, &options)
         .await

@@ -94,9 +94,15 @@ async fn shutdown_signal() {
 
 async fn open_store(data: &DataArgs) -> Result<std::sync::Arc<dyn store::Store>, String> {
     std::fs::create_dir_all(&data.data_dir).map_err(|e| format!("creating data dir: {e}"))?;
-    let store = store::connect(&data.database_url(), &StoreOptions { max_connections: 2 })
-        .await
-        .map_err(|e| e.message)?;
+    let store = store::connect(
+        &data.database_url(),
+        &StoreOptions {
+            max_connections: 2,
+            ..StoreOptions::default()
+        },
+    )
+    .await
+    .map_err(|e| e.message)?;
     store
         .migrate()
         .await

@@ -1,774 +1,893 @@
 //! The content half of the store (batch upserts, deletes, aggregated lists,
-//! statistics), shared by both backends like `sql.rs`. Expanded inside the
-//! backend module after `impl_store!`, in a child module that sees its
-//! helpers. Backend hooks: `Self::DISTINCT` (null-safe "differs") and
-//! `Self::push_search` (FTS5 trigram / pg_trgm).
+//! statistics), generic over the [`Dialect`] like `sql.rs`. Backend hooks:
+//! `DB::DISTINCT` (null-safe "differs"), `DB::push_search` (FTS5 trigram /
+//! pg_trgm) and `DB::push_space_in` (visible spaces).
 
-macro_rules! impl_content_store {
-    ($store:ty, $db:ty) => {
-        mod content {
-            use super::*;
-            use crate::domain::content::{
-                ContentKind, ContractFilter, ContractInput, IssueFilter, IssueInput, ProductFilter, ProductInput,
-                QualityCheckFilter, QualityCheckInput, Scope,
-            };
-            use crate::domain::model::{Contract, Issue, Product, QualityCheck, Stats};
-            use crate::domain::types::{ContractStatus, IssueStatus};
-            use crate::store::ContentStore;
+use async_trait::async_trait;
+use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, QueryBuilder, Row, Type};
+use uuid::Uuid;
 
-            const PRODUCT_COLUMNS: &str = "p.id, p.name, p.slug, p.description, p.product_type, p.provider, p.tags, \
-                 p.quality_score, p.is_archived, p.created_at, p.updated_at";
-            const CONTRACT_COLUMNS: &str = "p.id, p.name, p.description, p.status, p.producer_id, p.producer_name, \
-                 p.consumer_id, p.consumer_name, p.freshness_hours, p.availability_percent, p.quality_score_min, \
-                 p.response_time_hours, p.created_at, p.expires_at";
-            const ISSUE_COLUMNS: &str = "p.id, p.title, p.description, p.status, p.priority, p.product_id, \
-                 p.assignee_id, p.reporter_id, p.created_at, p.updated_at";
-            const CHECK_COLUMNS: &str = "p.id, p.name, p.check_type, p.severity, p.product_ids, p.last_status, \
-                 p.last_run_at, p.is_archived, p.created_at";
+use crate::domain::access::SpaceAction;
+use crate::domain::audit::{self, Actor, Draft};
+use crate::domain::model::{Page, SpaceRef};
+use crate::domain::page::PageRequest;
+use crate::domain::{Error, Result};
+use crate::store::{is_unique_violation, now_micros, targets};
 
-            fn space_of(row: &DbRow) -> std::result::Result<SpaceRef, sqlx::Error> {
-                Ok(SpaceRef {
-                    id: row.try_get("space_id")?,
-                    name: row.try_get("space_name")?,
-                    slug: row.try_get("space_slug")?,
-                })
-            }
+use super::dialect::{Dialect, SqlStore};
+use super::sql::Tx;
+use crate::domain::content::{
+    ContentKind, ContractFilter, ContractInput, IssueFilter, IssueInput, ProductFilter, ProductInput,
+    QualityCheckFilter, QualityCheckInput, Scope,
+};
+use crate::domain::model::{Contract, Issue, Product, QualityCheck, Stats};
+use crate::domain::types::{ContractStatus, IssueStatus};
+use crate::store::ContentStore;
 
-            fn json_list<T: serde::de::DeserializeOwned>(raw: &str) -> std::result::Result<Vec<T>, sqlx::Error> {
-                serde_json::from_str(raw).map_err(|e| sqlx::Error::Decode(Box::new(e)))
-            }
+const PRODUCT_COLUMNS: &str = "p.id, p.name, p.slug, p.description, p.product_type, p.provider, p.tags, \
+     p.quality_score, p.is_archived, p.created_at, p.updated_at";
 
-            fn product_from(row: &DbRow) -> std::result::Result<Product, sqlx::Error> {
-                let tags: String = row.try_get("tags")?;
-                Ok(Product {
-                    id: row.try_get("id")?,
-                    name: row.try_get("name")?,
-                    slug: row.try_get("slug")?,
-                    description: row.try_get("description")?,
-                    product_type: row.try_get("product_type")?,
-                    provider: row.try_get("provider")?,
-                    tags: json_list(&tags)?,
-                    quality_score: row.try_get("quality_score")?,
-                    is_archived: row.try_get("is_archived")?,
-                    created_at: row.try_get("created_at")?,
-                    updated_at: row.try_get("updated_at")?,
-                    space: space_of(row)?,
-                })
-            }
+const CONTRACT_COLUMNS: &str = "p.id, p.name, p.description, p.status, p.producer_id, p.producer_name, \
+     p.consumer_id, p.consumer_name, p.freshness_hours, p.availability_percent, p.quality_score_min, \
+     p.response_time_hours, p.created_at, p.expires_at";
 
-            fn contract_from(row: &DbRow) -> std::result::Result<Contract, sqlx::Error> {
-                Ok(Contract {
-                    id: row.try_get("id")?,
-                    name: row.try_get("name")?,
-                    description: row.try_get("description")?,
-                    status: row.try_get("status")?,
-                    producer_id: row.try_get("producer_id")?,
-                    producer_name: row.try_get("producer_name")?,
-                    consumer_id: row.try_get("consumer_id")?,
-                    consumer_name: row.try_get("consumer_name")?,
-                    freshness_hours: row.try_get("freshness_hours")?,
-                    availability_percent: row.try_get("availability_percent")?,
-                    quality_score_min: row.try_get("quality_score_min")?,
-                    response_time_hours: row.try_get("response_time_hours")?,
-                    created_at: row.try_get("created_at")?,
-                    expires_at: row.try_get("expires_at")?,
-                    space: space_of(row)?,
-                })
-            }
+const ISSUE_COLUMNS: &str = "p.id, p.title, p.description, p.status, p.priority, p.product_id, \
+     p.assignee_id, p.reporter_id, p.created_at, p.updated_at";
 
-            fn issue_from(row: &DbRow) -> std::result::Result<Issue, sqlx::Error> {
-                Ok(Issue {
-                    id: row.try_get("id")?,
-                    title: row.try_get("title")?,
-                    description: row.try_get("description")?,
-                    status: row.try_get("status")?,
-                    priority: row.try_get("priority")?,
-                    product_id: row.try_get("product_id")?,
-                    assignee_id: row.try_get("assignee_id")?,
-                    reporter_id: row.try_get("reporter_id")?,
-                    created_at: row.try_get("created_at")?,
-                    updated_at: row.try_get("updated_at")?,
-                    space: space_of(row)?,
-                })
-            }
+const CHECK_COLUMNS: &str = "p.id, p.name, p.check_type, p.severity, p.product_ids, p.last_status, \
+     p.last_run_at, p.is_archived, p.created_at";
 
-            fn check_from(row: &DbRow) -> std::result::Result<QualityCheck, sqlx::Error> {
-                let ids: String = row.try_get("product_ids")?;
-                Ok(QualityCheck {
-                    id: row.try_get("id")?,
-                    name: row.try_get("name")?,
-                    check_type: row.try_get("check_type")?,
-                    severity: row.try_get("severity")?,
-                    product_ids: json_list(&ids)?,
-                    last_status: row.try_get("last_status")?,
-                    last_run_at: row.try_get("last_run_at")?,
-                    is_archived: row.try_get("is_archived")?,
-                    created_at: row.try_get("created_at")?,
-                    space: space_of(row)?,
-                })
-            }
-
-            /// Recomputes the space's counters from its indexes.
-            async fn refresh_stats(tx: &mut Tx, space: Uuid) -> Result<()> {
-                sqlx::query(
-                    "INSERT INTO space_stats (space_id, products_active, products_archived, \
-                       contracts_draft, contracts_active, contracts_expired, contracts_deprecated, \
-                       issues_status_open, issues_status_in_progress, issues_status_resolved, issues_status_wont_fix, \
-                       checks_active, checks_archived, checks_ran, checks_passed) \
-                     SELECT $1, \
-                       (SELECT count(*) FROM products WHERE space_id = $1 AND is_archived = $2), \
-                       (SELECT count(*) FROM products WHERE space_id = $1 AND is_archived = $3), \
-                       (SELECT count(*) FROM contracts WHERE space_id = $1 AND status = 'draft'), \
-                       (SELECT count(*) FROM contracts WHERE space_id = $1 AND status = 'active'), \
-                       (SELECT count(*) FROM contracts WHERE space_id = $1 AND status = 'expired'), \
-                       (SELECT count(*) FROM contracts WHERE space_id = $1 AND status = 'deprecated'), \
-                       (SELECT count(*) FROM issues WHERE space_id = $1 AND status = 'open'), \
-                       (SELECT count(*) FROM issues WHERE space_id = $1 AND status = 'in_progress'), \
-                       (SELECT count(*) FROM issues WHERE space_id = $1 AND status = 'resolved'), \
-                       (SELECT count(*) FROM issues WHERE space_id = $1 AND status = 'wont_fix'), \
-                       (SELECT count(*) FROM quality_checks WHERE space_id = $1 AND is_archived = $2), \
-                       (SELECT count(*) FROM quality_checks WHERE space_id = $1 AND is_archived = $3), \
-                       (SELECT count(*) FROM quality_checks WHERE space_id = $1 AND is_archived = $2 \
-                          AND last_status IS NOT NULL), \
-                       (SELECT count(*) FROM quality_checks WHERE space_id = $1 AND is_archived = $2 \
-                          AND last_status = 'pass') \
-                     ON CONFLICT (space_id) DO UPDATE SET products_active = excluded.products_active, \
-                       products_archived = excluded.products_archived, contracts_draft = excluded.contracts_draft, \
-                       contracts_active = excluded.contracts_active, contracts_expired = excluded.contracts_expired, \
-                       contracts_deprecated = excluded.contracts_deprecated, \
-                       issues_status_open = excluded.issues_status_open, \
-                       issues_status_in_progress = excluded.issues_status_in_progress, \
-                       issues_status_resolved = excluded.issues_status_resolved, \
-                       issues_status_wont_fix = excluded.issues_status_wont_fix, \
-                       checks_active = excluded.checks_active, checks_archived = excluded.checks_archived, \
-                       checks_ran = excluded.checks_ran, checks_passed = excluded.checks_passed",
-                )
-                .bind(space)
-                .bind(false)
-                .bind(true)
-                .execute(&mut **tx)
-                .await?;
-                Ok(())
-            }
-
-            /// The spaces of the scope's organization the caller may see
-            /// (alias `s`), narrowed to the scope's space if any.
-            fn push_visible_spaces(qb: &mut QueryBuilder<$db>, scope: &Scope) {
-                qb.push(" s.organization_id = ");
-                qb.push_bind(scope.org);
-                if let Some(user) = scope.member {
-                    qb.push(
-                        " AND (s.visibility = 'organization' OR s.id IN \
-                         (SELECT space_id FROM space_members WHERE user_id = ",
-                    );
-                    qb.push_bind(user);
-                    qb.push("))");
-                }
-                if let Some(space) = scope.space {
-                    qb.push(" AND s.id = ");
-                    qb.push_bind(space);
-                }
-            }
-
-            /// A list total from the per-space counters: `expr` sums
-            /// `space_stats` columns (alias `st`) over the visible spaces.
-            async fn counted_total(store: &$store, scope: &Scope, expr: &str) -> Result<i64> {
-                let mut qb = QueryBuilder::<$db>::new(format!(
-                    "SELECT CAST(COALESCE(SUM({expr}), 0) AS BIGINT) FROM spaces s \
-                     JOIN space_stats st ON st.space_id = s.id WHERE"
-                ));
-                push_visible_spaces(&mut qb, scope);
-                Ok(qb.build_query_scalar().fetch_one(store.reader()).await?)
-            }
-
-            /// The counter columns of the given statuses (all when none).
-            fn status_counters<T: ToString>(prefix: &str, all: &[T], chosen: &[T]) -> String {
-                let pick = if chosen.is_empty() { all } else { chosen };
-                pick.iter().map(|s| format!("st.{prefix}{}", s.to_string())).collect::<Vec<_>>().join(" + ")
-            }
-
-            /// Refuses ids that already belong to another space.
-            async fn check_foreign_ids(tx: &mut Tx, kind: ContentKind, space: Uuid, ids: &[Uuid]) -> Result<()> {
-                if ids.is_empty() {
-                    return Ok(());
-                }
-                let mut qb = QueryBuilder::<$db>::new(format!("SELECT id FROM {} WHERE space_id <> ", kind.table()));
-                qb.push_bind(space);
-                qb.push(" AND id IN (");
-                let mut list = qb.separated(", ");
-                for id in ids {
-                    list.push_bind(*id);
-                }
-                qb.push(")");
-                let taken: Option<Uuid> = qb.build_query_scalar().fetch_optional(&mut **tx).await?;
-                if let Some(id) = taken {
-                    let index = ids.iter().position(|i| *i == id).unwrap_or_default();
-                    return Err(Error::failed_precondition(
-                        "ID_IN_OTHER_SPACE",
-                        format!("items[{index}]: {} {id} belongs to another space", kind.noun()),
-                    )
-                    .with("field", format!("items[{index}].id"))
-                    .with("value", id.to_string()));
-                }
-                Ok(())
-            }
-
-            /// `SET a = excluded.a, ... WHERE <row differs>`, for an upsert that
-            /// leaves identical rows untouched.
-            fn push_update(qb: &mut QueryBuilder<$db>, table: &str, columns: &[&str]) {
-                qb.push(" ON CONFLICT (id) DO UPDATE SET ");
-                let sets: Vec<String> = columns.iter().map(|c| format!("{c} = excluded.{c}")).collect();
-                qb.push(sets.join(", "));
-                qb.push(format!(" WHERE {table}.space_id = excluded.space_id AND ("));
-                let compared: Vec<String> = columns
-                    .iter()
-                    .filter(|c| **c != "updated_at")
-                    .map(|c| format!("{table}.{c} {} excluded.{c}", <$store>::DISTINCT))
-                    .collect();
-                qb.push(compared.join(" OR "));
-                qb.push(")");
-            }
-
-            fn unique_name(e: &sqlx::Error, kind: ContentKind) -> Option<Error> {
-                is_unique_violation(e).then(|| {
-                    Error::already_exists(
-                        "NAME_TAKEN",
-                        format!("another {} of this space already has one of these names", kind.noun()),
-                    )
-                    .with("field", "items[].name")
-                })
-            }
-
-            /// The organization and visibility conditions every aggregated
-            /// list and count starts from (content alias `c`).
-            /// The ids of the spaces the caller may see, fetched first where the
-            /// backend filters index entries best by an id list
-            /// (PostgreSQL); `None` where a subquery serves as well (SQLite).
-            async fn visible(store: &$store, scope: &Scope) -> Result<Option<Vec<Uuid>>> {
-                if !<$store>::SPACE_ID_LISTS {
-                    return Ok(None);
-                }
-                let mut qb = QueryBuilder::<$db>::new("SELECT s.id FROM spaces s WHERE");
-                push_visible_spaces(&mut qb, scope);
-                Ok(Some(qb.build_query_scalar().fetch_all(store.reader()).await?))
-            }
-
-            fn push_scope(qb: &mut QueryBuilder<$db>, scope: &Scope, visible: &Option<Vec<Uuid>>) {
-                qb.push(" WHERE c.organization_id = ");
-                qb.push_bind(scope.org);
-                match visible {
-                    Some(ids) => <$store>::push_space_in(qb, "c.space_id", ids),
-                    None => {
-                        // The organization's index serves the order; SQLite's
-                        // planner, once it has statistics, would rather take the
-                        // per-space index and sort, which `+` (no index on this
-                        // term) prevents.
-                        qb.push(format!(
-                            " AND {}c.space_id IN (SELECT s.id FROM spaces s WHERE",
-                            <$store>::NOT_INDEXED
-                        ));
-                        push_visible_spaces(qb, scope);
-                        qb.push(")");
-                    }
-                }
-                if let Some(space) = scope.space {
-                    qb.push(" AND c.space_id = ");
-                    qb.push_bind(space);
-                }
-            }
-
-            fn push_in<T: ToString>(qb: &mut QueryBuilder<$db>, column: &str, values: &[T]) {
-                if values.is_empty() {
-                    return;
-                }
-                qb.push(format!(" AND {column} IN ("));
-                let mut list = qb.separated(", ");
-                for v in values {
-                    list.push_bind(v.to_string());
-                }
-                qb.push(")");
-            }
-
-            /// Counts and pages one aggregated list: `filters` appends the
-            /// kind's conditions after the scope; the page of ids is taken
-            /// over the covering index, then joined for the full rows.
-            /// How one kind of content is listed.
-            struct Listing<T> {
-                table: &'static str,
-                columns: &'static str,
-                decode: fn(&DbRow) -> std::result::Result<T, sqlx::Error>,
-                cursor: fn(&T) -> crate::domain::page::Cursor,
-            }
-
-            const PRODUCTS: Listing<Product> =
-                Listing { table: "products", columns: PRODUCT_COLUMNS, decode: product_from, cursor: Product::cursor };
-            const CONTRACTS: Listing<Contract> = Listing {
-                table: "contracts",
-                columns: CONTRACT_COLUMNS,
-                decode: contract_from,
-                cursor: Contract::cursor,
-            };
-            const ISSUES: Listing<Issue> =
-                Listing { table: "issues", columns: ISSUE_COLUMNS, decode: issue_from, cursor: Issue::cursor };
-            const CHECKS: Listing<QualityCheck> = Listing {
-                table: "quality_checks",
-                columns: CHECK_COLUMNS,
-                decode: check_from,
-                cursor: QualityCheck::cursor,
-            };
-
-            /// The count and the page query of one aggregated list, each
-            /// starting with `prefix` (empty, or EXPLAIN for the plans).
-            fn list_queries<T>(
-                prefix: &str,
-                listing: &Listing<T>,
-                page: &PageRequest,
-                scope: &Scope,
-                visible: &Option<Vec<Uuid>>,
-                filters: &dyn Fn(&mut QueryBuilder<$db>),
-            ) -> (QueryBuilder<$db>, QueryBuilder<$db>) {
-                let (table, columns) = (listing.table, listing.columns);
-                let mut count = QueryBuilder::<$db>::new(format!("{prefix}SELECT count(*) FROM {table} c"));
-                push_scope(&mut count, scope, visible);
-                filters(&mut count);
-                // The page of ids comes from the covering index; only those
-                // rows are read in full.
-                let mut rows = QueryBuilder::<$db>::new(format!(
-                    "{prefix}SELECT {columns}, p.space_id, s.name AS space_name, s.slug AS space_slug \
-                     FROM {table} p JOIN spaces s ON s.id = p.space_id WHERE p.id IN (SELECT c.id FROM {table} c"
-                ));
-                push_scope(&mut rows, scope, visible);
-                filters(&mut rows);
-                push_page(&mut rows, "c.created_at", "c.id", page);
-                rows.push(") ORDER BY p.created_at DESC, p.id DESC");
-                (count, rows)
-            }
-
-            /// Counts and pages one aggregated list: `filters` appends the
-            /// kind's conditions after the scope.
-            /// `counters`, when the filters allow, is the `space_stats` sum
-            /// that gives the total without counting index entries.
-            async fn list_of<T>(
-                store: &$store,
-                listing: &Listing<T>,
-                page: PageRequest,
-                scope: &Scope,
-                filters: impl Fn(&mut QueryBuilder<$db>),
-                counters: Option<String>,
-            ) -> Result<Page<T>> {
-                let visible = visible(store, scope).await?;
-                let (mut count, mut rows) = list_queries("", listing, &page, scope, &visible, &filters);
-                let total: i64 = match counters {
-                    Some(expr) => counted_total(store, scope, &expr).await?,
-                    None => count.build_query_scalar().fetch_one(store.reader()).await?,
-                };
-                let rows = rows
-                    .build()
-                    .fetch_all(store.reader())
-                    .await?
-                    .iter()
-                    .map(listing.decode)
-                    .collect::<std::result::Result<Vec<_>, _>>()?;
-                Ok(page_of(&page, rows, total, listing.cursor))
-            }
-
-            /// The plans of the main aggregation queries, for the docs.
-            async fn explain_all(store: &$store, scope: &Scope, search: &str) -> Result<Vec<(String, String)>> {
-                let deep = PageRequest::parse(Some(500), 20, "")?;
-                let first = PageRequest::parse(None, 20, "")?;
-                let no_filter = |_: &mut QueryBuilder<$db>| {};
-                let live = |qb: &mut QueryBuilder<$db>| {
-                    qb.push(" AND c.is_archived = ");
-                    qb.push_bind(false);
-                };
-                let searched = |qb: &mut QueryBuilder<$db>| {
-                    qb.push(" AND c.is_archived = ");
-                    qb.push_bind(false);
-                    <$store>::push_search(qb, "c", "products_fts", ["name", "description"], search);
-                };
-                let open = |qb: &mut QueryBuilder<$db>| push_in(qb, "c.status", &["open", "in_progress"]);
-                let mut plans = Vec::new();
-                let prefix = <$store>::EXPLAIN;
-                let visible = visible(store, scope).await?;
-                let (c, r) = list_queries(prefix, &PRODUCTS, &first, scope, &visible, &live);
-                plans.push(("ListProducts: total".to_owned(), c));
-                plans.push(("ListProducts: page 1".to_owned(), r));
-                let (_, r) = list_queries(prefix, &PRODUCTS, &deep, scope, &visible, &live);
-                plans.push(("ListProducts: page 500".to_owned(), r));
-                let (c, r) = list_queries(prefix, &PRODUCTS, &first, scope, &visible, &searched);
-                plans.push((format!("ListProducts: search '{search}', total"), c));
-                plans.push((format!("ListProducts: search '{search}', page 1"), r));
-                let (_, r) = list_queries(prefix, &ISSUES, &deep, scope, &visible, &open);
-                plans.push(("ListIssues: status open,in_progress, page 500".to_owned(), r));
-                let (_, r) = list_queries(prefix, &CONTRACTS, &deep, scope, &visible, &no_filter);
-                plans.push(("ListContracts: page 500".to_owned(), r));
-                let mut out = Vec::new();
-                for (name, mut qb) in plans {
-                    let lines = qb
-                        .build()
-                        .fetch_all(store.reader())
-                        .await?
-                        .iter()
-                        .map(|row| row.try_get::<String, _>(<$store>::EXPLAIN_COLUMN))
-                        .collect::<std::result::Result<Vec<_>, _>>()?;
-                    out.push((name, lines.join("\n")));
-                }
-                Ok(out)
-            }
-
-            /// One batch upsert, in one transaction: lock the space and check
-            /// the actor may write it, refuse ids of other spaces,
-            /// insert-or-replace with the statement `insert` builds (given the
-            /// space's organization), refresh the counters, record the event.
-            async fn upsert_batch(
-                store: &$store,
-                actor: &Actor,
-                kind: ContentKind,
-                space: Uuid,
-                ids: Vec<Uuid>,
-                insert: impl FnOnce(Option<Uuid>) -> QueryBuilder<$db>,
-            ) -> Result<u64> {
-                let action = kind.upsert_action();
-                let target = |s: Uuid| targets::content(s, kind.collection(), None);
-                let (mut tx, _, access) =
-                    space_guard(store.writer(), actor, space, SpaceAction::WriteContent, action, target).await?;
-                let org = access.space.organization_id;
-                check_foreign_ids(&mut tx, kind, space, &ids).await?;
-                if !ids.is_empty() {
-                    let mut qb = insert(org);
-                    if let Err(e) = qb.build().execute(&mut *tx).await {
-                        return Err(unique_name(&e, kind).unwrap_or_else(|| e.into()));
-                    }
-                }
-                refresh_stats(&mut tx, space).await?;
-                let draft = Draft::success(actor, action, target(space))
-                    .with("space_id", space.to_string())
-                    .with("count", ids.len().to_string())
-                    .with("ids_sha256", audit::ids_digest(&ids));
-                append(&mut tx, org.unwrap_or(audit::SYSTEM_CHAIN), draft).await?;
-                tx.commit().await?;
-                Ok(ids.len() as u64)
-            }
-
-            fn micros_or(value: Option<i64>, default: i64) -> i64 {
-                value.unwrap_or(default)
-            }
-
-            #[async_trait]
-            impl ContentStore for $store {
-                async fn upsert_products(&self, actor: &Actor, space: Uuid, items: &[ProductInput]) -> Result<u64> {
-                    let now = now_micros();
-                    let ids = items.iter().map(|i| i.id).collect();
-                    upsert_batch(self, actor, ContentKind::Product, space, ids, |org| {
-                        let mut qb = QueryBuilder::<$db>::new(
-                            "INSERT INTO products (id, space_id, organization_id, name, slug, description, product_type, \
-                             provider, tags, quality_score, is_archived, created_at, updated_at) ",
-                        );
-                        qb.push_values(items, |mut row, item| {
-                            row.push_bind(item.id)
-                                .push_bind(space)
-                                .push_bind(org)
-                                .push_bind(item.name.clone())
-                                .push_bind(item.slug.clone())
-                                .push_bind(item.description.clone())
-                                .push_bind(item.product_type.clone())
-                                .push_bind(item.provider.clone())
-                                .push_bind(serde_json::to_string(&item.tags).unwrap_or_else(|_| "[]".into()))
-                                .push_bind(item.quality_score)
-                                .push_bind(item.is_archived)
-                                .push_bind(micros_or(item.created_at, now))
-                                .push_bind(micros_or(item.updated_at, now));
-                        });
-                        push_update(
-                            &mut qb,
-                            "products",
-                            &["name", "slug", "description", "product_type", "provider", "tags", "quality_score",
-                              "is_archived", "updated_at"],
-                        );
-                        qb
-                    })
-                    .await
-                }
-
-                async fn upsert_contracts(&self, actor: &Actor, space: Uuid, items: &[ContractInput]) -> Result<u64> {
-                    let now = now_micros();
-                    let ids = items.iter().map(|i| i.id).collect();
-                    upsert_batch(self, actor, ContentKind::Contract, space, ids, |org| {
-                        let mut qb = QueryBuilder::<$db>::new(
-                            "INSERT INTO contracts (id, space_id, organization_id, name, description, status, \
-                             producer_id, producer_name, consumer_id, consumer_name, freshness_hours, \
-                             availability_percent, quality_score_min, response_time_hours, created_at, expires_at) ",
-                        );
-                        qb.push_values(items, |mut row, item| {
-                            row.push_bind(item.id)
-                                .push_bind(space)
-                                .push_bind(org)
-                                .push_bind(item.name.clone())
-                                .push_bind(item.description.clone())
-                                .push_bind(item.status.as_str())
-                                .push_bind(item.producer_id.clone())
-                                .push_bind(item.producer_name.clone())
-                                .push_bind(item.consumer_id.clone())
-                                .push_bind(item.consumer_name.clone())
-                                .push_bind(item.freshness_hours)
-                                .push_bind(item.availability_percent)
-                                .push_bind(item.quality_score_min)
-                                .push_bind(item.response_time_hours)
-                                .push_bind(micros_or(item.created_at, now))
-                                .push_bind(item.expires_at);
-                        });
-                        push_update(
-                            &mut qb,
-                            "contracts",
-                            &["name", "description", "status", "producer_id", "producer_name", "consumer_id",
-                              "consumer_name", "freshness_hours", "availability_percent", "quality_score_min",
-                              "response_time_hours", "expires_at"],
-                        );
-                        qb
-                    })
-                    .await
-                }
-
-                async fn upsert_issues(&self, actor: &Actor, space: Uuid, items: &[IssueInput]) -> Result<u64> {
-                    let now = now_micros();
-                    let ids = items.iter().map(|i| i.id).collect();
-                    upsert_batch(self, actor, ContentKind::Issue, space, ids, |org| {
-                        let mut qb = QueryBuilder::<$db>::new(
-                            "INSERT INTO issues (id, space_id, organization_id, title, description, status, priority, \
-                             product_id, assignee_id, reporter_id, created_at, updated_at) ",
-                        );
-                        qb.push_values(items, |mut row, item| {
-                            row.push_bind(item.id)
-                                .push_bind(space)
-                                .push_bind(org)
-                                .push_bind(item.title.clone())
-                                .push_bind(item.description.clone())
-                                .push_bind(item.status.as_str())
-                                .push_bind(item.priority.as_str())
-                                .push_bind(item.product_id)
-                                .push_bind(item.assignee_id)
-                                .push_bind(item.reporter_id)
-                                .push_bind(micros_or(item.created_at, now))
-                                .push_bind(micros_or(item.updated_at, now));
-                        });
-                        push_update(
-                            &mut qb,
-                            "issues",
-                            &["title", "description", "status", "priority", "product_id", "assignee_id",
-                              "reporter_id", "updated_at"],
-                        );
-                        qb
-                    })
-                    .await
-                }
-
-                async fn upsert_quality_checks(&self, actor: &Actor, space: Uuid, items: &[QualityCheckInput]) -> Result<u64> {
-                    let now = now_micros();
-                    let ids = items.iter().map(|i| i.id).collect();
-                    upsert_batch(self, actor, ContentKind::QualityCheck, space, ids, |org| {
-                        let mut qb = QueryBuilder::<$db>::new(
-                            "INSERT INTO quality_checks (id, space_id, organization_id, name, check_type, severity, \
-                             product_ids, last_status, last_run_at, is_archived, created_at) ",
-                        );
-                        qb.push_values(items, |mut row, item| {
-                            let product_ids: Vec<String> = item.product_ids.iter().map(Uuid::to_string).collect();
-                            row.push_bind(item.id)
-                                .push_bind(space)
-                                .push_bind(org)
-                                .push_bind(item.name.clone())
-                                .push_bind(item.check_type.clone())
-                                .push_bind(item.severity.as_str())
-                                .push_bind(serde_json::to_string(&product_ids).unwrap_or_else(|_| "[]".into()))
-                                .push_bind(item.last_status.map(|s| s.as_str()))
-                                .push_bind(item.last_run_at)
-                                .push_bind(item.is_archived)
-                                .push_bind(micros_or(item.created_at, now));
-                        });
-                        push_update(
-                            &mut qb,
-                            "quality_checks",
-                            &["name", "check_type", "severity", "product_ids", "last_status", "last_run_at",
-                              "is_archived"],
-                        );
-                        qb
-                    })
-                    .await
-                }
-
-                async fn delete_content(&self, actor: &Actor, kind: ContentKind, space: Uuid, id: Uuid) -> Result<()> {
-                    let action = kind.delete_action();
-                    let target = |s: Uuid| targets::content(s, kind.collection(), Some(id));
-                    let (mut tx, _, access) =
-                        space_guard(self.writer(), actor, space, SpaceAction::WriteContent, action, target).await?;
-                    let done = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DELETE FROM {} WHERE id = $1 AND space_id = $2",
-                        kind.table()
-                    )))
-                    .bind(id)
-                    .bind(space)
-                    .execute(&mut *tx)
-                    .await?;
-                    if done.rows_affected() == 0 {
-                        return Err(Error::not_found(
-                            kind.not_found_reason(),
-                            format!("{} {id} not found in this space", kind.noun()),
-                        )
-                        .with("id", id.to_string()));
-                    }
-                    refresh_stats(&mut tx, space).await?;
-                    let draft = Draft::success(actor, action, target(space)).with("space_id", space.to_string());
-                    append(&mut tx, access.space.organization_id.unwrap_or(audit::SYSTEM_CHAIN), draft).await?;
-                    tx.commit().await?;
-                    Ok(())
-                }
-
-                async fn list_products(
-                    &self,
-                    scope: &Scope,
-                    filter: &ProductFilter,
-                    page: PageRequest,
-                ) -> Result<Page<Product>> {
-                    list_of(
-                        self,
-                        &PRODUCTS,
-                        page,
-                        scope,
-                        |qb| {
-                            if !filter.include_archived {
-                                qb.push(" AND c.is_archived = ");
-                                qb.push_bind(false);
-                            }
-                            if let Some(term) = &filter.search {
-                                <$store>::push_search(qb, "c", "products_fts", ["name", "description"], term);
-                            }
-                        },
-                        filter.search.is_none().then(|| {
-                            if filter.include_archived {
-                                "st.products_active + st.products_archived".to_owned()
-                            } else {
-                                "st.products_active".to_owned()
-                            }
-                        }),
-                    )
-                    .await
-                }
-
-                async fn list_contracts(
-                    &self,
-                    scope: &Scope,
-                    filter: &ContractFilter,
-                    page: PageRequest,
-                ) -> Result<Page<Contract>> {
-                    list_of(
-                        self,
-                        &CONTRACTS,
-                        page,
-                        scope,
-                        |qb| {
-                            push_in(qb, "c.status", &filter.statuses);
-                            if let Some(term) = &filter.search {
-                                <$store>::push_search(qb, "c", "contracts_fts", ["name", "description"], term);
-                            }
-                        },
-                        filter
-                            .search
-                            .is_none()
-                            .then(|| status_counters("contracts_", ContractStatus::ALL, &filter.statuses)),
-                    )
-                    .await
-                }
-
-                async fn list_issues(&self, scope: &Scope, filter: &IssueFilter, page: PageRequest) -> Result<Page<Issue>> {
-                    list_of(
-                        self,
-                        &ISSUES,
-                        page,
-                        scope,
-                        |qb| {
-                            push_in(qb, "c.status", &filter.statuses);
-                            push_in(qb, "c.priority", &filter.priorities);
-                            if let Some(assignee) = filter.assignee {
-                                qb.push(" AND c.assignee_id = ");
-                                qb.push_bind(assignee);
-                            }
-                        },
-                        (filter.priorities.is_empty() && filter.assignee.is_none())
-                            .then(|| status_counters("issues_status_", IssueStatus::ALL, &filter.statuses)),
-                    )
-                    .await
-                }
-
-                async fn list_quality_checks(
-                    &self,
-                    scope: &Scope,
-                    filter: &QualityCheckFilter,
-                    page: PageRequest,
-                ) -> Result<Page<QualityCheck>> {
-                    list_of(
-                        self,
-                        &CHECKS,
-                        page,
-                        scope,
-                        |qb| {
-                            if !filter.include_archived {
-                                qb.push(" AND c.is_archived = ");
-                                qb.push_bind(false);
-                            }
-                            push_in(qb, "c.last_status", &filter.statuses);
-                        },
-                        filter.statuses.is_empty().then(|| {
-                            if filter.include_archived {
-                                "st.checks_active + st.checks_archived".to_owned()
-                            } else {
-                                "st.checks_active".to_owned()
-                            }
-                        }),
-                    )
-                    .await
-                }
-
-                async fn explain(&self, scope: &Scope, search: &str) -> Result<Vec<(String, String)>> {
-                    explain_all(self, scope, search).await
-                }
-
-                async fn stats(&self, scope: &Scope) -> Result<Stats> {
-                    let mut qb = QueryBuilder::<$db>::new(
-                        "SELECT count(*) AS spaces, \
-                         CAST(COALESCE(SUM(st.products_active), 0) AS BIGINT) AS products, \
-                         CAST(COALESCE(SUM(st.issues_status_open + st.issues_status_in_progress), 0) AS BIGINT) \
-                           AS issues, \
-                         CAST(COALESCE(SUM(st.checks_ran), 0) AS BIGINT) AS ran, \
-                         CAST(COALESCE(SUM(st.checks_passed), 0) AS BIGINT) AS passed \
-                         FROM spaces s LEFT JOIN space_stats st ON st.space_id = s.id WHERE",
-                    );
-                    push_visible_spaces(&mut qb, scope);
-                    let row = qb.build().fetch_one(self.reader()).await?;
-                    let ran: i64 = row.try_get("ran")?;
-                    let passed: i64 = row.try_get("passed")?;
-
-                    let mut active = QueryBuilder::<$db>::new("SELECT count(*) FROM contracts c");
-                    push_scope(&mut active, scope, &visible(self, scope).await?);
-                    active.push(" AND c.status = 'active' AND (c.expires_at IS NULL OR c.expires_at > ");
-                    active.push_bind(now_micros());
-                    active.push(")");
-                    let active_contracts: i64 = active.build_query_scalar().fetch_one(self.reader()).await?;
-                    let total_users: i64 =
-                        sqlx::query_scalar("SELECT count(*) FROM memberships WHERE organization_id = $1")
-                            .bind(scope.org)
-                            .fetch_one(self.reader())
-                            .await?;
-                    Ok(Stats {
-                        total_spaces: row.try_get("spaces")?,
-                        total_products: row.try_get("products")?,
-                        total_users,
-                        quality_score: (ran > 0).then(|| passed as f64 / ran as f64),
-                        open_issues: row.try_get("issues")?,
-                        active_contracts,
-                    })
-                }
-            }
-        }
-    };
+/// Counts and pages one aggregated list: `filters` appends the
+/// kind's conditions after the scope; the page of ids is taken
+/// over the covering index, then joined for the full rows.
+/// How one kind of content is listed.
+struct Listing<T, R> {
+    table: &'static str,
+    columns: &'static str,
+    decode: fn(&R) -> std::result::Result<T, sqlx::Error>,
+    cursor: fn(&T) -> crate::domain::page::Cursor,
 }
 
-pub(crate) use impl_content_store;
+impl<DB> SqlStore<DB>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'q> Uuid: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> i32: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> f64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> bool: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<Uuid>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<String>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i32>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<f64>: Encode<'q, DB> + Type<DB>,
+    for<'a> &'a str: ColumnIndex<DB::Row>,
+    usize: ColumnIndex<DB::Row>,
+{
+    const PRODUCTS: Listing<Product, DB::Row> = Listing {
+        table: "products",
+        columns: PRODUCT_COLUMNS,
+        decode: Self::product_from,
+        cursor: Product::cursor,
+    };
+
+    const CONTRACTS: Listing<Contract, DB::Row> = Listing {
+        table: "contracts",
+        columns: CONTRACT_COLUMNS,
+        decode: Self::contract_from,
+        cursor: Contract::cursor,
+    };
+
+    const ISSUES: Listing<Issue, DB::Row> = Listing {
+        table: "issues",
+        columns: ISSUE_COLUMNS,
+        decode: Self::issue_from,
+        cursor: Issue::cursor,
+    };
+
+    const CHECKS: Listing<QualityCheck, DB::Row> = Listing {
+        table: "quality_checks",
+        columns: CHECK_COLUMNS,
+        decode: Self::check_from,
+        cursor: QualityCheck::cursor,
+    };
+
+    fn space_of(row: &DB::Row) -> std::result::Result<SpaceRef, sqlx::Error> {
+        Ok(SpaceRef {
+            id: row.try_get("space_id")?,
+            name: row.try_get("space_name")?,
+            slug: row.try_get("space_slug")?,
+        })
+    }
+
+    fn json_list<T: serde::de::DeserializeOwned>(raw: &str) -> std::result::Result<Vec<T>, sqlx::Error> {
+        serde_json::from_str(raw).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+    }
+
+    fn product_from(row: &DB::Row) -> std::result::Result<Product, sqlx::Error> {
+        let tags: String = row.try_get("tags")?;
+        Ok(Product {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            slug: row.try_get("slug")?,
+            description: row.try_get("description")?,
+            product_type: row.try_get("product_type")?,
+            provider: row.try_get("provider")?,
+            tags: Self::json_list(&tags)?,
+            quality_score: row.try_get("quality_score")?,
+            is_archived: row.try_get("is_archived")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+            space: Self::space_of(row)?,
+        })
+    }
+
+    fn contract_from(row: &DB::Row) -> std::result::Result<Contract, sqlx::Error> {
+        Ok(Contract {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            description: row.try_get("description")?,
+            status: row.try_get("status")?,
+            producer_id: row.try_get("producer_id")?,
+            producer_name: row.try_get("producer_name")?,
+            consumer_id: row.try_get("consumer_id")?,
+            consumer_name: row.try_get("consumer_name")?,
+            freshness_hours: row.try_get("freshness_hours")?,
+            availability_percent: row.try_get("availability_percent")?,
+            quality_score_min: row.try_get("quality_score_min")?,
+            response_time_hours: row.try_get("response_time_hours")?,
+            created_at: row.try_get("created_at")?,
+            expires_at: row.try_get("expires_at")?,
+            space: Self::space_of(row)?,
+        })
+    }
+
+    fn issue_from(row: &DB::Row) -> std::result::Result<Issue, sqlx::Error> {
+        Ok(Issue {
+            id: row.try_get("id")?,
+            title: row.try_get("title")?,
+            description: row.try_get("description")?,
+            status: row.try_get("status")?,
+            priority: row.try_get("priority")?,
+            product_id: row.try_get("product_id")?,
+            assignee_id: row.try_get("assignee_id")?,
+            reporter_id: row.try_get("reporter_id")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+            space: Self::space_of(row)?,
+        })
+    }
+
+    fn check_from(row: &DB::Row) -> std::result::Result<QualityCheck, sqlx::Error> {
+        let ids: String = row.try_get("product_ids")?;
+        Ok(QualityCheck {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            check_type: row.try_get("check_type")?,
+            severity: row.try_get("severity")?,
+            product_ids: Self::json_list(&ids)?,
+            last_status: row.try_get("last_status")?,
+            last_run_at: row.try_get("last_run_at")?,
+            is_archived: row.try_get("is_archived")?,
+            created_at: row.try_get("created_at")?,
+            space: Self::space_of(row)?,
+        })
+    }
+
+    /// Recomputes the space's counters from its indexes.
+    async fn refresh_stats(tx: &mut Tx<DB>, space: Uuid) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO space_stats (space_id, products_active, products_archived, \
+               contracts_draft, contracts_active, contracts_expired, contracts_deprecated, \
+               issues_status_open, issues_status_in_progress, issues_status_resolved, issues_status_wont_fix, \
+               checks_active, checks_archived, checks_ran, checks_passed) \
+             SELECT $1, \
+               (SELECT count(*) FROM products WHERE space_id = $1 AND is_archived = $2), \
+               (SELECT count(*) FROM products WHERE space_id = $1 AND is_archived = $3), \
+               (SELECT count(*) FROM contracts WHERE space_id = $1 AND status = 'draft'), \
+               (SELECT count(*) FROM contracts WHERE space_id = $1 AND status = 'active'), \
+               (SELECT count(*) FROM contracts WHERE space_id = $1 AND status = 'expired'), \
+               (SELECT count(*) FROM contracts WHERE space_id = $1 AND status = 'deprecated'), \
+               (SELECT count(*) FROM issues WHERE space_id = $1 AND status = 'open'), \
+               (SELECT count(*) FROM issues WHERE space_id = $1 AND status = 'in_progress'), \
+               (SELECT count(*) FROM issues WHERE space_id = $1 AND status = 'resolved'), \
+               (SELECT count(*) FROM issues WHERE space_id = $1 AND status = 'wont_fix'), \
+               (SELECT count(*) FROM quality_checks WHERE space_id = $1 AND is_archived = $2), \
+               (SELECT count(*) FROM quality_checks WHERE space_id = $1 AND is_archived = $3), \
+               (SELECT count(*) FROM quality_checks WHERE space_id = $1 AND is_archived = $2 \
+                  AND last_status IS NOT NULL), \
+               (SELECT count(*) FROM quality_checks WHERE space_id = $1 AND is_archived = $2 \
+                  AND last_status = 'pass') \
+             ON CONFLICT (space_id) DO UPDATE SET products_active = excluded.products_active, \
+               products_archived = excluded.products_archived, contracts_draft = excluded.contracts_draft, \
+               contracts_active = excluded.contracts_active, contracts_expired = excluded.contracts_expired, \
+               contracts_deprecated = excluded.contracts_deprecated, \
+               issues_status_open = excluded.issues_status_open, \
+               issues_status_in_progress = excluded.issues_status_in_progress, \
+               issues_status_resolved = excluded.issues_status_resolved, \
+               issues_status_wont_fix = excluded.issues_status_wont_fix, \
+               checks_active = excluded.checks_active, checks_archived = excluded.checks_archived, \
+               checks_ran = excluded.checks_ran, checks_passed = excluded.checks_passed",
+        )
+        .bind(space)
+        .bind(false)
+        .bind(true)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// The spaces of the scope's organization the caller may see
+    /// (alias `s`), narrowed to the scope's space if any.
+    fn push_visible_spaces(qb: &mut QueryBuilder<DB>, scope: &Scope) {
+        qb.push(" s.organization_id = ");
+        qb.push_bind(scope.org);
+        if let Some(user) = scope.member {
+            qb.push(
+                " AND (s.visibility = 'organization' OR s.id IN \
+                 (SELECT space_id FROM space_members WHERE user_id = ",
+            );
+            qb.push_bind(user);
+            qb.push("))");
+        }
+        if let Some(space) = scope.space {
+            qb.push(" AND s.id = ");
+            qb.push_bind(space);
+        }
+    }
+
+    /// A list total from the per-space counters: `expr` sums
+    /// `space_stats` columns (alias `st`) over the visible spaces.
+    async fn counted_total(store: &Self, scope: &Scope, expr: &str) -> Result<i64> {
+        let mut qb = QueryBuilder::<DB>::new(format!(
+            "SELECT CAST(COALESCE(SUM({expr}), 0) AS BIGINT) FROM spaces s \
+             JOIN space_stats st ON st.space_id = s.id WHERE"
+        ));
+        Self::push_visible_spaces(&mut qb, scope);
+        Ok(qb.build_query_scalar().fetch_one(store.reader()).await?)
+    }
+
+    /// The counter columns of the given statuses (all when none).
+    fn status_counters<T: ToString>(prefix: &str, all: &[T], chosen: &[T]) -> String {
+        let pick = if chosen.is_empty() { all } else { chosen };
+        pick.iter()
+            .map(|s| format!("st.{prefix}{}", s.to_string()))
+            .collect::<Vec<_>>()
+            .join(" + ")
+    }
+
+    /// Refuses ids that already belong to another space.
+    async fn check_foreign_ids(tx: &mut Tx<DB>, kind: ContentKind, space: Uuid, ids: &[Uuid]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut qb = QueryBuilder::<DB>::new(format!("SELECT id FROM {} WHERE space_id <> ", kind.table()));
+        qb.push_bind(space);
+        qb.push(" AND id IN (");
+        let mut list = qb.separated(", ");
+        for id in ids {
+            list.push_bind(*id);
+        }
+        qb.push(")");
+        let taken: Option<Uuid> = qb.build_query_scalar().fetch_optional(&mut **tx).await?;
+        if let Some(id) = taken {
+            let index = ids.iter().position(|i| *i == id).unwrap_or_default();
+            return Err(Error::failed_precondition(
+                "ID_IN_OTHER_SPACE",
+                format!("items[{index}]: {} {id} belongs to another space", kind.noun()),
+            )
+            .with("field", format!("items[{index}].id"))
+            .with("value", id.to_string()));
+        }
+        Ok(())
+    }
+
+    /// `SET a = excluded.a, ... WHERE <row differs>`, for an upsert that
+    /// leaves identical rows untouched.
+    fn push_update(qb: &mut QueryBuilder<DB>, table: &str, columns: &[&str]) {
+        qb.push(" ON CONFLICT (id) DO UPDATE SET ");
+        let sets: Vec<String> = columns.iter().map(|c| format!("{c} = excluded.{c}")).collect();
+        qb.push(sets.join(", "));
+        qb.push(format!(" WHERE {table}.space_id = excluded.space_id AND ("));
+        let compared: Vec<String> = columns
+            .iter()
+            .filter(|c| **c != "updated_at")
+            .map(|c| format!("{table}.{c} {} excluded.{c}", DB::DISTINCT))
+            .collect();
+        qb.push(compared.join(" OR "));
+        qb.push(")");
+    }
+
+    fn unique_name(e: &sqlx::Error, kind: ContentKind) -> Option<Error> {
+        is_unique_violation(e).then(|| {
+            Error::already_exists(
+                "NAME_TAKEN",
+                format!(
+                    "another {} of this space already has one of these names",
+                    kind.noun()
+                ),
+            )
+            .with("field", "items[].name")
+        })
+    }
+
+    /// The organization and visibility conditions every aggregated
+    /// list and count starts from (content alias `c`).
+    /// The ids of the spaces the caller may see, fetched first where the
+    /// backend filters index entries best by an id list
+    /// (PostgreSQL); `None` where a subquery serves as well (SQLite).
+    async fn visible(store: &Self, scope: &Scope) -> Result<Option<Vec<Uuid>>> {
+        if !DB::SPACE_ID_LISTS {
+            return Ok(None);
+        }
+        let mut qb = QueryBuilder::<DB>::new("SELECT s.id FROM spaces s WHERE");
+        Self::push_visible_spaces(&mut qb, scope);
+        Ok(Some(qb.build_query_scalar().fetch_all(store.reader()).await?))
+    }
+
+    fn push_scope(qb: &mut QueryBuilder<DB>, scope: &Scope, visible: &Option<Vec<Uuid>>) {
+        qb.push(" WHERE c.organization_id = ");
+        qb.push_bind(scope.org);
+        match visible {
+            Some(ids) => DB::push_space_in(qb, "c.space_id", ids),
+            None => {
+                // The organization's index serves the order; SQLite's
+                // planner, once it has statistics, would rather take the
+                // per-space index and sort, which `+` (no index on this
+                // term) prevents.
+                qb.push(format!(
+                    " AND {}c.space_id IN (SELECT s.id FROM spaces s WHERE",
+                    DB::NOT_INDEXED
+                ));
+                Self::push_visible_spaces(qb, scope);
+                qb.push(")");
+            }
+        }
+        if let Some(space) = scope.space {
+            qb.push(" AND c.space_id = ");
+            qb.push_bind(space);
+        }
+    }
+
+    fn push_in<T: ToString>(qb: &mut QueryBuilder<DB>, column: &str, values: &[T]) {
+        if values.is_empty() {
+            return;
+        }
+        qb.push(format!(" AND {column} IN ("));
+        let mut list = qb.separated(", ");
+        for v in values {
+            list.push_bind(v.to_string());
+        }
+        qb.push(")");
+    }
+
+    /// The count and the page query of one aggregated list, each
+    /// starting with `prefix` (empty, or EXPLAIN for the plans).
+    fn list_queries<T>(
+        prefix: &str,
+        listing: &Listing<T, DB::Row>,
+        page: &PageRequest,
+        scope: &Scope,
+        visible: &Option<Vec<Uuid>>,
+        filters: &dyn Fn(&mut QueryBuilder<DB>),
+    ) -> (QueryBuilder<DB>, QueryBuilder<DB>) {
+        let (table, columns) = (listing.table, listing.columns);
+        let mut count = QueryBuilder::<DB>::new(format!("{prefix}SELECT count(*) FROM {table} c"));
+        Self::push_scope(&mut count, scope, visible);
+        filters(&mut count);
+        // The page of ids comes from the covering index; only those
+        // rows are read in full.
+        let mut rows = QueryBuilder::<DB>::new(format!(
+            "{prefix}SELECT {columns}, p.space_id, s.name AS space_name, s.slug AS space_slug \
+             FROM {table} p JOIN spaces s ON s.id = p.space_id WHERE p.id IN (SELECT c.id FROM {table} c"
+        ));
+        Self::push_scope(&mut rows, scope, visible);
+        filters(&mut rows);
+        Self::push_page(&mut rows, "c.created_at", "c.id", page);
+        rows.push(") ORDER BY p.created_at DESC, p.id DESC");
+        (count, rows)
+    }
+
+    /// Counts and pages one aggregated list: `filters` appends the
+    /// kind's conditions after the scope.
+    /// `counters`, when the filters allow, is the `space_stats` sum
+    /// that gives the total without counting index entries.
+    async fn list_of<T>(
+        store: &Self,
+        listing: &Listing<T, DB::Row>,
+        page: PageRequest,
+        scope: &Scope,
+        filters: impl Fn(&mut QueryBuilder<DB>),
+        counters: Option<String>,
+    ) -> Result<Page<T>> {
+        let visible = Self::visible(store, scope).await?;
+        let (mut count, mut rows) = Self::list_queries("", listing, &page, scope, &visible, &filters);
+        let total: i64 = match counters {
+            Some(expr) => Self::counted_total(store, scope, &expr).await?,
+            None => count.build_query_scalar().fetch_one(store.reader()).await?,
+        };
+        let rows = rows
+            .build()
+            .fetch_all(store.reader())
+            .await?
+            .iter()
+            .map(listing.decode)
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(Self::page_of(&page, rows, total, listing.cursor))
+    }
+
+    /// The plans of the main aggregation queries, for the docs.
+    async fn explain_all(store: &Self, scope: &Scope, search: &str) -> Result<Vec<(String, String)>> {
+        let deep = PageRequest::parse(Some(500), 20, "")?;
+        let first = PageRequest::parse(None, 20, "")?;
+        let no_filter = |_: &mut QueryBuilder<DB>| {};
+        let live = |qb: &mut QueryBuilder<DB>| {
+            qb.push(" AND c.is_archived = ");
+            qb.push_bind(false);
+        };
+        let searched = |qb: &mut QueryBuilder<DB>| {
+            qb.push(" AND c.is_archived = ");
+            qb.push_bind(false);
+            DB::push_search(qb, "c", "products_fts", ["name", "description"], search);
+        };
+        let open = |qb: &mut QueryBuilder<DB>| Self::push_in(qb, "c.status", &["open", "in_progress"]);
+        let mut plans = Vec::new();
+        let prefix = DB::EXPLAIN;
+        let visible = Self::visible(store, scope).await?;
+        let (c, r) = Self::list_queries(prefix, &Self::PRODUCTS, &first, scope, &visible, &live);
+        plans.push(("ListProducts: total".to_owned(), c));
+        plans.push(("ListProducts: page 1".to_owned(), r));
+        let (_, r) = Self::list_queries(prefix, &Self::PRODUCTS, &deep, scope, &visible, &live);
+        plans.push(("ListProducts: page 500".to_owned(), r));
+        let (c, r) = Self::list_queries(prefix, &Self::PRODUCTS, &first, scope, &visible, &searched);
+        plans.push((format!("ListProducts: search '{search}', total"), c));
+        plans.push((format!("ListProducts: search '{search}', page 1"), r));
+        let (_, r) = Self::list_queries(prefix, &Self::ISSUES, &deep, scope, &visible, &open);
+        plans.push(("ListIssues: status open,in_progress, page 500".to_owned(), r));
+        let (_, r) = Self::list_queries(prefix, &Self::CONTRACTS, &deep, scope, &visible, &no_filter);
+        plans.push(("ListContracts: page 500".to_owned(), r));
+        let mut out = Vec::new();
+        for (name, mut qb) in plans {
+            let lines = qb
+                .build()
+                .fetch_all(store.reader())
+                .await?
+                .iter()
+                .map(|row| row.try_get::<String, _>(DB::EXPLAIN_COLUMN))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            out.push((name, lines.join("\n")));
+        }
+        Ok(out)
+    }
+
+    /// One batch upsert, in one transaction: lock the space and check
+    /// the actor may write it, refuse ids of other spaces,
+    /// insert-or-replace with the statement `insert` builds (given the
+    /// space's organization), refresh the counters, record the event.
+    async fn upsert_batch(
+        store: &Self,
+        actor: &Actor,
+        kind: ContentKind,
+        space: Uuid,
+        ids: Vec<Uuid>,
+        insert: impl FnOnce(Option<Uuid>) -> QueryBuilder<DB>,
+    ) -> Result<u64> {
+        let action = kind.upsert_action();
+        let target = |s: Uuid| targets::content(s, kind.collection(), None);
+        let (mut tx, _, access) = store
+            .space_guard(actor, space, SpaceAction::WriteContent, action, target)
+            .await?;
+        let org = access.space.organization_id;
+        Self::check_foreign_ids(&mut tx, kind, space, &ids).await?;
+        if !ids.is_empty() {
+            let mut qb = insert(org);
+            if let Err(e) = qb.build().execute(&mut *tx).await {
+                return Err(Self::unique_name(&e, kind).unwrap_or_else(|| e.into()));
+            }
+        }
+        Self::refresh_stats(&mut tx, space).await?;
+        let draft = Draft::success(actor, action, target(space))
+            .with("space_id", space.to_string())
+            .with("count", ids.len().to_string())
+            .with("ids_sha256", audit::ids_digest(&ids));
+        store
+            .append(&mut tx, org.unwrap_or(audit::SYSTEM_CHAIN), draft)
+            .await?;
+        tx.commit().await?;
+        Ok(ids.len() as u64)
+    }
+
+    fn micros_or(value: Option<i64>, default: i64) -> i64 {
+        value.unwrap_or(default)
+    }
+}
+
+#[async_trait]
+impl<DB> ContentStore for SqlStore<DB>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'q> Uuid: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> i32: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> f64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> bool: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<Uuid>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<String>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i32>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<f64>: Encode<'q, DB> + Type<DB>,
+    for<'a> &'a str: ColumnIndex<DB::Row>,
+    usize: ColumnIndex<DB::Row>,
+{
+    async fn upsert_products(&self, actor: &Actor, space: Uuid, items: &[ProductInput]) -> Result<u64> {
+        let now = now_micros();
+        let ids = items.iter().map(|i| i.id).collect();
+        Self::upsert_batch(self, actor, ContentKind::Product, space, ids, |org| {
+            let mut qb = QueryBuilder::<DB>::new(
+                "INSERT INTO products (id, space_id, organization_id, name, slug, description, product_type, \
+                 provider, tags, quality_score, is_archived, created_at, updated_at) ",
+            );
+            qb.push_values(items, |mut row, item| {
+                row.push_bind(item.id)
+                    .push_bind(space)
+                    .push_bind(org)
+                    .push_bind(item.name.clone())
+                    .push_bind(item.slug.clone())
+                    .push_bind(item.description.clone())
+                    .push_bind(item.product_type.clone())
+                    .push_bind(item.provider.clone())
+                    .push_bind(serde_json::to_string(&item.tags).unwrap_or_else(|_| "[]".into()))
+                    .push_bind(item.quality_score)
+                    .push_bind(item.is_archived)
+                    .push_bind(Self::micros_or(item.created_at, now))
+                    .push_bind(Self::micros_or(item.updated_at, now));
+            });
+            Self::push_update(
+                &mut qb,
+                "products",
+                &[
+                    "name",
+                    "slug",
+                    "description",
+                    "product_type",
+                    "provider",
+                    "tags",
+                    "quality_score",
+                    "is_archived",
+                    "updated_at",
+                ],
+            );
+            qb
+        })
+        .await
+    }
+
+    async fn upsert_contracts(&self, actor: &Actor, space: Uuid, items: &[ContractInput]) -> Result<u64> {
+        let now = now_micros();
+        let ids = items.iter().map(|i| i.id).collect();
+        Self::upsert_batch(self, actor, ContentKind::Contract, space, ids, |org| {
+            let mut qb = QueryBuilder::<DB>::new(
+                "INSERT INTO contracts (id, space_id, organization_id, name, description, status, \
+                 producer_id, producer_name, consumer_id, consumer_name, freshness_hours, \
+                 availability_percent, quality_score_min, response_time_hours, created_at, expires_at) ",
+            );
+            qb.push_values(items, |mut row, item| {
+                row.push_bind(item.id)
+                    .push_bind(space)
+                    .push_bind(org)
+                    .push_bind(item.name.clone())
+                    .push_bind(item.description.clone())
+                    .push_bind(item.status.as_str())
+                    .push_bind(item.producer_id.clone())
+                    .push_bind(item.producer_name.clone())
+                    .push_bind(item.consumer_id.clone())
+                    .push_bind(item.consumer_name.clone())
+                    .push_bind(item.freshness_hours)
+                    .push_bind(item.availability_percent)
+                    .push_bind(item.quality_score_min)
+                    .push_bind(item.response_time_hours)
+                    .push_bind(Self::micros_or(item.created_at, now))
+                    .push_bind(item.expires_at);
+            });
+            Self::push_update(
+                &mut qb,
+                "contracts",
+                &[
+                    "name",
+                    "description",
+                    "status",
+                    "producer_id",
+                    "producer_name",
+                    "consumer_id",
+                    "consumer_name",
+                    "freshness_hours",
+                    "availability_percent",
+                    "quality_score_min",
+                    "response_time_hours",
+                    "expires_at",
+                ],
+            );
+            qb
+        })
+        .await
+    }
+
+    async fn upsert_issues(&self, actor: &Actor, space: Uuid, items: &[IssueInput]) -> Result<u64> {
+        let now = now_micros();
+        let ids = items.iter().map(|i| i.id).collect();
+        Self::upsert_batch(self, actor, ContentKind::Issue, space, ids, |org| {
+            let mut qb = QueryBuilder::<DB>::new(
+                "INSERT INTO issues (id, space_id, organization_id, title, description, status, priority, \
+                 product_id, assignee_id, reporter_id, created_at, updated_at) ",
+            );
+            qb.push_values(items, |mut row, item| {
+                row.push_bind(item.id)
+                    .push_bind(space)
+                    .push_bind(org)
+                    .push_bind(item.title.clone())
+                    .push_bind(item.description.clone())
+                    .push_bind(item.status.as_str())
+                    .push_bind(item.priority.as_str())
+                    .push_bind(item.product_id)
+                    .push_bind(item.assignee_id)
+                    .push_bind(item.reporter_id)
+                    .push_bind(Self::micros_or(item.created_at, now))
+                    .push_bind(Self::micros_or(item.updated_at, now));
+            });
+            Self::push_update(
+                &mut qb,
+                "issues",
+                &[
+                    "title",
+                    "description",
+                    "status",
+                    "priority",
+                    "product_id",
+                    "assignee_id",
+                    "reporter_id",
+                    "updated_at",
+                ],
+            );
+            qb
+        })
+        .await
+    }
+
+    async fn upsert_quality_checks(
+        &self,
+        actor: &Actor,
+        space: Uuid,
+        items: &[QualityCheckInput],
+    ) -> Result<u64> {
+        let now = now_micros();
+        let ids = items.iter().map(|i| i.id).collect();
+        Self::upsert_batch(self, actor, ContentKind::QualityCheck, space, ids, |org| {
+            let mut qb = QueryBuilder::<DB>::new(
+                "INSERT INTO quality_checks (id, space_id, organization_id, name, check_type, severity, \
+                 product_ids, last_status, last_run_at, is_archived, created_at) ",
+            );
+            qb.push_values(items, |mut row, item| {
+                let product_ids: Vec<String> = item.product_ids.iter().map(Uuid::to_string).collect();
+                row.push_bind(item.id)
+                    .push_bind(space)
+                    .push_bind(org)
+                    .push_bind(item.name.clone())
+                    .push_bind(item.check_type.clone())
+                    .push_bind(item.severity.as_str())
+                    .push_bind(serde_json::to_string(&product_ids).unwrap_or_else(|_| "[]".into()))
+                    .push_bind(item.last_status.map(|s| s.as_str()))
+                    .push_bind(item.last_run_at)
+                    .push_bind(item.is_archived)
+                    .push_bind(Self::micros_or(item.created_at, now));
+            });
+            Self::push_update(
+                &mut qb,
+                "quality_checks",
+                &[
+                    "name",
+                    "check_type",
+                    "severity",
+                    "product_ids",
+                    "last_status",
+                    "last_run_at",
+                    "is_archived",
+                ],
+            );
+            qb
+        })
+        .await
+    }
+
+    async fn delete_content(&self, actor: &Actor, kind: ContentKind, space: Uuid, id: Uuid) -> Result<()> {
+        let action = kind.delete_action();
+        let target = |s: Uuid| targets::content(s, kind.collection(), Some(id));
+        let (mut tx, _, access) = self
+            .space_guard(actor, space, SpaceAction::WriteContent, action, target)
+            .await?;
+        let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {} WHERE id = $1 AND space_id = $2",
+            kind.table()
+        )))
+        .bind(id)
+        .bind(space)
+        .execute(&mut *tx)
+        .await?;
+        if DB::rows_affected(&done) == 0 {
+            return Err(Error::not_found(
+                kind.not_found_reason(),
+                format!("{} {id} not found in this space", kind.noun()),
+            )
+            .with("id", id.to_string()));
+        }
+        Self::refresh_stats(&mut tx, space).await?;
+        let draft = Draft::success(actor, action, target(space)).with("space_id", space.to_string());
+        self.append(
+            &mut tx,
+            access.space.organization_id.unwrap_or(audit::SYSTEM_CHAIN),
+            draft,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_products(
+        &self,
+        scope: &Scope,
+        filter: &ProductFilter,
+        page: PageRequest,
+    ) -> Result<Page<Product>> {
+        Self::list_of(
+            self,
+            &Self::PRODUCTS,
+            page,
+            scope,
+            |qb| {
+                if !filter.include_archived {
+                    qb.push(" AND c.is_archived = ");
+                    qb.push_bind(false);
+                }
+                if let Some(term) = &filter.search {
+                    DB::push_search(qb, "c", "products_fts", ["name", "description"], term);
+                }
+            },
+            filter.search.is_none().then(|| {
+                if filter.include_archived {
+                    "st.products_active + st.products_archived".to_owned()
+                } else {
+                    "st.products_active".to_owned()
+                }
+            }),
+        )
+        .await
+    }
+
+    async fn list_contracts(
+        &self,
+        scope: &Scope,
+        filter: &ContractFilter,
+        page: PageRequest,
+    ) -> Result<Page<Contract>> {
+        Self::list_of(
+            self,
+            &Self::CONTRACTS,
+            page,
+            scope,
+            |qb| {
+                Self::push_in(qb, "c.status", &filter.statuses);
+                if let Some(term) = &filter.search {
+                    DB::push_search(qb, "c", "contracts_fts", ["name", "description"], term);
+                }
+            },
+            filter
+                .search
+                .is_none()
+                .then(|| Self::status_counters("contracts_", ContractStatus::ALL, &filter.statuses)),
+        )
+        .await
+    }
+
+    async fn list_issues(
+        &self,
+        scope: &Scope,
+        filter: &IssueFilter,
+        page: PageRequest,
+    ) -> Result<Page<Issue>> {
+        Self::list_of(
+            self,
+            &Self::ISSUES,
+            page,
+            scope,
+            |qb| {
+                Self::push_in(qb, "c.status", &filter.statuses);
+                Self::push_in(qb, "c.priority", &filter.priorities);
+                if let Some(assignee) = filter.assignee {
+                    qb.push(" AND c.assignee_id = ");
+                    qb.push_bind(assignee);
+                }
+            },
+            (filter.priorities.is_empty() && filter.assignee.is_none())
+                .then(|| Self::status_counters("issues_status_", IssueStatus::ALL, &filter.statuses)),
+        )
+        .await
+    }
+
+    async fn list_quality_checks(
+        &self,
+        scope: &Scope,
+        filter: &QualityCheckFilter,
+        page: PageRequest,
+    ) -> Result<Page<QualityCheck>> {
+        Self::list_of(
+            self,
+            &Self::CHECKS,
+            page,
+            scope,
+            |qb| {
+                if !filter.include_archived {
+                    qb.push(" AND c.is_archived = ");
+                    qb.push_bind(false);
+                }
+                Self::push_in(qb, "c.last_status", &filter.statuses);
+            },
+            filter.statuses.is_empty().then(|| {
+                if filter.include_archived {
+                    "st.checks_active + st.checks_archived".to_owned()
+                } else {
+                    "st.checks_active".to_owned()
+                }
+            }),
+        )
+        .await
+    }
+
+    async fn explain(&self, scope: &Scope, search: &str) -> Result<Vec<(String, String)>> {
+        Self::explain_all(self, scope, search).await
+    }
+
+    async fn stats(&self, scope: &Scope) -> Result<Stats> {
+        let mut qb = QueryBuilder::<DB>::new(
+            "SELECT count(*) AS spaces, \
+             CAST(COALESCE(SUM(st.products_active), 0) AS BIGINT) AS products, \
+             CAST(COALESCE(SUM(st.issues_status_open + st.issues_status_in_progress), 0) AS BIGINT) \
+               AS issues, \
+             CAST(COALESCE(SUM(st.checks_ran), 0) AS BIGINT) AS ran, \
+             CAST(COALESCE(SUM(st.checks_passed), 0) AS BIGINT) AS passed \
+             FROM spaces s LEFT JOIN space_stats st ON st.space_id = s.id WHERE",
+        );
+        Self::push_visible_spaces(&mut qb, scope);
+        let row = qb.build().fetch_one(self.reader()).await?;
+        let ran: i64 = row.try_get("ran")?;
+        let passed: i64 = row.try_get("passed")?;
+
+        let mut active = QueryBuilder::<DB>::new("SELECT count(*) FROM contracts c");
+        Self::push_scope(&mut active, scope, &Self::visible(self, scope).await?);
+        active.push(" AND c.status = 'active' AND (c.expires_at IS NULL OR c.expires_at > ");
+        active.push_bind(now_micros());
+        active.push(")");
+        let active_contracts: i64 = active.build_query_scalar().fetch_one(self.reader()).await?;
+        let total_users: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM memberships WHERE organization_id = $1")
+                .bind(scope.org)
+                .fetch_one(self.reader())
+                .await?;
+        Ok(Stats {
+            total_spaces: row.try_get("spaces")?,
+            total_products: row.try_get("products")?,
+            total_users,
+            quality_score: (ran > 0).then(|| passed as f64 / ran as f64),
+            open_issues: row.try_get("issues")?,
+            active_contracts,
+        })
+    }
+}

@@ -5,6 +5,7 @@
 //! least one admin per organization) are held by the schema itself.
 
 mod content_sql;
+mod dialect;
 mod postgres;
 mod sql;
 mod sqlite;
@@ -27,6 +28,7 @@ use crate::domain::page::PageRequest;
 use crate::domain::types::{Agent, Description, Email, Name, OrgRole, Slug, SpaceRole, Visibility};
 use crate::domain::{Error, Result};
 
+pub use dialect::{Dialect, SqlStore};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -312,11 +314,18 @@ pub mod targets {
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     pub max_connections: u32,
+    /// Whether changes append audit events: always in service. Only the
+    /// audit benchmark turns it off, to measure the same writes without the
+    /// trail.
+    pub audit_trail: bool,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self { max_connections: 16 }
+        Self {
+            max_connections: 16,
+            audit_trail: true,
+        }
     }
 }
 

@@ -1,38 +1,77 @@
-//! PostgreSQL: the production backend. One pool; membership changes lock the
-//! organization row so that concurrent changes of one organization serialize.
+//! PostgreSQL: the production backend. One pool; changes lock the rows they
+//! decide on (the organization, the space, the audit chain's head) so that
+//! concurrent changes of one organization serialize.
 
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Pool, Postgres, QueryBuilder};
+use uuid::Uuid;
 
 use super::StoreOptions;
+use super::dialect::{Dialect, SqlStore};
+use crate::domain::{Error, Result};
 
-pub struct PostgresStore {
-    pool: PgPool,
-}
+pub type PostgresStore = SqlStore<Postgres>;
 
-impl PostgresStore {
-    const NAME: &'static str = "postgres";
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+impl Dialect for Postgres {
+    const BACKEND: &'static str = "postgres";
     const LOCK: &'static str = " FOR UPDATE";
     const DISTINCT: &'static str = "IS DISTINCT FROM";
     const EXPLAIN: &'static str = "EXPLAIN (ANALYZE, BUFFERS) ";
+    const EXPLAIN_COLUMN: &'static str = "QUERY PLAN";
     const NOT_INDEXED: &'static str = "";
     /// Visible spaces go in as one array parameter, checked per index entry
     /// by hashing, so the newest-first index walk stays a walk.
     const SPACE_ID_LISTS: bool = true;
 
-    fn push_space_in(qb: &mut sqlx::QueryBuilder<sqlx::Postgres>, column: &str, ids: &[uuid::Uuid]) {
+    fn rows_affected(result: &sqlx::postgres::PgQueryResult) -> u64 {
+        result.rows_affected()
+    }
+
+    async fn migrate(pool: &Pool<Self>) -> Result<()> {
+        MIGRATOR
+            .run(pool)
+            .await
+            .map_err(|e| Error::internal("migrations", e))
+    }
+
+    fn push_space_in(qb: &mut QueryBuilder<Self>, column: &str, ids: &[Uuid]) {
         qb.push(format!(" AND {column} = ANY("));
         qb.push_bind(ids.to_vec());
         qb.push(")");
     }
-    const EXPLAIN_COLUMN: &'static str = "QUERY PLAN";
-    const MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
-    pub async fn connect(url: &str, options: &StoreOptions) -> crate::domain::Result<Self> {
+    /// ILIKE, which the pg_trgm GIN indexes serve for terms of 3+
+    /// characters.
+    fn push_search(qb: &mut QueryBuilder<Self>, alias: &str, _fts: &str, columns: [&str; 2], term: &str) {
+        let pattern = super::like_pattern(term);
+        let [first, second] = columns;
+        qb.push(format!(" AND ({alias}.{first} ILIKE "));
+        qb.push_bind(pattern.clone());
+        qb.push(format!(" ESCAPE '\\' OR {alias}.{second} ILIKE "));
+        qb.push_bind(pattern);
+        qb.push(" ESCAPE '\\')");
+    }
+
+    /// LIKE with the prefix escaped, which a `text_pattern_ops` index serves
+    /// whatever the collation.
+    fn push_prefix(qb: &mut QueryBuilder<Self>, column: &str, prefix: &str) {
+        let mut pattern = super::like_pattern(prefix);
+        pattern.remove(0);
+        qb.push(format!(" AND {column} LIKE "));
+        qb.push_bind(pattern);
+        qb.push(" ESCAPE '\\'");
+    }
+}
+
+impl SqlStore<Postgres> {
+    pub async fn connect(url: &str, options: &StoreOptions) -> Result<Self> {
         let connect = PgConnectOptions::from_str(url)
-            .map_err(|e| crate::domain::Error::internal("postgres url", e))?
+            .map_err(|e| Error::internal("postgres url", e))?
             .application_name("orgd")
             // Lists are built from optional filters and search patterns;
             // a plan made for the actual values beats a generic one that
@@ -44,46 +83,11 @@ impl PostgresStore {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(connect)
             .await
-            .map_err(|e| crate::domain::Error::unavailable(format!("connecting to postgres: {e}")))?;
-        Ok(Self { pool })
-    }
-
-    /// Substring search over two columns, ignoring case: ILIKE, which the
-    /// pg_trgm GIN indexes serve for terms of 3+ characters.
-    fn push_search(
-        qb: &mut sqlx::QueryBuilder<sqlx::Postgres>,
-        alias: &str,
-        _fts: &str,
-        columns: [&str; 2],
-        term: &str,
-    ) {
-        let pattern = super::like_pattern(term);
-        let [first, second] = columns;
-        qb.push(format!(" AND ({alias}.{first} ILIKE "));
-        qb.push_bind(pattern.clone());
-        qb.push(format!(" ESCAPE '\\' OR {alias}.{second} ILIKE "));
-        qb.push_bind(pattern);
-        qb.push(" ESCAPE '\\')");
-    }
-
-    /// `column` starts with `prefix`: LIKE with the prefix escaped, which
-    /// a `text_pattern_ops` index serves whatever the collation.
-    fn push_prefix(qb: &mut sqlx::QueryBuilder<sqlx::Postgres>, column: &str, prefix: &str) {
-        let mut pattern = super::like_pattern(prefix);
-        pattern.remove(0);
-        qb.push(format!(" AND {column} LIKE "));
-        qb.push_bind(pattern);
-        qb.push(" ESCAPE '\\'");
-    }
-
-    fn writer(&self) -> &PgPool {
-        &self.pool
-    }
-
-    fn reader(&self) -> &PgPool {
-        &self.pool
+            .map_err(|e| Error::unavailable(format!("connecting to postgres: {e}")))?;
+        Ok(Self {
+            writer: pool.clone(),
+            reader: pool,
+            audit_trail: options.audit_trail,
+        })
     }
 }
-
-super::sql::impl_store!(PostgresStore, sqlx::Postgres);
-super::content_sql::impl_content_store!(PostgresStore, sqlx::Postgres);

@@ -1,1393 +1,1623 @@
-//! The SQL shared by both backends. Both accept `$n` placeholders and the
-//! same schema shape, so one body of code is instantiated per backend by
-//! `impl_store!`. What differs is supplied by the backend type:
-//! `Self::push_search` (FTS5 / pg_trgm), `Self::LOCK` (row locks on PostgreSQL,
-//! nothing on SQLite, which runs one writer at a time), and the pools.
+//! The SQL shared by both backends, as ordinary generic Rust over a
+//! [`Dialect`]: both accept `$n` placeholders and the same schema shape, and
+//! what differs (row locks, text search, prefix matches, migrations) is
+//! declared by the dialect. The bounds below say which Rust types each
+//! backend binds and decodes; SQLite and PostgreSQL meet them.
+//!
+//! Every change runs in one transaction that reads the actor's rights from
+//! rows it locks (`org_guard`, `space_guard`), makes the change and appends
+//! its audit event (`append`), so a change never commits without its event
+//! and a revoked right cannot complete a change.
 
-macro_rules! impl_store {
-    ($store:ty, $db:ty) => {
-        use async_trait::async_trait;
-        use sqlx::{QueryBuilder, Row};
-        use uuid::Uuid;
+use async_trait::async_trait;
+use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, QueryBuilder, Row, Type};
+use uuid::Uuid;
 
-        use crate::domain::access::{check_org, check_space, Caller, OrgAction, SpaceAction};
-        use crate::domain::audit::{self, Actor, Draft, Event, EventFilter, Head};
-        use crate::domain::model::{
-            Member, OrgAccess, Organization, OrganizationDetails, OrganizationSummary, Page, Space, SpaceAccess,
-            SpaceRef, User,
-        };
-        use crate::domain::page::PageRequest;
-        use crate::domain::types::{Agent, AgentStatus, Email, OrgRole, SpaceRole, Visibility};
-        use crate::domain::{Error, Result};
-        use crate::store::{
-            is_unique_violation, last_admin, now_micros, targets, MemberFilter, NewOrganization, NewSpace,
-            OrganizationChanges, OrganizationFilter, SpaceChanges, SpaceFilter, StorageState, Store,
-        };
+use super::dialect::{Dialect, SqlStore};
+use crate::domain::access::{Caller, OrgAction, SpaceAction, check_org, check_space};
+use crate::domain::audit::{self, Actor, Draft, Event, EventFilter, Head};
+use crate::domain::model::{
+    Member, OrgAccess, Organization, OrganizationDetails, OrganizationSummary, Page, Space, SpaceAccess,
+    SpaceRef, User,
+};
+use crate::domain::page::PageRequest;
+use crate::domain::types::{Agent, AgentStatus, Email, OrgRole, SpaceRole, Visibility};
+use crate::domain::{Error, Result};
+use crate::store::{
+    MemberFilter, NewOrganization, NewSpace, OrganizationChanges, OrganizationFilter, SpaceChanges,
+    SpaceFilter, StorageState, Store, is_unique_violation, last_admin, now_micros, targets,
+};
 
-        type DbRow = <$db as sqlx::Database>::Row;
-        type Tx = sqlx::Transaction<'static, $db>;
+/// A transaction on `DB`.
+pub(super) type Tx<DB> = sqlx::Transaction<'static, DB>;
 
-        const ORG_COLUMNS: &str = "o.id, o.name, o.slug, o.description, o.created_at, o.updated_at";
-        const SPACE_COLUMNS: &str = "s.id, s.name, s.slug, s.description, s.visibility, s.repo, s.agent_id, \
-             s.agent_status, s.agent_autonomy, s.organization_id, s.created_at, s.updated_at";
-        const SPACE_RETURNING: &str = "id, name, slug, description, visibility, repo, agent_id, agent_status, \
-             agent_autonomy, organization_id, created_at, updated_at";
-        const MEMBER_SELECT: &str = "SELECT u.id AS user_id, u.email, u.display_name, m.role, m.created_at AS joined_at \
-             FROM memberships m JOIN users u ON u.id = m.user_id";
-        const SPACE_MEMBER_SELECT: &str = "SELECT u.id AS user_id, u.email, u.display_name, m.role, m.created_at AS joined_at \
-             FROM space_members m JOIN users u ON u.id = m.user_id";
+pub(super) const ORG_COLUMNS: &str = "o.id, o.name, o.slug, o.description, o.created_at, o.updated_at";
 
-        fn decode_err(what: &str, value: &str) -> sqlx::Error {
-            sqlx::Error::Decode(format!("unexpected {what} in database: {value}").into())
-        }
+pub(super) const SPACE_COLUMNS: &str = "s.id, s.name, s.slug, s.description, s.visibility, s.repo, s.agent_id, \
+     s.agent_status, s.agent_autonomy, s.organization_id, s.created_at, s.updated_at";
 
-        fn user_from(row: &DbRow) -> std::result::Result<User, sqlx::Error> {
-            Ok(User {
-                id: row.try_get("id")?,
-                email: row.try_get("email")?,
-                display_name: row.try_get("display_name")?,
-                is_superadmin: row.try_get("is_superadmin")?,
-                created_at: row.try_get("created_at")?,
-            })
-        }
+pub(super) const SPACE_RETURNING: &str = "id, name, slug, description, visibility, repo, agent_id, agent_status, \
+     agent_autonomy, organization_id, created_at, updated_at";
 
-        fn org_from(row: &DbRow) -> std::result::Result<Organization, sqlx::Error> {
-            Ok(Organization {
-                id: row.try_get("id")?,
-                name: row.try_get("name")?,
-                slug: row.try_get("slug")?,
-                description: row.try_get("description")?,
-                created_at: row.try_get("created_at")?,
-                updated_at: row.try_get("updated_at")?,
-            })
-        }
+pub(super) const MEMBER_SELECT: &str = "SELECT u.id AS user_id, u.email, u.display_name, m.role, m.created_at AS joined_at \
+     FROM memberships m JOIN users u ON u.id = m.user_id";
 
-        fn space_from(row: &DbRow) -> std::result::Result<Space, sqlx::Error> {
-            let visibility: String = row.try_get("visibility")?;
-            let agent_id: Option<String> = row.try_get("agent_id")?;
-            let agent = match agent_id {
-                None => None,
-                Some(agent_id) => {
-                    let status: String = row.try_get("agent_status")?;
-                    let autonomy_level: i32 = row.try_get("agent_autonomy")?;
-                    Some(Agent {
-                        agent_id,
-                        status: status.parse::<AgentStatus>().map_err(|_| decode_err("agent status", &status))?,
-                        autonomy_level,
-                    })
-                }
-            };
-            Ok(Space {
-                id: row.try_get("id")?,
-                name: row.try_get("name")?,
-                slug: row.try_get("slug")?,
-                description: row.try_get("description")?,
-                visibility: visibility.parse::<Visibility>().map_err(|_| decode_err("visibility", &visibility))?,
-                repo: row.try_get("repo")?,
-                agent,
-                organization_id: row.try_get("organization_id")?,
-                created_at: row.try_get("created_at")?,
-                updated_at: row.try_get("updated_at")?,
-            })
-        }
+pub(super) const SPACE_MEMBER_SELECT: &str = "SELECT u.id AS user_id, u.email, u.display_name, m.role, m.created_at AS joined_at \
+     FROM space_members m JOIN users u ON u.id = m.user_id";
 
-        fn member_from(row: &DbRow) -> std::result::Result<Member, sqlx::Error> {
-            Ok(Member {
-                user_id: row.try_get("user_id")?,
-                email: row.try_get("email")?,
-                display_name: row.try_get("display_name")?,
-                role: row.try_get("role")?,
-                joined_at: row.try_get("joined_at")?,
-            })
-        }
+pub(super) const EVENT_COLUMNS: &str =
+    "organization_id, seq, id, actor, action, result, target, metadata, created_at, prev_hash, hash";
 
-        fn org_role(raw: Option<String>) -> std::result::Result<Option<OrgRole>, sqlx::Error> {
-            raw.map(|r| r.parse::<OrgRole>().map_err(|_| decode_err("organization role", &r))).transpose()
-        }
+impl<DB> SqlStore<DB>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'q> Uuid: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> i32: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> f64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> bool: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<Uuid>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<String>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i32>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<f64>: Encode<'q, DB> + Type<DB>,
+    for<'a> &'a str: ColumnIndex<DB::Row>,
+    usize: ColumnIndex<DB::Row>,
+{
+    pub(super) fn decode_err(what: &str, value: &str) -> sqlx::Error {
+        sqlx::Error::Decode(format!("unexpected {what} in database: {value}").into())
+    }
 
-        fn space_role(raw: Option<String>) -> std::result::Result<Option<SpaceRole>, sqlx::Error> {
-            raw.map(|r| r.parse::<SpaceRole>().map_err(|_| decode_err("space role", &r))).transpose()
-        }
+    pub(super) fn user_from(row: &DB::Row) -> std::result::Result<User, sqlx::Error> {
+        Ok(User {
+            id: row.try_get("id")?,
+            email: row.try_get("email")?,
+            display_name: row.try_get("display_name")?,
+            is_superadmin: row.try_get("is_superadmin")?,
+            created_at: row.try_get("created_at")?,
+        })
+    }
 
-        fn org_slug_taken(slug: &str) -> Error {
-            Error::already_exists("ORG_ALREADY_EXISTS", format!("an organization with slug '{slug}' already exists"))
-                .with("slug", slug)
-        }
+    pub(super) fn org_from(row: &DB::Row) -> std::result::Result<Organization, sqlx::Error> {
+        Ok(Organization {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            slug: row.try_get("slug")?,
+            description: row.try_get("description")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
 
-        fn space_slug_taken(slug: &str) -> Error {
-            Error::already_exists("SPACE_ALREADY_EXISTS", format!("a space with slug '{slug}' already exists"))
-                .with("slug", slug)
-        }
-
-        fn space_not_found(id: Uuid) -> Error {
-            Error::not_found("SPACE_NOT_FOUND", format!("space {id} not found")).with("space_id", id.to_string())
-        }
-
-        fn member_not_found(user: Uuid) -> Error {
-            Error::not_found("MEMBER_NOT_FOUND", format!("user {user} is not a member")).with("user_id", user.to_string())
-        }
-
-        /// Appends the keyset condition and the order/limit of a newest-first
-        /// list over `created`/`id` columns.
-        fn push_page(qb: &mut QueryBuilder<$db>, created: &str, id: &str, page: &PageRequest) {
-            if let Some(after) = page.after {
-                qb.push(format!(" AND ({created}, {id}) < ("));
-                qb.push_bind(after.created_at);
-                qb.push(", ");
-                qb.push_bind(after.id);
-                qb.push(")");
+    pub(super) fn space_from(row: &DB::Row) -> std::result::Result<Space, sqlx::Error> {
+        let visibility: String = row.try_get("visibility")?;
+        let agent_id: Option<String> = row.try_get("agent_id")?;
+        let agent = match agent_id {
+            None => None,
+            Some(agent_id) => {
+                let status: String = row.try_get("agent_status")?;
+                let autonomy_level: i32 = row.try_get("agent_autonomy")?;
+                Some(Agent {
+                    agent_id,
+                    status: status
+                        .parse::<AgentStatus>()
+                        .map_err(|_| Self::decode_err("agent status", &status))?,
+                    autonomy_level,
+                })
             }
-            qb.push(format!(" ORDER BY {created} DESC, {id} DESC LIMIT "));
-            qb.push_bind(page.fetch());
-            qb.push(" OFFSET ");
-            qb.push_bind(page.offset());
-        }
+        };
+        Ok(Space {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            slug: row.try_get("slug")?,
+            description: row.try_get("description")?,
+            visibility: visibility
+                .parse::<Visibility>()
+                .map_err(|_| Self::decode_err("visibility", &visibility))?,
+            repo: row.try_get("repo")?,
+            agent,
+            organization_id: row.try_get("organization_id")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
 
-        fn page_of<T>(page: &PageRequest, rows: Vec<T>, total: i64, cursor: impl Fn(&T) -> crate::domain::page::Cursor) -> Page<T> {
-            let (items, next_page_token) = page.finish(rows, cursor);
-            Page { items, total, page: page.page, size: page.size, next_page_token }
-        }
+    pub(super) fn member_from(row: &DB::Row) -> std::result::Result<Member, sqlx::Error> {
+        Ok(Member {
+            user_id: row.try_get("user_id")?,
+            email: row.try_get("email")?,
+            display_name: row.try_get("display_name")?,
+            role: row.try_get("role")?,
+            joined_at: row.try_get("joined_at")?,
+        })
+    }
 
-        /// Finds or creates the user with this email inside a transaction.
-        async fn upsert_user(tx: &mut Tx, email: &Email) -> Result<Uuid> {
-            sqlx::query(
-                "INSERT INTO users (id, email, display_name, is_superadmin, created_at) \
-                 VALUES ($1, $2, '', $3, $4) ON CONFLICT (email) DO NOTHING",
-            )
-            .bind(Uuid::now_v7())
+    pub(super) fn org_role(raw: Option<String>) -> std::result::Result<Option<OrgRole>, sqlx::Error> {
+        raw.map(|r| {
+            r.parse::<OrgRole>()
+                .map_err(|_| Self::decode_err("organization role", &r))
+        })
+        .transpose()
+    }
+
+    pub(super) fn space_role(raw: Option<String>) -> std::result::Result<Option<SpaceRole>, sqlx::Error> {
+        raw.map(|r| {
+            r.parse::<SpaceRole>()
+                .map_err(|_| Self::decode_err("space role", &r))
+        })
+        .transpose()
+    }
+
+    pub(super) fn org_slug_taken(slug: &str) -> Error {
+        Error::already_exists(
+            "ORG_ALREADY_EXISTS",
+            format!("an organization with slug '{slug}' already exists"),
+        )
+        .with("slug", slug)
+    }
+
+    pub(super) fn space_slug_taken(slug: &str) -> Error {
+        Error::already_exists(
+            "SPACE_ALREADY_EXISTS",
+            format!("a space with slug '{slug}' already exists"),
+        )
+        .with("slug", slug)
+    }
+
+    pub(super) fn space_not_found(id: Uuid) -> Error {
+        Error::not_found("SPACE_NOT_FOUND", format!("space {id} not found")).with("space_id", id.to_string())
+    }
+
+    pub(super) fn member_not_found(user: Uuid) -> Error {
+        Error::not_found("MEMBER_NOT_FOUND", format!("user {user} is not a member"))
+            .with("user_id", user.to_string())
+    }
+
+    /// Appends the keyset condition and the order/limit of a newest-first
+    /// list over `created`/`id` columns.
+    pub(super) fn push_page(qb: &mut QueryBuilder<DB>, created: &str, id: &str, page: &PageRequest) {
+        if let Some(after) = page.after {
+            qb.push(format!(" AND ({created}, {id}) < ("));
+            qb.push_bind(after.created_at);
+            qb.push(", ");
+            qb.push_bind(after.id);
+            qb.push(")");
+        }
+        qb.push(format!(" ORDER BY {created} DESC, {id} DESC LIMIT "));
+        qb.push_bind(page.fetch());
+        qb.push(" OFFSET ");
+        qb.push_bind(page.offset());
+    }
+
+    pub(super) fn page_of<T>(
+        page: &PageRequest,
+        rows: Vec<T>,
+        total: i64,
+        cursor: impl Fn(&T) -> crate::domain::page::Cursor,
+    ) -> Page<T> {
+        let (items, next_page_token) = page.finish(rows, cursor);
+        Page {
+            items,
+            total,
+            page: page.page,
+            size: page.size,
+            next_page_token,
+        }
+    }
+
+    /// Finds or creates the user with this email inside a transaction.
+    pub(super) async fn upsert_user(tx: &mut Tx<DB>, email: &Email) -> Result<Uuid> {
+        sqlx::query(
+            "INSERT INTO users (id, email, display_name, is_superadmin, created_at) \
+             VALUES ($1, $2, '', $3, $4) ON CONFLICT (email) DO NOTHING",
+        )
+        .bind(Uuid::now_v7())
+        .bind(email.as_str().to_owned())
+        .bind(false)
+        .bind(now_micros())
+        .execute(&mut **tx)
+        .await?;
+        let id: Uuid = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
             .bind(email.as_str().to_owned())
-            .bind(false)
-            .bind(now_micros())
+            .fetch_one(&mut **tx)
+            .await?;
+        Ok(id)
+    }
+
+    pub(super) async fn org_member(tx: &mut Tx<DB>, org: Uuid, user: Uuid) -> Result<Member> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{MEMBER_SELECT} WHERE m.organization_id = $1 AND m.user_id = $2"
+        )))
+        .bind(org)
+        .bind(user)
+        .fetch_optional(&mut **tx)
+        .await?;
+        row.as_ref()
+            .map(Self::member_from)
+            .transpose()?
+            .ok_or_else(|| Self::member_not_found(user))
+    }
+
+    pub(super) async fn space_member(tx: &mut Tx<DB>, space: Uuid, user: Uuid) -> Result<Member> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{SPACE_MEMBER_SELECT} WHERE m.space_id = $1 AND m.user_id = $2"
+        )))
+        .bind(space)
+        .bind(user)
+        .fetch_optional(&mut **tx)
+        .await?;
+        row.as_ref()
+            .map(Self::member_from)
+            .transpose()?
+            .ok_or_else(|| Self::member_not_found(user))
+    }
+
+    /// Locks the organization row (PostgreSQL) so that membership changes
+    /// of one organization run one after another. Returns the user's
+    /// current role.
+    pub(super) async fn lock_membership(tx: &mut Tx<DB>, org: Uuid, user: Uuid) -> Result<Option<OrgRole>> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT id FROM organizations WHERE id = $1{}",
+            DB::LOCK
+        )))
+        .bind(org)
+        .fetch_optional(&mut **tx)
+        .await?;
+        let role: Option<String> =
+            sqlx::query_scalar("SELECT role FROM memberships WHERE organization_id = $1 AND user_id = $2")
+                .bind(org)
+                .bind(user)
+                .fetch_optional(&mut **tx)
+                .await?;
+        Ok(Self::org_role(role)?)
+    }
+
+    /// Keeps the organization carried by a space's content in step with
+    /// the space.
+    pub(super) async fn set_content_org(tx: &mut Tx<DB>, space: Uuid, org: Option<Uuid>) -> Result<()> {
+        for table in crate::store::CONTENT_TABLES {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE {table} SET organization_id = $1 WHERE space_id = $2"
+            )))
+            .bind(org)
+            .bind(space)
             .execute(&mut **tx)
             .await?;
-            let id: Uuid = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
-                .bind(email.as_str().to_owned())
-                .fetch_one(&mut **tx)
-                .await?;
-            Ok(id)
         }
+        Ok(())
+    }
 
-        async fn org_member(tx: &mut Tx, org: Uuid, user: Uuid) -> Result<Member> {
-            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "{MEMBER_SELECT} WHERE m.organization_id = $1 AND m.user_id = $2"
-            )))
-            .bind(org)
-            .bind(user)
+    pub(super) async fn admin_count(tx: &mut Tx<DB>, org: Uuid) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT count(*) FROM memberships WHERE organization_id = $1 AND role = 'admin'",
+        )
+        .bind(org)
+        .fetch_one(&mut **tx)
+        .await?)
+    }
+
+    pub(super) fn event_from(row: &DB::Row) -> std::result::Result<Event, sqlx::Error> {
+        let metadata: String = row.try_get("metadata")?;
+        Ok(Event {
+            organization_id: row.try_get("organization_id")?,
+            seq: row.try_get("seq")?,
+            id: row.try_get("id")?,
+            actor: row.try_get("actor")?,
+            action: row.try_get("action")?,
+            result: row.try_get("result")?,
+            target: row.try_get("target")?,
+            metadata: Event::parse_metadata(&metadata).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+            created_at: row.try_get("created_at")?,
+            prev_hash: row.try_get("prev_hash")?,
+            hash: row.try_get("hash")?,
+        })
+    }
+
+    /// The actor as this transaction sees them: the superadmin flag is
+    /// read here, not trusted from the request.
+    pub(super) async fn caller_in(tx: &mut Tx<DB>, actor: &Actor) -> Result<Caller> {
+        if actor.is_system() {
+            return Ok(Caller {
+                user_id: actor.user_id,
+                email: String::new(),
+                is_superadmin: true,
+            });
+        }
+        let row = sqlx::query("SELECT id, email, is_superadmin FROM users WHERE id = $1")
+            .bind(actor.user_id)
             .fetch_optional(&mut **tx)
-            .await?;
-            row.as_ref().map(member_from).transpose()?.ok_or_else(|| member_not_found(user))
-        }
+            .await?
+            .ok_or_else(|| Error::unauthenticated("the caller's account no longer exists"))?;
+        Ok(Caller {
+            user_id: row.try_get("id")?,
+            email: row.try_get("email")?,
+            is_superadmin: row.try_get("is_superadmin")?,
+        })
+    }
 
-        async fn space_member(tx: &mut Tx, space: Uuid, user: Uuid) -> Result<Member> {
-            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "{SPACE_MEMBER_SELECT} WHERE m.space_id = $1 AND m.user_id = $2"
-            )))
-            .bind(space)
-            .bind(user)
-            .fetch_optional(&mut **tx)
-            .await?;
-            row.as_ref().map(member_from).transpose()?.ok_or_else(|| member_not_found(user))
-        }
-
-        /// Locks the organization row (PostgreSQL) so that membership changes
-        /// of one organization run one after another. Returns the user's
-        /// current role.
-        async fn lock_membership(tx: &mut Tx, org: Uuid, user: Uuid) -> Result<Option<OrgRole>> {
-            sqlx::query(sqlx::AssertSqlSafe(format!("SELECT id FROM organizations WHERE id = $1{}", <$store>::LOCK)))
-                .bind(org)
+    /// Locks the organization with this slug (a row lock on PostgreSQL;
+    /// SQLite runs one writer) and reads the user's role in it, both in
+    /// the transaction that will make the change.
+    pub(super) async fn lock_org(tx: &mut Tx<DB>, slug: &str, user: Uuid) -> Result<OrgAccess> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT id, name, slug, description, created_at, updated_at FROM organizations \
+             WHERE slug = $1{}",
+            DB::LOCK
+        )))
+        .bind(slug.to_owned())
+        .fetch_optional(&mut **tx)
+        .await?;
+        let org = row
+            .as_ref()
+            .map(Self::org_from)
+            .transpose()?
+            .ok_or_else(|| Error::org_not_found(slug))?;
+        let role: Option<String> =
+            sqlx::query_scalar("SELECT role FROM memberships WHERE organization_id = $1 AND user_id = $2")
+                .bind(org.id)
+                .bind(user)
                 .fetch_optional(&mut **tx)
                 .await?;
-            let role: Option<String> =
-                sqlx::query_scalar("SELECT role FROM memberships WHERE organization_id = $1 AND user_id = $2")
-                    .bind(org)
-                    .bind(user)
-                    .fetch_optional(&mut **tx)
-                    .await?;
-            Ok(org_role(role)?)
+        Ok(OrgAccess {
+            org,
+            role: Self::org_role(role)?,
+        })
+    }
+
+    /// Locks the space (PostgreSQL) and reads what the user holds in it
+    /// and in its organization, in the transaction of the change.
+    pub(super) async fn lock_space_access(tx: &mut Tx<DB>, space: Uuid, user: Uuid) -> Result<SpaceAccess> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SPACE_RETURNING} FROM spaces WHERE id = $1{}",
+            DB::LOCK
+        )))
+        .bind(space)
+        .fetch_optional(&mut **tx)
+        .await?;
+        let space = row
+            .as_ref()
+            .map(Self::space_from)
+            .transpose()?
+            .ok_or_else(|| Self::space_not_found(space))?;
+        let roles = sqlx::query(
+            "SELECT (SELECT role FROM space_members WHERE space_id = $1 AND user_id = $2) AS space_role, \
+             (SELECT role FROM memberships WHERE organization_id = $3 AND user_id = $2) AS org_role",
+        )
+        .bind(space.id)
+        .bind(user)
+        .bind(space.organization_id)
+        .fetch_one(&mut **tx)
+        .await?;
+        Ok(SpaceAccess {
+            space_role: Self::space_role(roles.try_get("space_role")?)?,
+            org_role: Self::org_role(roles.try_get("org_role")?)?,
+            space,
+        })
+    }
+
+    /// Appends an event to the chain of `org` inside the transaction of
+    /// the change it records. Taking the chain's head (a row lock on
+    /// PostgreSQL) orders the appends of one chain; every transaction
+    /// takes it last, after the rows it changes.
+    pub(super) async fn append(&self, tx: &mut Tx<DB>, org: Uuid, draft: Draft) -> Result<()> {
+        if !self.audit_trail {
+            return Ok(());
         }
-
-        /// Keeps the organization carried by a space's content in step with
-        /// the space.
-        async fn set_content_org(tx: &mut Tx, space: Uuid, org: Option<Uuid>) -> Result<()> {
-            for table in crate::store::CONTENT_TABLES {
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "UPDATE {table} SET organization_id = $1 WHERE space_id = $2"
-                )))
-                .bind(org)
-                .bind(space)
-                .execute(&mut **tx)
-                .await?;
-            }
-            Ok(())
-        }
-
-        async fn admin_count(tx: &mut Tx, org: Uuid) -> Result<i64> {
-            Ok(sqlx::query_scalar("SELECT count(*) FROM memberships WHERE organization_id = $1 AND role = 'admin'")
-                .bind(org)
-                .fetch_one(&mut **tx)
-                .await?)
-        }
-
-        fn event_from(row: &DbRow) -> std::result::Result<Event, sqlx::Error> {
-            let metadata: String = row.try_get("metadata")?;
-            Ok(Event {
-                organization_id: row.try_get("organization_id")?,
-                seq: row.try_get("seq")?,
-                id: row.try_get("id")?,
-                actor: row.try_get("actor")?,
-                action: row.try_get("action")?,
-                result: row.try_get("result")?,
-                target: row.try_get("target")?,
-                metadata: Event::parse_metadata(&metadata).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-                created_at: row.try_get("created_at")?,
-                prev_hash: row.try_get("prev_hash")?,
-                hash: row.try_get("hash")?,
-            })
-        }
-
-        const EVENT_COLUMNS: &str =
-            "organization_id, seq, id, actor, action, result, target, metadata, created_at, prev_hash, hash";
-
-        /// The actor as this transaction sees them: the superadmin flag is
-        /// read here, not trusted from the request.
-        pub(super) async fn caller_in(tx: &mut Tx, actor: &Actor) -> Result<Caller> {
-            if actor.is_system() {
-                return Ok(Caller { user_id: actor.user_id, email: String::new(), is_superadmin: true });
-            }
-            let row = sqlx::query("SELECT id, email, is_superadmin FROM users WHERE id = $1")
-                .bind(actor.user_id)
-                .fetch_optional(&mut **tx)
-                .await?
-                .ok_or_else(|| Error::unauthenticated("the caller's account no longer exists"))?;
-            Ok(Caller {
-                user_id: row.try_get("id")?,
-                email: row.try_get("email")?,
-                is_superadmin: row.try_get("is_superadmin")?,
-            })
-        }
-
-        /// Locks the organization with this slug (a row lock on PostgreSQL;
-        /// SQLite runs one writer) and reads the user's role in it, both in
-        /// the transaction that will make the change.
-        async fn lock_org(tx: &mut Tx, slug: &str, user: Uuid) -> Result<OrgAccess> {
-            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT id, name, slug, description, created_at, updated_at FROM organizations \
-                 WHERE slug = $1{}",
-                <$store>::LOCK
-            )))
-            .bind(slug.to_owned())
-            .fetch_optional(&mut **tx)
-            .await?;
-            let org = row.as_ref().map(org_from).transpose()?.ok_or_else(|| Error::org_not_found(slug))?;
-            let role: Option<String> =
-                sqlx::query_scalar("SELECT role FROM memberships WHERE organization_id = $1 AND user_id = $2")
-                    .bind(org.id)
-                    .bind(user)
-                    .fetch_optional(&mut **tx)
-                    .await?;
-            Ok(OrgAccess { org, role: org_role(role)? })
-        }
-
-        /// Locks the space (PostgreSQL) and reads what the user holds in it
-        /// and in its organization, in the transaction of the change.
-        pub(super) async fn lock_space_access(tx: &mut Tx, space: Uuid, user: Uuid) -> Result<SpaceAccess> {
-            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {SPACE_RETURNING} FROM spaces WHERE id = $1{}",
-                <$store>::LOCK
-            )))
-            .bind(space)
-            .fetch_optional(&mut **tx)
-            .await?;
-            let space = row.as_ref().map(space_from).transpose()?.ok_or_else(|| space_not_found(space))?;
-            let roles = sqlx::query(
-                "SELECT (SELECT role FROM space_members WHERE space_id = $1 AND user_id = $2) AS space_role, \
-                 (SELECT role FROM memberships WHERE organization_id = $3 AND user_id = $2) AS org_role",
-            )
-            .bind(space.id)
-            .bind(user)
-            .bind(space.organization_id)
-            .fetch_one(&mut **tx)
-            .await?;
-            Ok(SpaceAccess {
-                space_role: space_role(roles.try_get("space_role")?)?,
-                org_role: org_role(roles.try_get("org_role")?)?,
-                space,
-            })
-        }
-
-        /// Appends an event to the chain of `org` inside the transaction of
-        /// the change it records. Taking the chain's head (a row lock on
-        /// PostgreSQL) orders the appends of one chain; every transaction
-        /// takes it last, after the rows it changes.
-        pub(super) async fn append(tx: &mut Tx, org: Uuid, draft: Draft) -> Result<Event> {
-            let head = sqlx::query(
-                "INSERT INTO audit_heads (organization_id, seq, hash) VALUES ($1, 0, '0') \
-                 ON CONFLICT (organization_id) DO UPDATE SET seq = audit_heads.seq RETURNING seq, hash",
-            )
+        let head = sqlx::query(
+            "INSERT INTO audit_heads (organization_id, seq, hash) VALUES ($1, 0, '0') \
+             ON CONFLICT (organization_id) DO UPDATE SET seq = audit_heads.seq RETURNING seq, hash",
+        )
+        .bind(org)
+        .fetch_one(&mut **tx)
+        .await?;
+        let seq: i64 = head.try_get("seq")?;
+        let prev: String = head.try_get("hash")?;
+        let event = Event::seal(draft, org, seq + 1, &prev, now_micros());
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO audit_events ({EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        )))
+        .bind(event.organization_id)
+        .bind(event.seq)
+        .bind(event.id)
+        .bind(event.actor)
+        .bind(event.action.clone())
+        .bind(event.result.clone())
+        .bind(event.target.clone())
+        .bind(event.metadata_json())
+        .bind(event.created_at)
+        .bind(event.prev_hash.clone())
+        .bind(event.hash.clone())
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query("UPDATE audit_heads SET seq = $2, hash = $3 WHERE organization_id = $1")
             .bind(org)
-            .fetch_one(&mut **tx)
-            .await?;
-            let seq: i64 = head.try_get("seq")?;
-            let prev: String = head.try_get("hash")?;
-            let event = Event::seal(draft, org, seq + 1, &prev, now_micros());
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO audit_events ({EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-            )))
-            .bind(event.organization_id)
             .bind(event.seq)
-            .bind(event.id)
-            .bind(event.actor)
-            .bind(event.action.clone())
-            .bind(event.result.clone())
-            .bind(event.target.clone())
-            .bind(event.metadata_json())
-            .bind(event.created_at)
-            .bind(event.prev_hash.clone())
             .bind(event.hash.clone())
             .execute(&mut **tx)
             .await?;
-            sqlx::query("UPDATE audit_heads SET seq = $2, hash = $3 WHERE organization_id = $1")
-                .bind(org)
-                .bind(event.seq)
-                .bind(event.hash.clone())
-                .execute(&mut **tx)
-                .await?;
-            Ok(event)
+        Ok(())
+    }
+
+    /// Records a refused attempt, commits that record alone, and returns
+    /// the refusal.
+    pub(super) async fn refuse<T>(&self, mut tx: Tx<DB>, org: Uuid, draft: Draft, error: Error) -> Result<T> {
+        self.append(&mut tx, org, draft.with("reason", error.reason))
+            .await?;
+        tx.commit().await?;
+        Err(error)
+    }
+
+    /// Begins the transaction of an organization change: the caller, the
+    /// locked organization and the caller's role in it, and the decision,
+    /// all inside it. A refusal is recorded as a `denied` event.
+    pub(super) async fn org_guard(
+        &self,
+        actor: &Actor,
+        slug: &str,
+        action: OrgAction,
+        attempt: &'static str,
+    ) -> Result<(Tx<DB>, Caller, OrgAccess)> {
+        let mut tx = self.writer().begin().await?;
+        let caller = Self::caller_in(&mut tx, actor).await?;
+        let access = Self::lock_org(&mut tx, slug, caller.user_id).await?;
+        if let Err(e) = check_org(&caller, &access, action) {
+            let draft = Draft::denied(actor, attempt, targets::org(access.org.id));
+            return self.refuse(tx, access.org.id, draft, e).await;
         }
+        Ok((tx, caller, access))
+    }
 
-        /// Records a refused attempt, commits that record alone, and returns
-        /// the refusal.
-        pub(super) async fn refuse<T>(mut tx: Tx, org: Uuid, draft: Draft, error: Error) -> Result<T> {
-            append(&mut tx, org, draft.with("reason", error.reason)).await?;
-            tx.commit().await?;
-            Err(error)
-        }
-
-        /// Begins the transaction of an organization change: the caller, the
-        /// locked organization and the caller's role in it, and the decision,
-        /// all inside it. A refusal is recorded as a `denied` event.
-        async fn org_guard(
-            pool: &sqlx::Pool<$db>,
-            actor: &Actor,
-            slug: &str,
-            action: OrgAction,
-            attempt: &'static str,
-        ) -> Result<(Tx, Caller, OrgAccess)> {
-            let mut tx = pool.begin().await?;
-            let caller = caller_in(&mut tx, actor).await?;
-            let access = lock_org(&mut tx, slug, caller.user_id).await?;
-            if let Err(e) = check_org(&caller, &access, action) {
-                let draft = Draft::denied(actor, attempt, targets::org(access.org.id));
-                return refuse(tx, access.org.id, draft, e).await;
-            }
-            Ok((tx, caller, access))
-        }
-
-        /// The same for a space change; the chain is the one of the space's
-        /// organization (or of spaces without one).
-        pub(super) async fn space_guard(
-            pool: &sqlx::Pool<$db>,
-            actor: &Actor,
-            space: Uuid,
-            action: SpaceAction,
-            attempt: &'static str,
-            target: impl FnOnce(Uuid) -> String,
-        ) -> Result<(Tx, Caller, SpaceAccess)> {
-            let mut tx = pool.begin().await?;
-            let caller = caller_in(&mut tx, actor).await?;
-            let access = lock_space_access(&mut tx, space, caller.user_id).await?;
-            if let Err(e) = check_space(&caller, &access, action) {
-                let chain = access.space.organization_id.unwrap_or(audit::SYSTEM_CHAIN);
-                return refuse(tx, chain, Draft::denied(actor, attempt, target(space)), e).await;
-            }
-            Ok((tx, caller, access))
-        }
-
-        fn chain_of(space: &Space) -> Uuid {
-            space.organization_id.unwrap_or(audit::SYSTEM_CHAIN)
-        }
-
-        #[async_trait]
-        impl Store for $store {
-            fn backend(&self) -> &'static str {
-                <$store>::NAME
-            }
-
-            async fn migrate(&self) -> Result<()> {
-                <$store>::MIGRATOR
-                    .run(self.writer())
-                    .await
-                    .map_err(|e| Error::internal("migrations", e))
-            }
-
-            async fn analyze(&self) -> Result<()> {
-                sqlx::query("ANALYZE").execute(self.writer()).await?;
-                Ok(())
-            }
-
-            async fn ping(&self) -> Result<()> {
-                sqlx::query("SELECT 1").execute(self.reader()).await?;
-                Ok(())
-            }
-
-            async fn user_by_email(&self, email: &Email) -> Result<Option<User>> {
-                let row = sqlx::query("SELECT id, email, display_name, is_superadmin, created_at FROM users WHERE email = $1")
-                    .bind(email.as_str().to_owned())
-                    .fetch_optional(self.reader())
-                    .await?;
-                Ok(row.as_ref().map(user_from).transpose()?)
-            }
-
-            async fn provision_user(&self, email: &Email, display_name: &str) -> Result<User> {
-                let mut tx = self.writer().begin().await?;
-                let id = upsert_user(&mut tx, email).await?;
-                if !display_name.is_empty() {
-                    sqlx::query("UPDATE users SET display_name = $1 WHERE id = $2 AND display_name = ''")
-                        .bind(display_name.to_owned())
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                let row = sqlx::query("SELECT id, email, display_name, is_superadmin, created_at FROM users WHERE id = $1")
-                    .bind(id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(user_from(&row)?)
-            }
-
-            async fn set_superadmin(&self, email: &Email, superadmin: bool) -> Result<User> {
-                let row = sqlx::query(
-                    "INSERT INTO users (id, email, display_name, is_superadmin, created_at) VALUES ($1, $2, '', $3, $4) \
-                     ON CONFLICT (email) DO UPDATE SET is_superadmin = excluded.is_superadmin \
-                     RETURNING id, email, display_name, is_superadmin, created_at",
-                )
-                .bind(Uuid::now_v7())
-                .bind(email.as_str().to_owned())
-                .bind(superadmin)
-                .bind(now_micros())
-                .fetch_one(self.writer())
-                .await?;
-                Ok(user_from(&row)?)
-            }
-
-            async fn create_organization(&self, actor: &Actor, new: NewOrganization) -> Result<Organization> {
-                let now = now_micros();
-                let mut tx = self.writer().begin().await?;
-                caller_in(&mut tx, actor).await?.require_superadmin("create organizations")?;
-                let inserted = sqlx::query(
-                    "INSERT INTO organizations (id, name, slug, description, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $5)",
-                )
-                .bind(new.id)
-                .bind(new.name.as_str().to_owned())
-                .bind(new.slug.as_str().to_owned())
-                .bind(new.description.as_str().to_owned())
-                .bind(now)
-                .execute(&mut *tx)
+    /// The same for a space change; the chain is the one of the space's
+    /// organization (or of spaces without one).
+    pub(super) async fn space_guard(
+        &self,
+        actor: &Actor,
+        space: Uuid,
+        action: SpaceAction,
+        attempt: &'static str,
+        target: impl FnOnce(Uuid) -> String,
+    ) -> Result<(Tx<DB>, Caller, SpaceAccess)> {
+        let mut tx = self.writer().begin().await?;
+        let caller = Self::caller_in(&mut tx, actor).await?;
+        let access = Self::lock_space_access(&mut tx, space, caller.user_id).await?;
+        if let Err(e) = check_space(&caller, &access, action) {
+            let chain = access.space.organization_id.unwrap_or(audit::SYSTEM_CHAIN);
+            return self
+                .refuse(tx, chain, Draft::denied(actor, attempt, target(space)), e)
                 .await;
-                match inserted {
-                    Err(e) if is_unique_violation(&e) => return Err(org_slug_taken(new.slug.as_str())),
-                    other => other?,
-                };
-                let admin = upsert_user(&mut tx, &new.admin_email).await?;
-                sqlx::query(
-                    "INSERT INTO memberships (organization_id, user_id, role, created_at) VALUES ($1, $2, 'admin', $3)",
-                )
-                .bind(new.id)
-                .bind(admin)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                let draft = Draft::success(actor, "organization.create", targets::org(new.id))
-                    .with("name", new.name.as_str())
-                    .with("slug", new.slug.as_str())
-                    .with("admin_email", new.admin_email.as_str());
-                append(&mut tx, new.id, draft).await?;
-                tx.commit().await?;
-                Ok(Organization {
-                    id: new.id,
-                    name: new.name.as_str().to_owned(),
-                    slug: new.slug.as_str().to_owned(),
-                    description: new.description.as_str().to_owned(),
-                    created_at: now,
-                    updated_at: now,
-                })
-            }
-
-            async fn organization_access(&self, slug: &str, user: Uuid) -> Result<Option<OrgAccess>> {
-                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {ORG_COLUMNS}, m.role FROM organizations o \
-                     LEFT JOIN memberships m ON m.organization_id = o.id AND m.user_id = $2 \
-                     WHERE o.slug = $1"
-                )))
-                .bind(slug.to_owned())
-                .bind(user)
-                .fetch_optional(self.reader())
-                .await?;
-                let Some(row) = row else { return Ok(None) };
-                Ok(Some(OrgAccess { org: org_from(&row)?, role: org_role(row.try_get("role")?)? }))
-            }
-
-            async fn organization_details(&self, org: Organization) -> Result<OrganizationDetails> {
-                let spaces = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {SPACE_COLUMNS} FROM spaces s WHERE s.organization_id = $1 \
-                     ORDER BY s.created_at DESC, s.id DESC"
-                )))
-                .bind(org.id)
-                .fetch_all(self.reader())
-                .await?
-                .iter()
-                .map(space_from)
-                .collect::<std::result::Result<Vec<_>, _>>()?;
-                let members = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "{MEMBER_SELECT} WHERE m.organization_id = $1 \
-                     ORDER BY m.created_at DESC, m.user_id DESC LIMIT 1000"
-                )))
-                .bind(org.id)
-                .fetch_all(self.reader())
-                .await?
-                .iter()
-                .map(member_from)
-                .collect::<std::result::Result<Vec<_>, _>>()?;
-                let user_count: i64 = sqlx::query_scalar("SELECT count(*) FROM memberships WHERE organization_id = $1")
-                    .bind(org.id)
-                    .fetch_one(self.reader())
-                    .await?;
-                Ok(OrganizationDetails { org, spaces, members, user_count })
-            }
-
-            async fn list_organizations(
-                &self,
-                filter: &OrganizationFilter,
-                page: PageRequest,
-            ) -> Result<Page<OrganizationSummary>> {
-                let build = |select: &str| {
-                    let mut qb = QueryBuilder::<$db>::new(select);
-                    qb.push(" FROM organizations o");
-                    if let Some(user) = filter.member {
-                        qb.push(" JOIN memberships m ON m.organization_id = o.id AND m.user_id = ");
-                        qb.push_bind(user);
-                    }
-                    qb.push(" WHERE 1 = 1");
-                    if let Some(term) = &filter.search {
-                        <$store>::push_search(&mut qb, "o", "organizations_fts", ["name", "slug"], term);
-                    }
-                    qb
-                };
-                let total: i64 = build("SELECT count(*)").build_query_scalar().fetch_one(self.reader()).await?;
-                let mut qb = build(&format!("SELECT {ORG_COLUMNS}"));
-                push_page(&mut qb, "o.created_at", "o.id", &page);
-                let orgs = qb
-                    .build()
-                    .fetch_all(self.reader())
-                    .await?
-                    .iter()
-                    .map(org_from)
-                    .collect::<std::result::Result<Vec<_>, _>>()?;
-                let page = page_of(&page, orgs, total, Organization::cursor);
-                if page.items.is_empty() {
-                    return Ok(Page {
-                        items: Vec::new(),
-                        total: page.total,
-                        page: page.page,
-                        size: page.size,
-                        next_page_token: page.next_page_token,
-                    });
-                }
-
-                // Two more queries for the whole page, whatever its length.
-                let mut qb = QueryBuilder::<$db>::new(
-                    "SELECT s.id, s.name, s.slug, s.organization_id FROM spaces s WHERE s.organization_id IN (",
-                );
-                let mut ids = qb.separated(", ");
-                for org in &page.items {
-                    ids.push_bind(org.id);
-                }
-                qb.push(") ORDER BY s.organization_id, s.name, s.id");
-                let mut spaces: std::collections::HashMap<Uuid, Vec<SpaceRef>> = std::collections::HashMap::new();
-                for row in qb.build().fetch_all(self.reader()).await? {
-                    let org: Uuid = row.try_get("organization_id")?;
-                    spaces.entry(org).or_default().push(SpaceRef {
-                        id: row.try_get("id")?,
-                        name: row.try_get("name")?,
-                        slug: row.try_get("slug")?,
-                    });
-                }
-                let mut qb = QueryBuilder::<$db>::new(
-                    "SELECT organization_id, count(*) AS n FROM memberships WHERE organization_id IN (",
-                );
-                let mut ids = qb.separated(", ");
-                for org in &page.items {
-                    ids.push_bind(org.id);
-                }
-                qb.push(") GROUP BY organization_id");
-                let mut counts: std::collections::HashMap<Uuid, i64> = std::collections::HashMap::new();
-                for row in qb.build().fetch_all(self.reader()).await? {
-                    counts.insert(row.try_get("organization_id")?, row.try_get("n")?);
-                }
-                let items = page
-                    .items
-                    .into_iter()
-                    .map(|org| OrganizationSummary {
-                        spaces: spaces.remove(&org.id).unwrap_or_default(),
-                        user_count: counts.get(&org.id).copied().unwrap_or(0),
-                        org,
-                    })
-                    .collect();
-                Ok(Page {
-                    items,
-                    total: page.total,
-                    page: page.page,
-                    size: page.size,
-                    next_page_token: page.next_page_token,
-                })
-            }
-
-            async fn update_organization(
-                &self,
-                actor: &Actor,
-                slug: &str,
-                changes: OrganizationChanges,
-            ) -> Result<Organization> {
-                let (mut tx, _, access) =
-                    org_guard(self.writer(), actor, slug, OrgAction::Manage, "organization.update").await?;
-                let org = access.org;
-                if changes.is_empty() {
-                    tx.commit().await?;
-                    return Ok(org);
-                }
-                let mut qb = QueryBuilder::<$db>::new("UPDATE organizations SET updated_at = ");
-                qb.push_bind(now_micros());
-                let mut draft = Draft::success(actor, "organization.update", targets::org(org.id));
-                if let Some(name) = &changes.name {
-                    qb.push(", name = ");
-                    qb.push_bind(name.as_str().to_owned());
-                    draft = draft.with("name", name.as_str());
-                }
-                if let Some(slug) = &changes.slug {
-                    qb.push(", slug = ");
-                    qb.push_bind(slug.as_str().to_owned());
-                    draft = draft.with("slug", slug.as_str()).with("previous_slug", org.slug.as_str());
-                }
-                if let Some(description) = &changes.description {
-                    qb.push(", description = ");
-                    qb.push_bind(description.as_str().to_owned());
-                    draft = draft.with("description", "changed");
-                }
-                qb.push(" WHERE id = ");
-                qb.push_bind(org.id);
-                qb.push(" RETURNING id, name, slug, description, created_at, updated_at");
-                let updated = match qb.build().fetch_one(&mut *tx).await {
-                    Ok(row) => org_from(&row)?,
-                    Err(e) if is_unique_violation(&e) => {
-                        return Err(org_slug_taken(changes.slug.as_ref().map(|s| s.as_str()).unwrap_or_default()));
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                append(&mut tx, org.id, draft).await?;
-                tx.commit().await?;
-                Ok(updated)
-            }
-
-            async fn delete_organization(&self, actor: &Actor, slug: &str) -> Result<Uuid> {
-                let (mut tx, _, access) =
-                    org_guard(self.writer(), actor, slug, OrgAction::Manage, "organization.delete").await?;
-                let id = access.org.id;
-                let detached: Vec<Uuid> =
-                    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                        "SELECT id FROM spaces WHERE organization_id = $1{}",
-                        <$store>::LOCK
-                    )))
-                    .bind(id)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                for table in crate::store::CONTENT_TABLES {
-                    sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "UPDATE {table} SET organization_id = NULL WHERE organization_id = $1"
-                    )))
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                sqlx::query("DELETE FROM organizations WHERE id = $1").bind(id).execute(&mut *tx).await?;
-                let draft = Draft::success(actor, "organization.delete", targets::org(id))
-                    .with("slug", access.org.slug.as_str())
-                    .with("detached_spaces", detached.len().to_string());
-                append(&mut tx, id, draft).await?;
-                sqlx::query("UPDATE audit_heads SET deleted_at = $2 WHERE organization_id = $1")
-                    .bind(id)
-                    .bind(now_micros())
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(id)
-            }
-
-            async fn attach_space(&self, actor: &Actor, slug: &str, space: Uuid) -> Result<Space> {
-                let (mut tx, caller, access) =
-                    org_guard(self.writer(), actor, slug, OrgAction::Manage, "space.attach").await?;
-                let org = access.org.id;
-                let target = targets::org_space(org, space);
-                let current = lock_space_access(&mut tx, space, caller.user_id).await?;
-                if !caller.is_superadmin && current.space_role != Some(SpaceRole::Admin) {
-                    let e = Error::denied("only an admin of the space may add it to an organization")
-                        .with("space_id", space.to_string());
-                    return refuse(tx, org, Draft::denied(actor, "space.attach", target), e).await;
-                }
-                match current.space.organization_id {
-                    None => {}
-                    Some(owner) if owner == org => {
-                        return Err(Error::already_exists(
-                            "SPACE_ALREADY_ATTACHED",
-                            "the space already belongs to this organization",
-                        )
-                        .with("space_id", space.to_string()));
-                    }
-                    Some(_) => {
-                        return Err(Error::failed_precondition(
-                            "SPACE_IN_OTHER_ORGANIZATION",
-                            "the space belongs to another organization; remove it there first",
-                        )
-                        .with("space_id", space.to_string()));
-                    }
-                }
-                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "UPDATE spaces SET organization_id = $1, updated_at = $3 WHERE id = $2 RETURNING {SPACE_RETURNING}"
-                )))
-                .bind(org)
-                .bind(space)
-                .bind(now_micros())
-                .fetch_one(&mut *tx)
-                .await?;
-                set_content_org(&mut tx, space, Some(org)).await?;
-                let draft = Draft::success(actor, "space.attach", target).with("space_id", space.to_string());
-                append(&mut tx, org, draft).await?;
-                tx.commit().await?;
-                Ok(space_from(&row)?)
-            }
-
-            async fn detach_space(&self, actor: &Actor, slug: &str, space: Uuid) -> Result<Uuid> {
-                let (mut tx, _, access) =
-                    org_guard(self.writer(), actor, slug, OrgAction::Manage, "space.detach").await?;
-                let org = access.org.id;
-                let done = sqlx::query(
-                    "UPDATE spaces SET organization_id = NULL, updated_at = $3 WHERE id = $2 AND organization_id = $1",
-                )
-                .bind(org)
-                .bind(space)
-                .bind(now_micros())
-                .execute(&mut *tx)
-                .await?;
-                if done.rows_affected() == 0 {
-                    return Err(Error::not_found(
-                        "SPACE_NOT_IN_ORGANIZATION",
-                        format!("space {space} does not belong to this organization"),
-                    )
-                    .with("space_id", space.to_string()));
-                }
-                set_content_org(&mut tx, space, None).await?;
-                let draft = Draft::success(actor, "space.detach", targets::org_space(org, space))
-                    .with("space_id", space.to_string());
-                append(&mut tx, org, draft).await?;
-                tx.commit().await?;
-                Ok(org)
-            }
-
-            async fn add_member(&self, actor: &Actor, slug: &str, email: &Email, role: OrgRole) -> Result<Member> {
-                let (mut tx, _, access) =
-                    org_guard(self.writer(), actor, slug, OrgAction::Manage, "member.add").await?;
-                let org = access.org.id;
-                let user = upsert_user(&mut tx, email).await?;
-                let done = sqlx::query(
-                    "INSERT INTO memberships (organization_id, user_id, role, created_at) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (organization_id, user_id) DO NOTHING",
-                )
-                .bind(org)
-                .bind(user)
-                .bind(role.as_str())
-                .bind(now_micros())
-                .execute(&mut *tx)
-                .await?;
-                if done.rows_affected() == 0 {
-                    return Err(Error::already_exists(
-                        "MEMBER_ALREADY_EXISTS",
-                        format!("{email} is already a member of this organization"),
-                    )
-                    .with("user_email", email.as_str()));
-                }
-                let member = org_member(&mut tx, org, user).await?;
-                let draft = Draft::success(actor, "member.add", targets::org_user(org, user))
-                    .with("user_id", user.to_string())
-                    .with("email", email.as_str())
-                    .with("role", role.as_str());
-                append(&mut tx, org, draft).await?;
-                tx.commit().await?;
-                Ok(member)
-            }
-
-            async fn update_member_role(&self, actor: &Actor, slug: &str, user: Uuid, role: OrgRole) -> Result<Member> {
-                let (mut tx, _, access) =
-                    org_guard(self.writer(), actor, slug, OrgAction::Manage, "member.update_role").await?;
-                let org = access.org.id;
-                let current = lock_membership(&mut tx, org, user).await?.ok_or_else(|| member_not_found(user))?;
-                if current == OrgRole::Admin && role != OrgRole::Admin && admin_count(&mut tx, org).await? <= 1 {
-                    return Err(last_admin());
-                }
-                sqlx::query("UPDATE memberships SET role = $3 WHERE organization_id = $1 AND user_id = $2")
-                    .bind(org)
-                    .bind(user)
-                    .bind(role.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-                let member = org_member(&mut tx, org, user).await?;
-                let draft = Draft::success(actor, "member.update_role", targets::org_user(org, user))
-                    .with("user_id", user.to_string())
-                    .with("previous_role", current.as_str())
-                    .with("role", role.as_str());
-                append(&mut tx, org, draft).await?;
-                tx.commit().await?;
-                Ok(member)
-            }
-
-            async fn remove_member(&self, actor: &Actor, slug: &str, user: Uuid) -> Result<()> {
-                // Any member may leave; removing someone else takes an admin.
-                let action = if user == actor.user_id { OrgAction::Read } else { OrgAction::Manage };
-                let (mut tx, _, access) = org_guard(self.writer(), actor, slug, action, "member.remove").await?;
-                let org = access.org.id;
-                let current = lock_membership(&mut tx, org, user).await?.ok_or_else(|| member_not_found(user))?;
-                if current == OrgRole::Admin && admin_count(&mut tx, org).await? <= 1 {
-                    return Err(last_admin());
-                }
-                sqlx::query("DELETE FROM memberships WHERE organization_id = $1 AND user_id = $2")
-                    .bind(org)
-                    .bind(user)
-                    .execute(&mut *tx)
-                    .await?;
-                let draft = Draft::success(actor, "member.remove", targets::org_user(org, user))
-                    .with("user_id", user.to_string())
-                    .with("role", current.as_str());
-                append(&mut tx, org, draft).await?;
-                tx.commit().await?;
-                Ok(())
-            }
-
-            async fn list_members(&self, org: Uuid, filter: &MemberFilter, page: PageRequest) -> Result<Page<Member>> {
-                let build = |select: &str| {
-                    let mut qb = QueryBuilder::<$db>::new(select);
-                    qb.push(" FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.organization_id = ");
-                    qb.push_bind(org);
-                    if let Some(role) = filter.role {
-                        qb.push(" AND m.role = ");
-                        qb.push_bind(role.as_str());
-                    }
-                    if let Some(term) = &filter.search {
-                        <$store>::push_search(&mut qb, "u", "users_fts", ["email", "display_name"], term);
-                    }
-                    qb
-                };
-                let total: i64 = build("SELECT count(*)").build_query_scalar().fetch_one(self.reader()).await?;
-                let mut qb = build(
-                    "SELECT u.id AS user_id, u.email, u.display_name, m.role, m.created_at AS joined_at",
-                );
-                push_page(&mut qb, "m.created_at", "m.user_id", &page);
-                let rows = qb
-                    .build()
-                    .fetch_all(self.reader())
-                    .await?
-                    .iter()
-                    .map(member_from)
-                    .collect::<std::result::Result<Vec<_>, _>>()?;
-                Ok(page_of(&page, rows, total, Member::cursor))
-            }
-
-            async fn create_space(&self, actor: &Actor, new: NewSpace) -> Result<Space> {
-                let now = now_micros();
-                let mut tx = self.writer().begin().await?;
-                caller_in(&mut tx, actor).await?.require_superadmin("create spaces")?;
-                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "INSERT INTO spaces (id, name, slug, description, visibility, repo, agent_id, agent_status, \
-                     agent_autonomy, organization_id, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, $10, $10) RETURNING {SPACE_RETURNING}"
-                )))
-                .bind(new.id)
-                .bind(new.name.as_str().to_owned())
-                .bind(new.slug.as_str().to_owned())
-                .bind(new.description.as_str().to_owned())
-                .bind(new.visibility.as_str())
-                .bind(new.repo.clone())
-                .bind(new.agent.as_ref().map(|a| a.agent_id.clone()))
-                .bind(new.agent.as_ref().map(|a| a.status.as_str()))
-                .bind(new.agent.as_ref().map(|a| a.autonomy_level))
-                .bind(now)
-                .fetch_one(&mut *tx)
-                .await;
-                let row = match row {
-                    Err(e) if is_unique_violation(&e) => return Err(space_slug_taken(new.slug.as_str())),
-                    other => other?,
-                };
-                let admin = upsert_user(&mut tx, &new.admin_email).await?;
-                sqlx::query("INSERT INTO space_members (space_id, user_id, role, created_at) VALUES ($1, $2, 'admin', $3)")
-                    .bind(new.id)
-                    .bind(admin)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                let draft = Draft::success(actor, "space.create", targets::space(new.id))
-                    .with("name", new.name.as_str())
-                    .with("slug", new.slug.as_str())
-                    .with("visibility", new.visibility.as_str())
-                    .with("admin_email", new.admin_email.as_str());
-                append(&mut tx, audit::SYSTEM_CHAIN, draft).await?;
-                tx.commit().await?;
-                Ok(space_from(&row)?)
-            }
-
-            async fn space_access(&self, space: Uuid, user: Uuid) -> Result<Option<SpaceAccess>> {
-                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {SPACE_COLUMNS}, sm.role AS space_role, m.role AS org_role FROM spaces s \
-                     LEFT JOIN space_members sm ON sm.space_id = s.id AND sm.user_id = $2 \
-                     LEFT JOIN memberships m ON m.organization_id = s.organization_id AND m.user_id = $2 \
-                     WHERE s.id = $1"
-                )))
-                .bind(space)
-                .bind(user)
-                .fetch_optional(self.reader())
-                .await?;
-                let Some(row) = row else { return Ok(None) };
-                Ok(Some(SpaceAccess {
-                    space: space_from(&row)?,
-                    space_role: space_role(row.try_get("space_role")?)?,
-                    org_role: org_role(row.try_get("org_role")?)?,
-                }))
-            }
-
-            async fn list_spaces(&self, filter: &SpaceFilter, page: PageRequest) -> Result<Page<Space>> {
-                let build = |select: &str| {
-                    let mut qb = QueryBuilder::<$db>::new(select);
-                    qb.push(" FROM spaces s WHERE 1 = 1");
-                    if let Some(user) = filter.visible_to {
-                        // Space members; organization admins; organization
-                        // members for spaces that are not restricted.
-                        qb.push(" AND (s.id IN (SELECT space_id FROM space_members WHERE user_id = ");
-                        qb.push_bind(user);
-                        qb.push(") OR s.organization_id IN (SELECT organization_id FROM memberships WHERE user_id = ");
-                        qb.push_bind(user);
-                        qb.push(" AND (role = 'admin' OR s.visibility = 'organization')))");
-                    }
-                    if let Some(org) = filter.organization_id {
-                        qb.push(" AND s.organization_id = ");
-                        qb.push_bind(org);
-                    }
-                    if let Some(term) = &filter.search {
-                        <$store>::push_search(&mut qb, "s", "spaces_fts", ["name", "slug"], term);
-                    }
-                    qb
-                };
-                let total: i64 = build("SELECT count(*)").build_query_scalar().fetch_one(self.reader()).await?;
-                let mut qb = build(&format!("SELECT {SPACE_COLUMNS}"));
-                push_page(&mut qb, "s.created_at", "s.id", &page);
-                let rows = qb
-                    .build()
-                    .fetch_all(self.reader())
-                    .await?
-                    .iter()
-                    .map(space_from)
-                    .collect::<std::result::Result<Vec<_>, _>>()?;
-                Ok(page_of(&page, rows, total, Space::cursor))
-            }
-
-            async fn update_space(&self, actor: &Actor, id: Uuid, changes: SpaceChanges) -> Result<Space> {
-                let (mut tx, _, access) =
-                    space_guard(self.writer(), actor, id, SpaceAction::Manage, "space.update", targets::space).await?;
-                if changes.is_empty() {
-                    tx.commit().await?;
-                    return Ok(access.space);
-                }
-                let mut draft = Draft::success(actor, "space.update", targets::space(id));
-                let mut qb = QueryBuilder::<$db>::new("UPDATE spaces SET updated_at = ");
-                qb.push_bind(now_micros());
-                if let Some(name) = &changes.name {
-                    qb.push(", name = ");
-                    qb.push_bind(name.as_str().to_owned());
-                    draft = draft.with("name", name.as_str());
-                }
-                if let Some(slug) = &changes.slug {
-                    qb.push(", slug = ");
-                    qb.push_bind(slug.as_str().to_owned());
-                    draft = draft.with("slug", slug.as_str()).with("previous_slug", access.space.slug.as_str());
-                }
-                if let Some(description) = &changes.description {
-                    qb.push(", description = ");
-                    qb.push_bind(description.as_str().to_owned());
-                    draft = draft.with("description", "changed");
-                }
-                if let Some(visibility) = changes.visibility {
-                    qb.push(", visibility = ");
-                    qb.push_bind(visibility.as_str());
-                    draft = draft.with("visibility", visibility.as_str());
-                }
-                if let Some(repo) = &changes.repo {
-                    qb.push(", repo = ");
-                    qb.push_bind(repo.clone());
-                    draft = draft.with("repo", repo.as_str());
-                }
-                if let Some(agent) = &changes.agent {
-                    qb.push(", agent_id = ");
-                    qb.push_bind(agent.as_ref().map(|a| a.agent_id.clone()));
-                    qb.push(", agent_status = ");
-                    qb.push_bind(agent.as_ref().map(|a| a.status.as_str()));
-                    qb.push(", agent_autonomy = ");
-                    qb.push_bind(agent.as_ref().map(|a| a.autonomy_level));
-                    draft = match agent {
-                        Some(a) => draft
-                            .with("agent_id", a.agent_id.as_str())
-                            .with("agent_status", a.status.as_str())
-                            .with("agent_autonomy_level", a.autonomy_level.to_string()),
-                        None => draft.with("agent", "removed"),
-                    };
-                }
-                qb.push(" WHERE id = ");
-                qb.push_bind(id);
-                qb.push(format!(" RETURNING {SPACE_RETURNING}"));
-                let updated = match qb.build().fetch_one(&mut *tx).await {
-                    Ok(row) => space_from(&row)?,
-                    Err(e) if is_unique_violation(&e) => {
-                        return Err(space_slug_taken(changes.slug.as_ref().map(|s| s.as_str()).unwrap_or_default()));
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                append(&mut tx, chain_of(&access.space), draft).await?;
-                tx.commit().await?;
-                Ok(updated)
-            }
-
-            async fn delete_space(&self, actor: &Actor, id: Uuid) -> Result<Option<Uuid>> {
-                let (mut tx, _, access) =
-                    space_guard(self.writer(), actor, id, SpaceAction::Manage, "space.delete", targets::space).await?;
-                sqlx::query("DELETE FROM spaces WHERE id = $1").bind(id).execute(&mut *tx).await?;
-                let draft = Draft::success(actor, "space.delete", targets::space(id)).with("slug", access.space.slug.as_str());
-                append(&mut tx, chain_of(&access.space), draft).await?;
-                tx.commit().await?;
-                Ok(access.space.organization_id)
-            }
-
-            async fn list_space_members(&self, space: Uuid, page: PageRequest) -> Result<Page<Member>> {
-                let total: i64 = sqlx::query_scalar("SELECT count(*) FROM space_members WHERE space_id = $1")
-                    .bind(space)
-                    .fetch_one(self.reader())
-                    .await?;
-                let mut qb = QueryBuilder::<$db>::new(SPACE_MEMBER_SELECT);
-                qb.push(" WHERE m.space_id = ");
-                qb.push_bind(space);
-                push_page(&mut qb, "m.created_at", "m.user_id", &page);
-                let rows = qb
-                    .build()
-                    .fetch_all(self.reader())
-                    .await?
-                    .iter()
-                    .map(member_from)
-                    .collect::<std::result::Result<Vec<_>, _>>()?;
-                Ok(page_of(&page, rows, total, Member::cursor))
-            }
-
-            async fn add_space_member(&self, actor: &Actor, space: Uuid, email: &Email, role: SpaceRole) -> Result<Member> {
-                let target = |s: Uuid| targets::space_members(s);
-                let (mut tx, _, access) =
-                    space_guard(self.writer(), actor, space, SpaceAction::Manage, "space_member.add", target).await?;
-                let user = upsert_user(&mut tx, email).await?;
-                let done = sqlx::query(
-                    "INSERT INTO space_members (space_id, user_id, role, created_at) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (space_id, user_id) DO NOTHING",
-                )
-                .bind(space)
-                .bind(user)
-                .bind(role.as_str())
-                .bind(now_micros())
-                .execute(&mut *tx)
-                .await?;
-                if done.rows_affected() == 0 {
-                    return Err(Error::already_exists(
-                        "MEMBER_ALREADY_EXISTS",
-                        format!("{email} is already a member of this space"),
-                    )
-                    .with("user_email", email.as_str()));
-                }
-                let member = space_member(&mut tx, space, user).await?;
-                let draft = Draft::success(actor, "space_member.add", targets::space_member(space, user))
-                    .with("user_id", user.to_string())
-                    .with("email", email.as_str())
-                    .with("role", role.as_str());
-                append(&mut tx, chain_of(&access.space), draft).await?;
-                tx.commit().await?;
-                Ok(member)
-            }
-
-            async fn update_space_member(&self, actor: &Actor, space: Uuid, user: Uuid, role: SpaceRole) -> Result<Member> {
-                let target = |s: Uuid| targets::space_member(s, user);
-                let (mut tx, _, access) =
-                    space_guard(self.writer(), actor, space, SpaceAction::Manage, "space_member.update_role", target)
-                        .await?;
-                let previous: Option<String> =
-                    sqlx::query_scalar("SELECT role FROM space_members WHERE space_id = $1 AND user_id = $2")
-                        .bind(space)
-                        .bind(user)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                let previous = previous.ok_or_else(|| member_not_found(user))?;
-                sqlx::query("UPDATE space_members SET role = $3 WHERE space_id = $1 AND user_id = $2")
-                    .bind(space)
-                    .bind(user)
-                    .bind(role.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-                let member = space_member(&mut tx, space, user).await?;
-                let draft = Draft::success(actor, "space_member.update_role", targets::space_member(space, user))
-                    .with("user_id", user.to_string())
-                    .with("previous_role", previous)
-                    .with("role", role.as_str());
-                append(&mut tx, chain_of(&access.space), draft).await?;
-                tx.commit().await?;
-                Ok(member)
-            }
-
-            async fn remove_space_member(&self, actor: &Actor, space: Uuid, user: Uuid) -> Result<()> {
-                // Members may leave a space they can see; removing others takes
-                // a space admin.
-                let action = if user == actor.user_id { SpaceAction::Read } else { SpaceAction::Manage };
-                let target = |s: Uuid| targets::space_member(s, user);
-                let (mut tx, _, access) =
-                    space_guard(self.writer(), actor, space, action, "space_member.remove", target).await?;
-                let removed: Option<String> = sqlx::query_scalar(
-                    "DELETE FROM space_members WHERE space_id = $1 AND user_id = $2 RETURNING role",
-                )
-                .bind(space)
-                .bind(user)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let role = removed.ok_or_else(|| member_not_found(user))?;
-                let draft = Draft::success(actor, "space_member.remove", targets::space_member(space, user))
-                    .with("user_id", user.to_string())
-                    .with("role", role);
-                append(&mut tx, chain_of(&access.space), draft).await?;
-                tx.commit().await?;
-                Ok(())
-            }
-
-            async fn record_denied(&self, chain: Uuid, draft: Draft) -> Result<()> {
-                let mut tx = self.writer().begin().await?;
-                append(&mut tx, chain, draft).await?;
-                tx.commit().await?;
-                Ok(())
-            }
-
-            async fn storage_state(&self, org: Uuid) -> Result<Option<StorageState>> {
-                let row = sqlx::query(
-                    "SELECT id, name, slug, description, created_at, updated_at FROM organizations WHERE id = $1",
-                )
-                .bind(org)
-                .fetch_optional(self.reader())
-                .await?;
-                let Some(row) = row else { return Ok(None) };
-                let spaces: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM spaces WHERE organization_id = $1")
-                    .bind(org)
-                    .fetch_all(self.reader())
-                    .await?;
-                Ok(Some(StorageState { org: org_from(&row)?, spaces }))
-            }
-
-            async fn organization_ids(&self, after: Option<Uuid>, limit: i64) -> Result<Vec<Uuid>> {
-                let mut qb = QueryBuilder::<$db>::new("SELECT id FROM organizations");
-                if let Some(after) = after {
-                    qb.push(" WHERE id > ");
-                    qb.push_bind(after);
-                }
-                qb.push(" ORDER BY id LIMIT ");
-                qb.push_bind(limit);
-                Ok(qb.build_query_scalar().fetch_all(self.reader()).await?)
-            }
-
-            async fn audit_head(&self, org: Uuid) -> Result<Option<Head>> {
-                let row = sqlx::query(
-                    "SELECT organization_id, seq, hash, base_seq, base_hash, base_signed_at, base_key_id, \
-                     base_signature, deleted_at FROM audit_heads WHERE organization_id = $1",
-                )
-                .bind(org)
-                .fetch_optional(self.reader())
-                .await?;
-                let Some(row) = row else { return Ok(None) };
-                let base_seq: i64 = row.try_get("base_seq")?;
-                let base_hash: String = row.try_get("base_hash")?;
-                let signed_at: Option<i64> = row.try_get("base_signed_at")?;
-                let key_id: Option<String> = row.try_get("base_key_id")?;
-                let signature: Option<String> = row.try_get("base_signature")?;
-                let base_checkpoint = match (signed_at, key_id, signature) {
-                    (Some(signed_at), Some(key_id), Some(signature)) => Some(audit::Checkpoint {
-                        organization_id: org,
-                        seq: base_seq,
-                        hash: base_hash.clone(),
-                        signed_at,
-                        key_id,
-                        signature,
-                    }),
-                    _ => None,
-                };
-                Ok(Some(Head {
-                    organization_id: row.try_get("organization_id")?,
-                    seq: row.try_get("seq")?,
-                    hash: row.try_get("hash")?,
-                    base_seq,
-                    base_hash,
-                    base_checkpoint,
-                    deleted_at: row.try_get("deleted_at")?,
-                }))
-            }
-
-            async fn audit_chain_ids(&self, after: Option<Uuid>, limit: i64) -> Result<Vec<Uuid>> {
-                let mut qb = QueryBuilder::<$db>::new("SELECT organization_id FROM audit_heads");
-                if let Some(after) = after {
-                    qb.push(" WHERE organization_id > ");
-                    qb.push_bind(after);
-                }
-                qb.push(" ORDER BY organization_id LIMIT ");
-                qb.push_bind(limit);
-                Ok(qb.build_query_scalar().fetch_all(self.reader()).await?)
-            }
-
-            async fn newest_event_before(&self, chain: Uuid, cutoff: i64) -> Result<Option<(i64, String)>> {
-                let row = sqlx::query(
-                    "SELECT seq, hash FROM audit_events WHERE organization_id = $1 AND created_at < $2 \
-                     ORDER BY created_at DESC, seq DESC LIMIT 1",
-                )
-                .bind(chain)
-                .bind(cutoff)
-                .fetch_optional(self.reader())
-                .await?;
-                Ok(match row {
-                    Some(row) => Some((row.try_get("seq")?, row.try_get("hash")?)),
-                    None => None,
-                })
-            }
-
-            async fn prune_audit(&self, checkpoint: &audit::Checkpoint) -> Result<u64> {
-                let chain = checkpoint.organization_id;
-                let mut tx = self.writer().begin().await?;
-                let head = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT seq, base_seq, deleted_at FROM audit_heads WHERE organization_id = $1{}",
-                    <$store>::LOCK
-                )))
-                .bind(chain)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let Some(head) = head else { return Ok(0) };
-                let (head_seq, base_seq): (i64, i64) = (head.try_get("seq")?, head.try_get("base_seq")?);
-                let deleted_at: Option<i64> = head.try_get("deleted_at")?;
-                if checkpoint.seq <= base_seq || checkpoint.seq > head_seq {
-                    return Ok(0);
-                }
-                let hash: Option<String> =
-                    sqlx::query_scalar("SELECT hash FROM audit_events WHERE organization_id = $1 AND seq = $2")
-                        .bind(chain)
-                        .bind(checkpoint.seq)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                if hash.as_deref() != Some(checkpoint.hash.as_str()) {
-                    return Err(Error::internal(
-                        "pruning the audit trail",
-                        format!("chain {chain}: event {} is not the one the checkpoint names", checkpoint.seq),
-                    ));
-                }
-                let done = sqlx::query("DELETE FROM audit_events WHERE organization_id = $1 AND seq <= $2")
-                    .bind(chain)
-                    .bind(checkpoint.seq)
-                    .execute(&mut *tx)
-                    .await?;
-                if deleted_at.is_some() && checkpoint.seq == head_seq {
-                    // A deleted organization's trail, wholly expired.
-                    sqlx::query("DELETE FROM audit_heads WHERE organization_id = $1").bind(chain).execute(&mut *tx).await?;
-                } else {
-                    sqlx::query(
-                        "UPDATE audit_heads SET base_seq = $2, base_hash = $3, base_signed_at = $4, base_key_id = $5, \
-                         base_signature = $6 WHERE organization_id = $1",
-                    )
-                    .bind(chain)
-                    .bind(checkpoint.seq)
-                    .bind(checkpoint.hash.clone())
-                    .bind(checkpoint.signed_at)
-                    .bind(checkpoint.key_id.clone())
-                    .bind(checkpoint.signature.clone())
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                tx.commit().await?;
-                Ok(done.rows_affected())
-            }
-
-            async fn list_audit_events(&self, org: Uuid, filter: &EventFilter, page: PageRequest) -> Result<Page<Event>> {
-                let build = |select: &str| {
-                    let mut qb = QueryBuilder::<$db>::new(select);
-                    qb.push(" FROM audit_events e WHERE e.organization_id = ");
-                    qb.push_bind(org);
-                    match &filter.action {
-                        Some(audit::ActionFilter::Exact(a)) => {
-                            qb.push(" AND e.action = ");
-                            qb.push_bind(a.clone());
-                        }
-                        Some(audit::ActionFilter::Prefix(p)) => <$store>::push_prefix(&mut qb, "e.action", p),
-                        None => {}
-                    }
-                    if let Some(actor) = filter.actor {
-                        qb.push(" AND e.actor = ");
-                        qb.push_bind(actor);
-                    }
-                    if let Some(result) = filter.result {
-                        qb.push(" AND e.result = ");
-                        qb.push_bind(result.as_str());
-                    }
-                    if let Some(since) = filter.since {
-                        qb.push(" AND e.created_at >= ");
-                        qb.push_bind(since);
-                    }
-                    if let Some(until) = filter.until {
-                        qb.push(" AND e.created_at < ");
-                        qb.push_bind(until);
-                    }
-                    qb
-                };
-                let total: i64 = build("SELECT count(*)").build_query_scalar().fetch_one(self.reader()).await?;
-                let mut qb = build(&format!("SELECT {EVENT_COLUMNS}"));
-                if let Some(after) = page.after {
-                    qb.push(" AND e.seq < ");
-                    qb.push_bind(after.created_at);
-                }
-                qb.push(" ORDER BY e.seq DESC LIMIT ");
-                qb.push_bind(page.fetch());
-                qb.push(" OFFSET ");
-                qb.push_bind(page.offset());
-                let rows = qb
-                    .build()
-                    .fetch_all(self.reader())
-                    .await?
-                    .iter()
-                    .map(event_from)
-                    .collect::<std::result::Result<Vec<_>, _>>()?;
-                Ok(page_of(&page, rows, total, |e: &Event| crate::domain::page::Cursor { created_at: e.seq, id: e.id }))
-            }
-
-            async fn audit_events_after(&self, org: Uuid, after_seq: i64, limit: i64) -> Result<Vec<Event>> {
-                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {EVENT_COLUMNS} FROM audit_events WHERE organization_id = $1 AND seq > $2 \
-                     ORDER BY seq LIMIT $3"
-                )))
-                .bind(org)
-                .bind(after_seq)
-                .bind(limit)
-                .fetch_all(self.reader())
-                .await?;
-                Ok(rows.iter().map(event_from).collect::<std::result::Result<Vec<_>, _>>()?)
-            }
         }
-    };
+        Ok((tx, caller, access))
+    }
+
+    pub(super) fn chain_of(space: &Space) -> Uuid {
+        space.organization_id.unwrap_or(audit::SYSTEM_CHAIN)
+    }
 }
 
-pub(crate) use impl_store;
+#[async_trait]
+impl<DB> Store for SqlStore<DB>
+where
+    DB: Dialect,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'q> Uuid: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> i32: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> f64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> bool: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<Uuid>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<String>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i32>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<f64>: Encode<'q, DB> + Type<DB>,
+    for<'a> &'a str: ColumnIndex<DB::Row>,
+    usize: ColumnIndex<DB::Row>,
+{
+    fn backend(&self) -> &'static str {
+        DB::BACKEND
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        DB::migrate(self.writer()).await
+    }
+
+    async fn analyze(&self) -> Result<()> {
+        sqlx::query("ANALYZE").execute(self.writer()).await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(self.reader()).await?;
+        Ok(())
+    }
+
+    async fn user_by_email(&self, email: &Email) -> Result<Option<User>> {
+        let row = sqlx::query(
+            "SELECT id, email, display_name, is_superadmin, created_at FROM users WHERE email = $1",
+        )
+        .bind(email.as_str().to_owned())
+        .fetch_optional(self.reader())
+        .await?;
+        Ok(row.as_ref().map(Self::user_from).transpose()?)
+    }
+
+    async fn provision_user(&self, email: &Email, display_name: &str) -> Result<User> {
+        let mut tx = self.writer().begin().await?;
+        let id = Self::upsert_user(&mut tx, email).await?;
+        if !display_name.is_empty() {
+            sqlx::query("UPDATE users SET display_name = $1 WHERE id = $2 AND display_name = ''")
+                .bind(display_name.to_owned())
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let row =
+            sqlx::query("SELECT id, email, display_name, is_superadmin, created_at FROM users WHERE id = $1")
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(Self::user_from(&row)?)
+    }
+
+    async fn set_superadmin(&self, email: &Email, superadmin: bool) -> Result<User> {
+        let row = sqlx::query(
+            "INSERT INTO users (id, email, display_name, is_superadmin, created_at) VALUES ($1, $2, '', $3, $4) \
+             ON CONFLICT (email) DO UPDATE SET is_superadmin = excluded.is_superadmin \
+             RETURNING id, email, display_name, is_superadmin, created_at",
+        )
+        .bind(Uuid::now_v7())
+        .bind(email.as_str().to_owned())
+        .bind(superadmin)
+        .bind(now_micros())
+        .fetch_one(self.writer())
+        .await?;
+        Ok(Self::user_from(&row)?)
+    }
+
+    async fn create_organization(&self, actor: &Actor, new: NewOrganization) -> Result<Organization> {
+        let now = now_micros();
+        let mut tx = self.writer().begin().await?;
+        Self::caller_in(&mut tx, actor)
+            .await?
+            .require_superadmin("create organizations")?;
+        let inserted = sqlx::query(
+            "INSERT INTO organizations (id, name, slug, description, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $5)",
+        )
+        .bind(new.id)
+        .bind(new.name.as_str().to_owned())
+        .bind(new.slug.as_str().to_owned())
+        .bind(new.description.as_str().to_owned())
+        .bind(now)
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Err(e) if is_unique_violation(&e) => return Err(Self::org_slug_taken(new.slug.as_str())),
+            other => other?,
+        };
+        let admin = Self::upsert_user(&mut tx, &new.admin_email).await?;
+        sqlx::query(
+            "INSERT INTO memberships (organization_id, user_id, role, created_at) VALUES ($1, $2, 'admin', $3)",
+        )
+        .bind(new.id)
+        .bind(admin)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let draft = Draft::success(actor, "organization.create", targets::org(new.id))
+            .with("name", new.name.as_str())
+            .with("slug", new.slug.as_str())
+            .with("admin_email", new.admin_email.as_str());
+        self.append(&mut tx, new.id, draft).await?;
+        tx.commit().await?;
+        Ok(Organization {
+            id: new.id,
+            name: new.name.as_str().to_owned(),
+            slug: new.slug.as_str().to_owned(),
+            description: new.description.as_str().to_owned(),
+            created_at: now,
+            updated_at: now,
+        })
+    }
+
+    async fn organization_access(&self, slug: &str, user: Uuid) -> Result<Option<OrgAccess>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ORG_COLUMNS}, m.role FROM organizations o \
+             LEFT JOIN memberships m ON m.organization_id = o.id AND m.user_id = $2 \
+             WHERE o.slug = $1"
+        )))
+        .bind(slug.to_owned())
+        .bind(user)
+        .fetch_optional(self.reader())
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(OrgAccess {
+            org: Self::org_from(&row)?,
+            role: Self::org_role(row.try_get("role")?)?,
+        }))
+    }
+
+    async fn organization_details(&self, org: Organization) -> Result<OrganizationDetails> {
+        let spaces = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SPACE_COLUMNS} FROM spaces s WHERE s.organization_id = $1 \
+             ORDER BY s.created_at DESC, s.id DESC"
+        )))
+        .bind(org.id)
+        .fetch_all(self.reader())
+        .await?
+        .iter()
+        .map(Self::space_from)
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+        let members = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{MEMBER_SELECT} WHERE m.organization_id = $1 \
+             ORDER BY m.created_at DESC, m.user_id DESC LIMIT 1000"
+        )))
+        .bind(org.id)
+        .fetch_all(self.reader())
+        .await?
+        .iter()
+        .map(Self::member_from)
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+        let user_count: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM memberships WHERE organization_id = $1")
+                .bind(org.id)
+                .fetch_one(self.reader())
+                .await?;
+        Ok(OrganizationDetails {
+            org,
+            spaces,
+            members,
+            user_count,
+        })
+    }
+
+    async fn list_organizations(
+        &self,
+        filter: &OrganizationFilter,
+        page: PageRequest,
+    ) -> Result<Page<OrganizationSummary>> {
+        let build = |select: &str| {
+            let mut qb = QueryBuilder::<DB>::new(select);
+            qb.push(" FROM organizations o");
+            if let Some(user) = filter.member {
+                qb.push(" JOIN memberships m ON m.organization_id = o.id AND m.user_id = ");
+                qb.push_bind(user);
+            }
+            qb.push(" WHERE 1 = 1");
+            if let Some(term) = &filter.search {
+                DB::push_search(&mut qb, "o", "organizations_fts", ["name", "slug"], term);
+            }
+            qb
+        };
+        let total: i64 = build("SELECT count(*)")
+            .build_query_scalar()
+            .fetch_one(self.reader())
+            .await?;
+        let mut qb = build(&format!("SELECT {ORG_COLUMNS}"));
+        Self::push_page(&mut qb, "o.created_at", "o.id", &page);
+        let orgs = qb
+            .build()
+            .fetch_all(self.reader())
+            .await?
+            .iter()
+            .map(Self::org_from)
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let page = Self::page_of(&page, orgs, total, Organization::cursor);
+        if page.items.is_empty() {
+            return Ok(Page {
+                items: Vec::new(),
+                total: page.total,
+                page: page.page,
+                size: page.size,
+                next_page_token: page.next_page_token,
+            });
+        }
+
+        // Two more queries for the whole page, whatever its length.
+        let mut qb = QueryBuilder::<DB>::new(
+            "SELECT s.id, s.name, s.slug, s.organization_id FROM spaces s WHERE s.organization_id IN (",
+        );
+        let mut ids = qb.separated(", ");
+        for org in &page.items {
+            ids.push_bind(org.id);
+        }
+        qb.push(") ORDER BY s.organization_id, s.name, s.id");
+        let mut spaces: std::collections::HashMap<Uuid, Vec<SpaceRef>> = std::collections::HashMap::new();
+        for row in qb.build().fetch_all(self.reader()).await? {
+            let org: Uuid = row.try_get("organization_id")?;
+            spaces.entry(org).or_default().push(SpaceRef {
+                id: row.try_get("id")?,
+                name: row.try_get("name")?,
+                slug: row.try_get("slug")?,
+            });
+        }
+        let mut qb = QueryBuilder::<DB>::new(
+            "SELECT organization_id, count(*) AS n FROM memberships WHERE organization_id IN (",
+        );
+        let mut ids = qb.separated(", ");
+        for org in &page.items {
+            ids.push_bind(org.id);
+        }
+        qb.push(") GROUP BY organization_id");
+        let mut counts: std::collections::HashMap<Uuid, i64> = std::collections::HashMap::new();
+        for row in qb.build().fetch_all(self.reader()).await? {
+            counts.insert(row.try_get("organization_id")?, row.try_get("n")?);
+        }
+        let items = page
+            .items
+            .into_iter()
+            .map(|org| OrganizationSummary {
+                spaces: spaces.remove(&org.id).unwrap_or_default(),
+                user_count: counts.get(&org.id).copied().unwrap_or(0),
+                org,
+            })
+            .collect();
+        Ok(Page {
+            items,
+            total: page.total,
+            page: page.page,
+            size: page.size,
+            next_page_token: page.next_page_token,
+        })
+    }
+
+    async fn update_organization(
+        &self,
+        actor: &Actor,
+        slug: &str,
+        changes: OrganizationChanges,
+    ) -> Result<Organization> {
+        let (mut tx, _, access) = self
+            .org_guard(actor, slug, OrgAction::Manage, "organization.update")
+            .await?;
+        let org = access.org;
+        if changes.is_empty() {
+            tx.commit().await?;
+            return Ok(org);
+        }
+        let mut qb = QueryBuilder::<DB>::new("UPDATE organizations SET updated_at = ");
+        qb.push_bind(now_micros());
+        let mut draft = Draft::success(actor, "organization.update", targets::org(org.id));
+        if let Some(name) = &changes.name {
+            qb.push(", name = ");
+            qb.push_bind(name.as_str().to_owned());
+            draft = draft.with("name", name.as_str());
+        }
+        if let Some(slug) = &changes.slug {
+            qb.push(", slug = ");
+            qb.push_bind(slug.as_str().to_owned());
+            draft = draft
+                .with("slug", slug.as_str())
+                .with("previous_slug", org.slug.as_str());
+        }
+        if let Some(description) = &changes.description {
+            qb.push(", description = ");
+            qb.push_bind(description.as_str().to_owned());
+            draft = draft.with("description", "changed");
+        }
+        qb.push(" WHERE id = ");
+        qb.push_bind(org.id);
+        qb.push(" RETURNING id, name, slug, description, created_at, updated_at");
+        let updated = match qb.build().fetch_one(&mut *tx).await {
+            Ok(row) => Self::org_from(&row)?,
+            Err(e) if is_unique_violation(&e) => {
+                return Err(Self::org_slug_taken(
+                    changes.slug.as_ref().map(|s| s.as_str()).unwrap_or_default(),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.append(&mut tx, org.id, draft).await?;
+        tx.commit().await?;
+        Ok(updated)
+    }
+
+    async fn delete_organization(&self, actor: &Actor, slug: &str) -> Result<Uuid> {
+        let (mut tx, _, access) = self
+            .org_guard(actor, slug, OrgAction::Manage, "organization.delete")
+            .await?;
+        let id = access.org.id;
+        let detached: Vec<Uuid> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT id FROM spaces WHERE organization_id = $1{}",
+            DB::LOCK
+        )))
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        for table in crate::store::CONTENT_TABLES {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE {table} SET organization_id = NULL WHERE organization_id = $1"
+            )))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("DELETE FROM organizations WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let draft = Draft::success(actor, "organization.delete", targets::org(id))
+            .with("slug", access.org.slug.as_str())
+            .with("detached_spaces", detached.len().to_string());
+        self.append(&mut tx, id, draft).await?;
+        sqlx::query("UPDATE audit_heads SET deleted_at = $2 WHERE organization_id = $1")
+            .bind(id)
+            .bind(now_micros())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    async fn attach_space(&self, actor: &Actor, slug: &str, space: Uuid) -> Result<Space> {
+        let (mut tx, caller, access) = self
+            .org_guard(actor, slug, OrgAction::Manage, "space.attach")
+            .await?;
+        let org = access.org.id;
+        let target = targets::org_space(org, space);
+        let current = Self::lock_space_access(&mut tx, space, caller.user_id).await?;
+        if !caller.is_superadmin && current.space_role != Some(SpaceRole::Admin) {
+            let e = Error::denied("only an admin of the space may add it to an organization")
+                .with("space_id", space.to_string());
+            return self
+                .refuse(tx, org, Draft::denied(actor, "space.attach", target), e)
+                .await;
+        }
+        match current.space.organization_id {
+            None => {}
+            Some(owner) if owner == org => {
+                return Err(Error::already_exists(
+                    "SPACE_ALREADY_ATTACHED",
+                    "the space already belongs to this organization",
+                )
+                .with("space_id", space.to_string()));
+            }
+            Some(_) => {
+                return Err(Error::failed_precondition(
+                    "SPACE_IN_OTHER_ORGANIZATION",
+                    "the space belongs to another organization; remove it there first",
+                )
+                .with("space_id", space.to_string()));
+            }
+        }
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE spaces SET organization_id = $1, updated_at = $3 WHERE id = $2 RETURNING {SPACE_RETURNING}"
+        )))
+        .bind(org)
+        .bind(space)
+        .bind(now_micros())
+        .fetch_one(&mut *tx)
+        .await?;
+        Self::set_content_org(&mut tx, space, Some(org)).await?;
+        let draft = Draft::success(actor, "space.attach", target).with("space_id", space.to_string());
+        self.append(&mut tx, org, draft).await?;
+        tx.commit().await?;
+        Ok(Self::space_from(&row)?)
+    }
+
+    async fn detach_space(&self, actor: &Actor, slug: &str, space: Uuid) -> Result<Uuid> {
+        let (mut tx, _, access) = self
+            .org_guard(actor, slug, OrgAction::Manage, "space.detach")
+            .await?;
+        let org = access.org.id;
+        let done = sqlx::query(
+            "UPDATE spaces SET organization_id = NULL, updated_at = $3 WHERE id = $2 AND organization_id = $1",
+        )
+        .bind(org)
+        .bind(space)
+        .bind(now_micros())
+        .execute(&mut *tx)
+        .await?;
+        if DB::rows_affected(&done) == 0 {
+            return Err(Error::not_found(
+                "SPACE_NOT_IN_ORGANIZATION",
+                format!("space {space} does not belong to this organization"),
+            )
+            .with("space_id", space.to_string()));
+        }
+        Self::set_content_org(&mut tx, space, None).await?;
+        let draft = Draft::success(actor, "space.detach", targets::org_space(org, space))
+            .with("space_id", space.to_string());
+        self.append(&mut tx, org, draft).await?;
+        tx.commit().await?;
+        Ok(org)
+    }
+
+    async fn add_member(&self, actor: &Actor, slug: &str, email: &Email, role: OrgRole) -> Result<Member> {
+        let (mut tx, _, access) = self
+            .org_guard(actor, slug, OrgAction::Manage, "member.add")
+            .await?;
+        let org = access.org.id;
+        let user = Self::upsert_user(&mut tx, email).await?;
+        let done = sqlx::query(
+            "INSERT INTO memberships (organization_id, user_id, role, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (organization_id, user_id) DO NOTHING",
+        )
+        .bind(org)
+        .bind(user)
+        .bind(role.as_str())
+        .bind(now_micros())
+        .execute(&mut *tx)
+        .await?;
+        if DB::rows_affected(&done) == 0 {
+            return Err(Error::already_exists(
+                "MEMBER_ALREADY_EXISTS",
+                format!("{email} is already a member of this organization"),
+            )
+            .with("user_email", email.as_str()));
+        }
+        let member = Self::org_member(&mut tx, org, user).await?;
+        let draft = Draft::success(actor, "member.add", targets::org_user(org, user))
+            .with("user_id", user.to_string())
+            .with("email", email.as_str())
+            .with("role", role.as_str());
+        self.append(&mut tx, org, draft).await?;
+        tx.commit().await?;
+        Ok(member)
+    }
+
+    async fn update_member_role(
+        &self,
+        actor: &Actor,
+        slug: &str,
+        user: Uuid,
+        role: OrgRole,
+    ) -> Result<Member> {
+        let (mut tx, _, access) = self
+            .org_guard(actor, slug, OrgAction::Manage, "member.update_role")
+            .await?;
+        let org = access.org.id;
+        let current = Self::lock_membership(&mut tx, org, user)
+            .await?
+            .ok_or_else(|| Self::member_not_found(user))?;
+        if current == OrgRole::Admin && role != OrgRole::Admin && Self::admin_count(&mut tx, org).await? <= 1
+        {
+            return Err(last_admin());
+        }
+        sqlx::query("UPDATE memberships SET role = $3 WHERE organization_id = $1 AND user_id = $2")
+            .bind(org)
+            .bind(user)
+            .bind(role.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let member = Self::org_member(&mut tx, org, user).await?;
+        let draft = Draft::success(actor, "member.update_role", targets::org_user(org, user))
+            .with("user_id", user.to_string())
+            .with("previous_role", current.as_str())
+            .with("role", role.as_str());
+        self.append(&mut tx, org, draft).await?;
+        tx.commit().await?;
+        Ok(member)
+    }
+
+    async fn remove_member(&self, actor: &Actor, slug: &str, user: Uuid) -> Result<()> {
+        // Any member may leave; removing someone else takes an admin.
+        let action = if user == actor.user_id {
+            OrgAction::Read
+        } else {
+            OrgAction::Manage
+        };
+        let (mut tx, _, access) = self.org_guard(actor, slug, action, "member.remove").await?;
+        let org = access.org.id;
+        let current = Self::lock_membership(&mut tx, org, user)
+            .await?
+            .ok_or_else(|| Self::member_not_found(user))?;
+        if current == OrgRole::Admin && Self::admin_count(&mut tx, org).await? <= 1 {
+            return Err(last_admin());
+        }
+        sqlx::query("DELETE FROM memberships WHERE organization_id = $1 AND user_id = $2")
+            .bind(org)
+            .bind(user)
+            .execute(&mut *tx)
+            .await?;
+        let draft = Draft::success(actor, "member.remove", targets::org_user(org, user))
+            .with("user_id", user.to_string())
+            .with("role", current.as_str());
+        self.append(&mut tx, org, draft).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_members(
+        &self,
+        org: Uuid,
+        filter: &MemberFilter,
+        page: PageRequest,
+    ) -> Result<Page<Member>> {
+        let build = |select: &str| {
+            let mut qb = QueryBuilder::<DB>::new(select);
+            qb.push(" FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.organization_id = ");
+            qb.push_bind(org);
+            if let Some(role) = filter.role {
+                qb.push(" AND m.role = ");
+                qb.push_bind(role.as_str());
+            }
+            if let Some(term) = &filter.search {
+                DB::push_search(&mut qb, "u", "users_fts", ["email", "display_name"], term);
+            }
+            qb
+        };
+        let total: i64 = build("SELECT count(*)")
+            .build_query_scalar()
+            .fetch_one(self.reader())
+            .await?;
+        let mut qb =
+            build("SELECT u.id AS user_id, u.email, u.display_name, m.role, m.created_at AS joined_at");
+        Self::push_page(&mut qb, "m.created_at", "m.user_id", &page);
+        let rows = qb
+            .build()
+            .fetch_all(self.reader())
+            .await?
+            .iter()
+            .map(Self::member_from)
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(Self::page_of(&page, rows, total, Member::cursor))
+    }
+
+    async fn create_space(&self, actor: &Actor, new: NewSpace) -> Result<Space> {
+        let now = now_micros();
+        let mut tx = self.writer().begin().await?;
+        Self::caller_in(&mut tx, actor)
+            .await?
+            .require_superadmin("create spaces")?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO spaces (id, name, slug, description, visibility, repo, agent_id, agent_status, \
+             agent_autonomy, organization_id, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, $10, $10) RETURNING {SPACE_RETURNING}"
+        )))
+        .bind(new.id)
+        .bind(new.name.as_str().to_owned())
+        .bind(new.slug.as_str().to_owned())
+        .bind(new.description.as_str().to_owned())
+        .bind(new.visibility.as_str())
+        .bind(new.repo.clone())
+        .bind(new.agent.as_ref().map(|a| a.agent_id.clone()))
+        .bind(new.agent.as_ref().map(|a| a.status.as_str()))
+        .bind(new.agent.as_ref().map(|a| a.autonomy_level))
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await;
+        let row = match row {
+            Err(e) if is_unique_violation(&e) => return Err(Self::space_slug_taken(new.slug.as_str())),
+            other => other?,
+        };
+        let admin = Self::upsert_user(&mut tx, &new.admin_email).await?;
+        sqlx::query(
+            "INSERT INTO space_members (space_id, user_id, role, created_at) VALUES ($1, $2, 'admin', $3)",
+        )
+        .bind(new.id)
+        .bind(admin)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let draft = Draft::success(actor, "space.create", targets::space(new.id))
+            .with("name", new.name.as_str())
+            .with("slug", new.slug.as_str())
+            .with("visibility", new.visibility.as_str())
+            .with("admin_email", new.admin_email.as_str());
+        self.append(&mut tx, audit::SYSTEM_CHAIN, draft).await?;
+        tx.commit().await?;
+        Ok(Self::space_from(&row)?)
+    }
+
+    async fn space_access(&self, space: Uuid, user: Uuid) -> Result<Option<SpaceAccess>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SPACE_COLUMNS}, sm.role AS space_role, m.role AS org_role FROM spaces s \
+             LEFT JOIN space_members sm ON sm.space_id = s.id AND sm.user_id = $2 \
+             LEFT JOIN memberships m ON m.organization_id = s.organization_id AND m.user_id = $2 \
+             WHERE s.id = $1"
+        )))
+        .bind(space)
+        .bind(user)
+        .fetch_optional(self.reader())
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(SpaceAccess {
+            space: Self::space_from(&row)?,
+            space_role: Self::space_role(row.try_get("space_role")?)?,
+            org_role: Self::org_role(row.try_get("org_role")?)?,
+        }))
+    }
+
+    async fn list_spaces(&self, filter: &SpaceFilter, page: PageRequest) -> Result<Page<Space>> {
+        let build = |select: &str| {
+            let mut qb = QueryBuilder::<DB>::new(select);
+            qb.push(" FROM spaces s WHERE 1 = 1");
+            if let Some(user) = filter.visible_to {
+                // Space members; organization admins; organization
+                // members for spaces that are not restricted.
+                qb.push(" AND (s.id IN (SELECT space_id FROM space_members WHERE user_id = ");
+                qb.push_bind(user);
+                qb.push(
+                    ") OR s.organization_id IN (SELECT organization_id FROM memberships WHERE user_id = ",
+                );
+                qb.push_bind(user);
+                qb.push(" AND (role = 'admin' OR s.visibility = 'organization')))");
+            }
+            if let Some(org) = filter.organization_id {
+                qb.push(" AND s.organization_id = ");
+                qb.push_bind(org);
+            }
+            if let Some(term) = &filter.search {
+                DB::push_search(&mut qb, "s", "spaces_fts", ["name", "slug"], term);
+            }
+            qb
+        };
+        let total: i64 = build("SELECT count(*)")
+            .build_query_scalar()
+            .fetch_one(self.reader())
+            .await?;
+        let mut qb = build(&format!("SELECT {SPACE_COLUMNS}"));
+        Self::push_page(&mut qb, "s.created_at", "s.id", &page);
+        let rows = qb
+            .build()
+            .fetch_all(self.reader())
+            .await?
+            .iter()
+            .map(Self::space_from)
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(Self::page_of(&page, rows, total, Space::cursor))
+    }
+
+    async fn update_space(&self, actor: &Actor, id: Uuid, changes: SpaceChanges) -> Result<Space> {
+        let (mut tx, _, access) = self
+            .space_guard(actor, id, SpaceAction::Manage, "space.update", targets::space)
+            .await?;
+        if changes.is_empty() {
+            tx.commit().await?;
+            return Ok(access.space);
+        }
+        let mut draft = Draft::success(actor, "space.update", targets::space(id));
+        let mut qb = QueryBuilder::<DB>::new("UPDATE spaces SET updated_at = ");
+        qb.push_bind(now_micros());
+        if let Some(name) = &changes.name {
+            qb.push(", name = ");
+            qb.push_bind(name.as_str().to_owned());
+            draft = draft.with("name", name.as_str());
+        }
+        if let Some(slug) = &changes.slug {
+            qb.push(", slug = ");
+            qb.push_bind(slug.as_str().to_owned());
+            draft = draft
+                .with("slug", slug.as_str())
+                .with("previous_slug", access.space.slug.as_str());
+        }
+        if let Some(description) = &changes.description {
+            qb.push(", description = ");
+            qb.push_bind(description.as_str().to_owned());
+            draft = draft.with("description", "changed");
+        }
+        if let Some(visibility) = changes.visibility {
+            qb.push(", visibility = ");
+            qb.push_bind(visibility.as_str());
+            draft = draft.with("visibility", visibility.as_str());
+        }
+        if let Some(repo) = &changes.repo {
+            qb.push(", repo = ");
+            qb.push_bind(repo.clone());
+            draft = draft.with("repo", repo.as_str());
+        }
+        if let Some(agent) = &changes.agent {
+            qb.push(", agent_id = ");
+            qb.push_bind(agent.as_ref().map(|a| a.agent_id.clone()));
+            qb.push(", agent_status = ");
+            qb.push_bind(agent.as_ref().map(|a| a.status.as_str()));
+            qb.push(", agent_autonomy = ");
+            qb.push_bind(agent.as_ref().map(|a| a.autonomy_level));
+            draft = match agent {
+                Some(a) => draft
+                    .with("agent_id", a.agent_id.as_str())
+                    .with("agent_status", a.status.as_str())
+                    .with("agent_autonomy_level", a.autonomy_level.to_string()),
+                None => draft.with("agent", "removed"),
+            };
+        }
+        qb.push(" WHERE id = ");
+        qb.push_bind(id);
+        qb.push(format!(" RETURNING {SPACE_RETURNING}"));
+        let updated = match qb.build().fetch_one(&mut *tx).await {
+            Ok(row) => Self::space_from(&row)?,
+            Err(e) if is_unique_violation(&e) => {
+                return Err(Self::space_slug_taken(
+                    changes.slug.as_ref().map(|s| s.as_str()).unwrap_or_default(),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.append(&mut tx, Self::chain_of(&access.space), draft).await?;
+        tx.commit().await?;
+        Ok(updated)
+    }
+
+    async fn delete_space(&self, actor: &Actor, id: Uuid) -> Result<Option<Uuid>> {
+        let (mut tx, _, access) = self
+            .space_guard(actor, id, SpaceAction::Manage, "space.delete", targets::space)
+            .await?;
+        sqlx::query("DELETE FROM spaces WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let draft = Draft::success(actor, "space.delete", targets::space(id))
+            .with("slug", access.space.slug.as_str());
+        self.append(&mut tx, Self::chain_of(&access.space), draft).await?;
+        tx.commit().await?;
+        Ok(access.space.organization_id)
+    }
+
+    async fn list_space_members(&self, space: Uuid, page: PageRequest) -> Result<Page<Member>> {
+        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM space_members WHERE space_id = $1")
+            .bind(space)
+            .fetch_one(self.reader())
+            .await?;
+        let mut qb = QueryBuilder::<DB>::new(SPACE_MEMBER_SELECT);
+        qb.push(" WHERE m.space_id = ");
+        qb.push_bind(space);
+        Self::push_page(&mut qb, "m.created_at", "m.user_id", &page);
+        let rows = qb
+            .build()
+            .fetch_all(self.reader())
+            .await?
+            .iter()
+            .map(Self::member_from)
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(Self::page_of(&page, rows, total, Member::cursor))
+    }
+
+    async fn add_space_member(
+        &self,
+        actor: &Actor,
+        space: Uuid,
+        email: &Email,
+        role: SpaceRole,
+    ) -> Result<Member> {
+        let target = |s: Uuid| targets::space_members(s);
+        let (mut tx, _, access) = self
+            .space_guard(actor, space, SpaceAction::Manage, "space_member.add", target)
+            .await?;
+        let user = Self::upsert_user(&mut tx, email).await?;
+        let done = sqlx::query(
+            "INSERT INTO space_members (space_id, user_id, role, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (space_id, user_id) DO NOTHING",
+        )
+        .bind(space)
+        .bind(user)
+        .bind(role.as_str())
+        .bind(now_micros())
+        .execute(&mut *tx)
+        .await?;
+        if DB::rows_affected(&done) == 0 {
+            return Err(Error::already_exists(
+                "MEMBER_ALREADY_EXISTS",
+                format!("{email} is already a member of this space"),
+            )
+            .with("user_email", email.as_str()));
+        }
+        let member = Self::space_member(&mut tx, space, user).await?;
+        let draft = Draft::success(actor, "space_member.add", targets::space_member(space, user))
+            .with("user_id", user.to_string())
+            .with("email", email.as_str())
+            .with("role", role.as_str());
+        self.append(&mut tx, Self::chain_of(&access.space), draft).await?;
+        tx.commit().await?;
+        Ok(member)
+    }
+
+    async fn update_space_member(
+        &self,
+        actor: &Actor,
+        space: Uuid,
+        user: Uuid,
+        role: SpaceRole,
+    ) -> Result<Member> {
+        let target = |s: Uuid| targets::space_member(s, user);
+        let (mut tx, _, access) = self
+            .space_guard(
+                actor,
+                space,
+                SpaceAction::Manage,
+                "space_member.update_role",
+                target,
+            )
+            .await?;
+        let previous: Option<String> =
+            sqlx::query_scalar("SELECT role FROM space_members WHERE space_id = $1 AND user_id = $2")
+                .bind(space)
+                .bind(user)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let previous = previous.ok_or_else(|| Self::member_not_found(user))?;
+        sqlx::query("UPDATE space_members SET role = $3 WHERE space_id = $1 AND user_id = $2")
+            .bind(space)
+            .bind(user)
+            .bind(role.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let member = Self::space_member(&mut tx, space, user).await?;
+        let draft = Draft::success(
+            actor,
+            "space_member.update_role",
+            targets::space_member(space, user),
+        )
+        .with("user_id", user.to_string())
+        .with("previous_role", previous)
+        .with("role", role.as_str());
+        self.append(&mut tx, Self::chain_of(&access.space), draft).await?;
+        tx.commit().await?;
+        Ok(member)
+    }
+
+    async fn remove_space_member(&self, actor: &Actor, space: Uuid, user: Uuid) -> Result<()> {
+        // Members may leave a space they can see; removing others takes
+        // a space admin.
+        let action = if user == actor.user_id {
+            SpaceAction::Read
+        } else {
+            SpaceAction::Manage
+        };
+        let target = |s: Uuid| targets::space_member(s, user);
+        let (mut tx, _, access) = self
+            .space_guard(actor, space, action, "space_member.remove", target)
+            .await?;
+        let removed: Option<String> = sqlx::query_scalar(
+            "DELETE FROM space_members WHERE space_id = $1 AND user_id = $2 RETURNING role",
+        )
+        .bind(space)
+        .bind(user)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let role = removed.ok_or_else(|| Self::member_not_found(user))?;
+        let draft = Draft::success(actor, "space_member.remove", targets::space_member(space, user))
+            .with("user_id", user.to_string())
+            .with("role", role);
+        self.append(&mut tx, Self::chain_of(&access.space), draft).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn record_denied(&self, chain: Uuid, draft: Draft) -> Result<()> {
+        let mut tx = self.writer().begin().await?;
+        self.append(&mut tx, chain, draft).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn storage_state(&self, org: Uuid) -> Result<Option<StorageState>> {
+        let row = sqlx::query(
+            "SELECT id, name, slug, description, created_at, updated_at FROM organizations WHERE id = $1",
+        )
+        .bind(org)
+        .fetch_optional(self.reader())
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let spaces: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM spaces WHERE organization_id = $1")
+            .bind(org)
+            .fetch_all(self.reader())
+            .await?;
+        Ok(Some(StorageState {
+            org: Self::org_from(&row)?,
+            spaces,
+        }))
+    }
+
+    async fn organization_ids(&self, after: Option<Uuid>, limit: i64) -> Result<Vec<Uuid>> {
+        let mut qb = QueryBuilder::<DB>::new("SELECT id FROM organizations");
+        if let Some(after) = after {
+            qb.push(" WHERE id > ");
+            qb.push_bind(after);
+        }
+        qb.push(" ORDER BY id LIMIT ");
+        qb.push_bind(limit);
+        Ok(qb.build_query_scalar().fetch_all(self.reader()).await?)
+    }
+
+    async fn audit_head(&self, org: Uuid) -> Result<Option<Head>> {
+        let row = sqlx::query(
+            "SELECT organization_id, seq, hash, base_seq, base_hash, base_signed_at, base_key_id, \
+             base_signature, deleted_at FROM audit_heads WHERE organization_id = $1",
+        )
+        .bind(org)
+        .fetch_optional(self.reader())
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let base_seq: i64 = row.try_get("base_seq")?;
+        let base_hash: String = row.try_get("base_hash")?;
+        let signed_at: Option<i64> = row.try_get("base_signed_at")?;
+        let key_id: Option<String> = row.try_get("base_key_id")?;
+        let signature: Option<String> = row.try_get("base_signature")?;
+        let base_checkpoint = match (signed_at, key_id, signature) {
+            (Some(signed_at), Some(key_id), Some(signature)) => Some(audit::Checkpoint {
+                organization_id: org,
+                seq: base_seq,
+                hash: base_hash.clone(),
+                signed_at,
+                key_id,
+                signature,
+            }),
+            _ => None,
+        };
+        Ok(Some(Head {
+            organization_id: row.try_get("organization_id")?,
+            seq: row.try_get("seq")?,
+            hash: row.try_get("hash")?,
+            base_seq,
+            base_hash,
+            base_checkpoint,
+            deleted_at: row.try_get("deleted_at")?,
+        }))
+    }
+
+    async fn audit_chain_ids(&self, after: Option<Uuid>, limit: i64) -> Result<Vec<Uuid>> {
+        let mut qb = QueryBuilder::<DB>::new("SELECT organization_id FROM audit_heads");
+        if let Some(after) = after {
+            qb.push(" WHERE organization_id > ");
+            qb.push_bind(after);
+        }
+        qb.push(" ORDER BY organization_id LIMIT ");
+        qb.push_bind(limit);
+        Ok(qb.build_query_scalar().fetch_all(self.reader()).await?)
+    }
+
+    async fn newest_event_before(&self, chain: Uuid, cutoff: i64) -> Result<Option<(i64, String)>> {
+        let row = sqlx::query(
+            "SELECT seq, hash FROM audit_events WHERE organization_id = $1 AND created_at < $2 \
+             ORDER BY created_at DESC, seq DESC LIMIT 1",
+        )
+        .bind(chain)
+        .bind(cutoff)
+        .fetch_optional(self.reader())
+        .await?;
+        Ok(match row {
+            Some(row) => Some((row.try_get("seq")?, row.try_get("hash")?)),
+            None => None,
+        })
+    }
+
+    async fn prune_audit(&self, checkpoint: &audit::Checkpoint) -> Result<u64> {
+        let chain = checkpoint.organization_id;
+        let mut tx = self.writer().begin().await?;
+        let head = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT seq, base_seq, deleted_at FROM audit_heads WHERE organization_id = $1{}",
+            DB::LOCK
+        )))
+        .bind(chain)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(head) = head else { return Ok(0) };
+        let (head_seq, base_seq): (i64, i64) = (head.try_get("seq")?, head.try_get("base_seq")?);
+        let deleted_at: Option<i64> = head.try_get("deleted_at")?;
+        if checkpoint.seq <= base_seq || checkpoint.seq > head_seq {
+            return Ok(0);
+        }
+        let hash: Option<String> =
+            sqlx::query_scalar("SELECT hash FROM audit_events WHERE organization_id = $1 AND seq = $2")
+                .bind(chain)
+                .bind(checkpoint.seq)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if hash.as_deref() != Some(checkpoint.hash.as_str()) {
+            return Err(Error::internal(
+                "pruning the audit trail",
+                format!(
+                    "chain {chain}: event {} is not the one the checkpoint names",
+                    checkpoint.seq
+                ),
+            ));
+        }
+        let done = sqlx::query("DELETE FROM audit_events WHERE organization_id = $1 AND seq <= $2")
+            .bind(chain)
+            .bind(checkpoint.seq)
+            .execute(&mut *tx)
+            .await?;
+        if deleted_at.is_some() && checkpoint.seq == head_seq {
+            // A deleted organization's trail, wholly expired.
+            sqlx::query("DELETE FROM audit_heads WHERE organization_id = $1")
+                .bind(chain)
+                .execute(&mut *tx)
+                .await?;
+        } else {
+            sqlx::query(
+                "UPDATE audit_heads SET base_seq = $2, base_hash = $3, base_signed_at = $4, base_key_id = $5, \
+                 base_signature = $6 WHERE organization_id = $1",
+            )
+            .bind(chain)
+            .bind(checkpoint.seq)
+            .bind(checkpoint.hash.clone())
+            .bind(checkpoint.signed_at)
+            .bind(checkpoint.key_id.clone())
+            .bind(checkpoint.signature.clone())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(DB::rows_affected(&done))
+    }
+
+    async fn list_audit_events(
+        &self,
+        org: Uuid,
+        filter: &EventFilter,
+        page: PageRequest,
+    ) -> Result<Page<Event>> {
+        let build = |select: &str| {
+            let mut qb = QueryBuilder::<DB>::new(select);
+            qb.push(" FROM audit_events e WHERE e.organization_id = ");
+            qb.push_bind(org);
+            match &filter.action {
+                Some(audit::ActionFilter::Exact(a)) => {
+                    qb.push(" AND e.action = ");
+                    qb.push_bind(a.clone());
+                }
+                Some(audit::ActionFilter::Prefix(p)) => DB::push_prefix(&mut qb, "e.action", p),
+                None => {}
+            }
+            if let Some(actor) = filter.actor {
+                qb.push(" AND e.actor = ");
+                qb.push_bind(actor);
+            }
+            if let Some(result) = filter.result {
+                qb.push(" AND e.result = ");
+                qb.push_bind(result.as_str());
+            }
+            if let Some(since) = filter.since {
+                qb.push(" AND e.created_at >= ");
+                qb.push_bind(since);
+            }
+            if let Some(until) = filter.until {
+                qb.push(" AND e.created_at < ");
+                qb.push_bind(until);
+            }
+            qb
+        };
+        let total: i64 = build("SELECT count(*)")
+            .build_query_scalar()
+            .fetch_one(self.reader())
+            .await?;
+        let mut qb = build(&format!("SELECT {EVENT_COLUMNS}"));
+        if let Some(after) = page.after {
+            qb.push(" AND e.seq < ");
+            qb.push_bind(after.created_at);
+        }
+        qb.push(" ORDER BY e.seq DESC LIMIT ");
+        qb.push_bind(page.fetch());
+        qb.push(" OFFSET ");
+        qb.push_bind(page.offset());
+        let rows = qb
+            .build()
+            .fetch_all(self.reader())
+            .await?
+            .iter()
+            .map(Self::event_from)
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(Self::page_of(&page, rows, total, |e: &Event| {
+            crate::domain::page::Cursor {
+                created_at: e.seq,
+                id: e.id,
+            }
+        }))
+    }
+
+    async fn audit_events_after(&self, org: Uuid, after_seq: i64, limit: i64) -> Result<Vec<Event>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {EVENT_COLUMNS} FROM audit_events WHERE organization_id = $1 AND seq > $2 \
+             ORDER BY seq LIMIT $3"
+        )))
+        .bind(org)
+        .bind(after_seq)
+        .bind(limit)
+        .fetch_all(self.reader())
+        .await?;
+        Ok(rows
+            .iter()
+            .map(Self::event_from)
+            .collect::<std::result::Result<Vec<_>, _>>()?)
+    }
+}

@@ -5,28 +5,39 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Pool, QueryBuilder, Sqlite};
+use uuid::Uuid;
 
 use super::StoreOptions;
+use super::dialect::{Dialect, SqlStore};
+use crate::domain::{Error, Result};
 
-pub struct SqliteStore {
-    writer: SqlitePool,
-    reader: SqlitePool,
-}
+pub type SqliteStore = SqlStore<Sqlite>;
 
-impl SqliteStore {
-    const NAME: &'static str = "sqlite";
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+impl Dialect for Sqlite {
+    const BACKEND: &'static str = "sqlite";
     const LOCK: &'static str = "";
     const DISTINCT: &'static str = "IS NOT";
     const EXPLAIN: &'static str = "EXPLAIN QUERY PLAN ";
-    /// Keeps the planner from using an index for the term it prefixes.
+    const EXPLAIN_COLUMN: &'static str = "detail";
     const NOT_INDEXED: &'static str = "+";
-    /// SQLite filters by a subquery of visible spaces as well as by a list.
     const SPACE_ID_LISTS: bool = false;
 
-    fn push_space_in(qb: &mut sqlx::QueryBuilder<sqlx::Sqlite>, column: &str, ids: &[uuid::Uuid]) {
+    fn rows_affected(result: &sqlx::sqlite::SqliteQueryResult) -> u64 {
+        result.rows_affected()
+    }
+
+    async fn migrate(pool: &Pool<Self>) -> Result<()> {
+        MIGRATOR
+            .run(pool)
+            .await
+            .map_err(|e| Error::internal("migrations", e))
+    }
+
+    fn push_space_in(qb: &mut QueryBuilder<Self>, column: &str, ids: &[Uuid]) {
         if ids.is_empty() {
             qb.push(" AND 0 = 1");
             return;
@@ -38,45 +49,10 @@ impl SqliteStore {
         }
         qb.push(")");
     }
-    const EXPLAIN_COLUMN: &'static str = "detail";
-    const MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
-    pub async fn connect(url: &str, options: &StoreOptions) -> crate::domain::Result<Self> {
-        let connect = SqliteConnectOptions::from_str(url)
-            .map_err(|e| crate::domain::Error::internal("sqlite url", e))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true)
-            .pragma("temp_store", "memory")
-            .pragma("cache_size", "-65536");
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .test_before_acquire(false)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_with(connect.clone())
-            .await
-            .map_err(|e| crate::domain::Error::unavailable(format!("opening sqlite database: {e}")))?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(options.max_connections.max(1))
-            .test_before_acquire(false)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_with(connect)
-            .await
-            .map_err(|e| crate::domain::Error::unavailable(format!("opening sqlite database: {e}")))?;
-        Ok(Self { writer, reader })
-    }
-
-    /// Substring search over two columns, ignoring case: FTS5's trigram
-    /// index for terms of 3+ characters, LIKE for shorter ones.
-    fn push_search(
-        qb: &mut sqlx::QueryBuilder<sqlx::Sqlite>,
-        alias: &str,
-        fts: &str,
-        columns: [&str; 2],
-        term: &str,
-    ) {
+    /// FTS5's trigram index for terms of 3+ characters, LIKE for shorter
+    /// ones.
+    fn push_search(qb: &mut QueryBuilder<Self>, alias: &str, fts: &str, columns: [&str; 2], term: &str) {
         if term.chars().count() >= 3 {
             qb.push(format!(
                 " AND {alias}.rowid IN (SELECT rowid FROM {fts} WHERE {fts} MATCH "
@@ -95,9 +71,8 @@ impl SqliteStore {
         }
     }
 
-    /// `column` starts with `prefix`: a range over the column's binary
-    /// order, which an index serves.
-    fn push_prefix(qb: &mut sqlx::QueryBuilder<sqlx::Sqlite>, column: &str, prefix: &str) {
+    /// A range over the column's binary order, which an index serves.
+    fn push_prefix(qb: &mut QueryBuilder<Self>, column: &str, prefix: &str) {
         qb.push(format!(" AND {column} >= "));
         qb.push_bind(prefix.to_owned());
         if let Some(upper) = super::prefix_upper_bound(prefix) {
@@ -105,15 +80,37 @@ impl SqliteStore {
             qb.push_bind(upper);
         }
     }
-
-    fn writer(&self) -> &SqlitePool {
-        &self.writer
-    }
-
-    fn reader(&self) -> &SqlitePool {
-        &self.reader
-    }
 }
 
-super::sql::impl_store!(SqliteStore, sqlx::Sqlite);
-super::content_sql::impl_content_store!(SqliteStore, sqlx::Sqlite);
+impl SqlStore<Sqlite> {
+    pub async fn connect(url: &str, options: &StoreOptions) -> Result<Self> {
+        let connect = SqliteConnectOptions::from_str(url)
+            .map_err(|e| Error::internal("sqlite url", e))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true)
+            .pragma("temp_store", "memory")
+            .pragma("cache_size", "-65536");
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .test_before_acquire(false)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(connect.clone())
+            .await
+            .map_err(|e| Error::unavailable(format!("opening sqlite database: {e}")))?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .test_before_acquire(false)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(connect)
+            .await
+            .map_err(|e| Error::unavailable(format!("opening sqlite database: {e}")))?;
+        Ok(Self {
+            writer,
+            reader,
+            audit_trail: options.audit_trail,
+        })
+    }
+}

@@ -1,0 +1,69 @@
+//! What differs between SQLite and PostgreSQL, declared once: row locks,
+//! null-safe comparison, text search, prefix matches, visible-space
+//! filters, query plans and migrations. The shared SQL in `sql.rs` and
+//! `content_sql.rs` is ordinary generic Rust over a `Dialect`.
+
+use std::future::Future;
+
+use sqlx::{Database, Pool, QueryBuilder};
+use uuid::Uuid;
+
+use crate::domain::Result;
+
+pub trait Dialect: Database {
+    /// "sqlite" or "postgres".
+    const BACKEND: &'static str;
+    /// Appended to a SELECT that must lock its rows until the transaction
+    /// ends (PostgreSQL); empty where one writer runs at a time (SQLite).
+    const LOCK: &'static str;
+    /// Null-safe "differs from".
+    const DISTINCT: &'static str;
+    /// The prefix that turns a query into its plan.
+    const EXPLAIN: &'static str;
+    /// The column of a plan's text.
+    const EXPLAIN_COLUMN: &'static str;
+    /// Written before a term to keep the planner from using an index for it
+    /// (SQLite, whose planner would otherwise sort instead of walking the
+    /// organization's index); empty on PostgreSQL.
+    const NOT_INDEXED: &'static str;
+    /// Whether aggregated lists filter by a list of visible space ids
+    /// fetched first (PostgreSQL) rather than by a subquery (SQLite).
+    const SPACE_ID_LISTS: bool;
+
+    /// Rows a statement changed.
+    fn rows_affected(result: &Self::QueryResult) -> u64;
+
+    /// Applies the backend's pending migrations.
+    fn migrate(pool: &Pool<Self>) -> impl Future<Output = Result<()>> + Send;
+
+    /// ` AND <column> IN (<ids>)`.
+    fn push_space_in(qb: &mut QueryBuilder<Self>, column: &str, ids: &[Uuid]);
+
+    /// ` AND (<alias>.<first> or <alias>.<second> contains <term>)`, ignoring
+    /// case, served by the backend's text index (`fts` names SQLite's FTS5
+    /// table for the alias's table).
+    fn push_search(qb: &mut QueryBuilder<Self>, alias: &str, fts: &str, columns: [&str; 2], term: &str);
+
+    /// ` AND <column> starts with <prefix>`, served by an index.
+    fn push_prefix(qb: &mut QueryBuilder<Self>, column: &str, prefix: &str);
+}
+
+/// The store over one backend: a pool for writes and one for reads (the
+/// same pool on PostgreSQL; SQLite has one writer connection).
+pub struct SqlStore<DB: Database> {
+    pub(super) writer: Pool<DB>,
+    pub(super) reader: Pool<DB>,
+    /// Whether changes append audit events. Always true in service; the
+    /// audit benchmark turns it off to measure what the trail costs.
+    pub(super) audit_trail: bool,
+}
+
+impl<DB: Database> SqlStore<DB> {
+    pub(super) fn writer(&self) -> &Pool<DB> {
+        &self.writer
+    }
+
+    pub(super) fn reader(&self) -> &Pool<DB> {
+        &self.reader
+    }
+}
