@@ -24,7 +24,7 @@ use crate::helpers::{SUPERADMIN, TestApp, assert_error, backend, fresh_database_
 // ---------------------------------------------------------------------------
 
 /// `orgd` with none of the caller's orgd settings in its environment.
-fn orgd() -> Command {
+pub(crate) fn orgd() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_orgd"));
     for (key, _) in std::env::vars_os() {
         let k = key.to_string_lossy();
@@ -48,7 +48,7 @@ fn orgd() -> Command {
 
 /// Runs a command to completion without blocking the runtime; a child that
 /// hangs is killed and fails the test instead of hanging it.
-async fn run(mut cmd: Command) -> Output {
+pub(crate) async fn run(mut cmd: Command) -> Output {
     let shown = format!("{:?}", cmd.as_std());
     cmd.stdin(Stdio::null()).kill_on_drop(true);
     tokio::time::timeout(Duration::from_secs(120), cmd.output())
@@ -57,16 +57,16 @@ async fn run(mut cmd: Command) -> Output {
         .unwrap_or_else(|e| panic!("cannot run {shown}: {e}"))
 }
 
-fn stdout(out: &Output) -> String {
+pub(crate) fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn stderr(out: &Output) -> String {
+pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[track_caller]
-fn assert_success(out: &Output, what: &str) {
+pub(crate) fn assert_success(out: &Output, what: &str) {
     assert!(
         out.status.success(),
         "{what} failed ({}):\nstdout: {}\nstderr: {}",
