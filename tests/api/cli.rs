@@ -57,16 +57,16 @@ pub(crate) async fn run(mut cmd: Command) -> Output {
         .unwrap_or_else(|e| panic!("cannot run {shown}: {e}"))
 }
 
-fn stdout(out: &Output) -> String {
+pub(crate) fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn stderr(out: &Output) -> String {
+pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[track_caller]
-fn assert_success(out: &Output, what: &str) {
+pub(crate) fn assert_success(out: &Output, what: &str) {
     assert!(
         out.status.success(),
         "{what} failed ({}):\nstdout: {}\nstderr: {}",

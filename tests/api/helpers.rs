@@ -63,8 +63,61 @@ pub struct TestApp {
     pub dir: TempDir,
     pub storage_root: PathBuf,
     pub database_url: String,
+    config: ServerConfig,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// A running server: where it listens, and how to stop it.
+struct Running {
+    addr: SocketAddr,
+    channel: Channel,
+    shutdown: oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+/// Builds the app from `config` (migrations, superadmins, storage
+/// reconciliation) and serves it on a fresh port.
+async fn launch(config: &ServerConfig) -> Running {
+    let app = build_app(config).await.expect("build app");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (shutdown, rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        serve(app, listener, async {
+            let _ = rx.await;
+        })
+        .await
+        .expect("server");
+    });
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    Running {
+        addr,
+        channel,
+        shutdown,
+        server,
+    }
+}
+
+fn test_config(database_url: &str, storage_root: PathBuf) -> ServerConfig {
+    ServerConfig {
+        database_url: database_url.to_owned(),
+        storage_root,
+        auth: AuthConfig {
+            hs256_secret: Secret::new(SECRET),
+            public_key_pem: None,
+            issuer: None,
+            audience: None,
+        },
+        superadmins: vec![SUPERADMIN.into()],
+        db_max_connections: 4,
+        audit_signer: orgd::signing::AuditSigner::ephemeral(),
+        audit_retention: None,
+    }
 }
 
 impl TestApp {
@@ -78,46 +131,42 @@ impl TestApp {
         let dir = tempfile::tempdir().expect("tempdir");
         let database_url = fresh_database_url(dir.path()).await;
         let storage_root = dir.path().join("storage");
-        let mut config = ServerConfig {
-            database_url: database_url.clone(),
-            storage_root: storage_root.clone(),
-            auth: AuthConfig {
-                hs256_secret: Secret::new(SECRET),
-                public_key_pem: None,
-                issuer: None,
-                audience: None,
-            },
-            superadmins: vec![SUPERADMIN.into()],
-            db_max_connections: 4,
-            audit_signer: orgd::signing::AuditSigner::ephemeral(),
-            audit_retention: None,
-        };
+        let mut config = test_config(&database_url, storage_root);
         tweak(&mut config);
-        let app = build_app(&config).await.expect("build app");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (tx, rx) = oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            serve(app, listener, async {
-                let _ = rx.await;
-            })
-            .await
-            .expect("server");
-        });
-        let channel = Channel::from_shared(format!("http://{addr}"))
-            .expect("uri")
-            .connect()
-            .await
-            .expect("connect");
+        Self::start(dir, config).await
+    }
+
+    /// Serves an existing database and storage root (e.g. one `orgd
+    /// generate` filled), with the test superadmin and secret.
+    pub async fn spawn_on(database_url: &str, storage_root: &std::path::Path) -> Self {
+        init_logging();
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start(dir, test_config(database_url, storage_root.to_owned())).await
+    }
+
+    async fn start(dir: TempDir, config: ServerConfig) -> Self {
+        let running = launch(&config).await;
         Self {
-            addr,
-            channel,
+            addr: running.addr,
+            channel: running.channel,
             dir,
-            storage_root,
-            database_url,
-            shutdown: Some(tx),
-            server: Some(server),
+            storage_root: config.storage_root.clone(),
+            database_url: config.database_url.clone(),
+            config,
+            shutdown: Some(running.shutdown),
+            server: Some(running.server),
         }
+    }
+
+    /// Stops the server and builds a new one on the same database and
+    /// storage root (as a restart of `orgd serve` would), on a new port.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let running = launch(&self.config).await;
+        self.addr = running.addr;
+        self.channel = running.channel;
+        self.shutdown = Some(running.shutdown);
+        self.server = Some(running.server);
     }
 
     /// Stops the server, keeping its directory (and a SQLite database in it).
@@ -289,4 +338,120 @@ pub fn assert_error<T: std::fmt::Debug>(
 /// A unique slug for tests that need many organizations.
 pub fn unique_slug(prefix: &str) -> String {
     format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
+}
+
+/// A value bound to a raw SQL statement.
+#[derive(Debug, Clone)]
+pub enum Arg {
+    Uuid(uuid::Uuid),
+    I64(i64),
+    Text(String),
+}
+
+/// A direct connection to a test database, bypassing orgd: for looking
+/// things up and for tampering. Statements use `$n` placeholders, which both
+/// backends accept; ids bind as `uuid::Uuid` (a BLOB on SQLite, a UUID on
+/// PostgreSQL), as orgd stores them.
+pub enum Db {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+macro_rules! bind_all {
+    ($query:expr, $args:expr) => {{
+        let mut q = $query;
+        for arg in $args {
+            q = match arg {
+                Arg::Uuid(v) => q.bind(*v),
+                Arg::I64(v) => q.bind(*v),
+                Arg::Text(v) => q.bind(v.clone()),
+            };
+        }
+        q
+    }};
+}
+
+impl Db {
+    pub async fn connect(database_url: &str) -> Self {
+        match backend().as_str() {
+            "postgres" => Db::Postgres(
+                sqlx::PgConnection::connect(database_url)
+                    .await
+                    .expect("connect to the test database"),
+            ),
+            _ => Db::Sqlite(
+                sqlx::SqliteConnection::connect(database_url)
+                    .await
+                    .expect("open the test database"),
+            ),
+        }
+    }
+
+    /// Runs a statement; returns the number of rows it changed.
+    pub async fn execute(&mut self, sql: &str, args: &[Arg]) -> u64 {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        match self {
+            Db::Sqlite(c) => bind_all!(sqlx::query(sql), args)
+                .execute(&mut *c)
+                .await
+                .expect("execute")
+                .rows_affected(),
+            Db::Postgres(c) => bind_all!(sqlx::query(sql), args)
+                .execute(&mut *c)
+                .await
+                .expect("execute")
+                .rows_affected(),
+        }
+    }
+
+    /// The ids a query returns in its first column.
+    pub async fn ids(&mut self, sql: &str, args: &[Arg]) -> Vec<uuid::Uuid> {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        match self {
+            Db::Sqlite(c) => bind_all!(sqlx::query_scalar::<_, uuid::Uuid>(sql), args)
+                .fetch_all(&mut *c)
+                .await
+                .expect("query ids"),
+            Db::Postgres(c) => bind_all!(sqlx::query_scalar::<_, uuid::Uuid>(sql), args)
+                .fetch_all(&mut *c)
+                .await
+                .expect("query ids"),
+        }
+    }
+
+    /// The strings a query returns in its first column.
+    pub async fn strings(&mut self, sql: &str, args: &[Arg]) -> Vec<String> {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        match self {
+            Db::Sqlite(c) => bind_all!(sqlx::query_scalar::<_, String>(sql), args)
+                .fetch_all(&mut *c)
+                .await
+                .expect("query strings"),
+            Db::Postgres(c) => bind_all!(sqlx::query_scalar::<_, String>(sql), args)
+                .fetch_all(&mut *c)
+                .await
+                .expect("query strings"),
+        }
+    }
+
+    pub async fn close(self) {
+        match self {
+            Db::Sqlite(c) => c.close().await.ok(),
+            Db::Postgres(c) => c.close().await.ok(),
+        };
+    }
+}
+
+/// The id orgd gave the user with this email (the user must exist).
+pub async fn user_id(database_url: &str, email: &str) -> String {
+    let mut db = Db::connect(database_url).await;
+    let ids = db
+        .ids(
+            "SELECT id FROM users WHERE email = $1",
+            &[Arg::Text(email.to_owned())],
+        )
+        .await;
+    db.close().await;
+    assert_eq!(ids.len(), 1, "no user {email}");
+    ids[0].to_string()
 }

@@ -3,6 +3,7 @@
 //! by ORGD_TEST_BACKEND.
 
 mod aggregation;
+mod audit;
 mod audit_trail;
 mod auth;
 mod cli;

@@ -7,25 +7,25 @@ use serde_json::{Value, json};
 use crate::envoy::Envoy;
 use crate::helpers::*;
 
-struct Rest {
-    envoy: Envoy,
-    app: TestApp,
-    http: reqwest::Client,
+pub(crate) struct Rest {
+    pub(crate) envoy: Envoy,
+    pub(crate) app: TestApp,
+    pub(crate) http: reqwest::Client,
 }
 
-struct Reply {
-    status: StatusCode,
-    headers: reqwest::header::HeaderMap,
-    text: String,
+pub(crate) struct Reply {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: reqwest::header::HeaderMap,
+    pub(crate) text: String,
 }
 
 impl Reply {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.text))
     }
 
     #[track_caller]
-    fn expect(&self, status: u16) -> Value {
+    pub(crate) fn expect(&self, status: u16) -> Value {
         assert_eq!(self.status.as_u16(), status, "body: {}", self.text);
         if status == 204 {
             return Value::Null;
@@ -42,7 +42,7 @@ impl Reply {
     /// Asserts an error reply: the HTTP status, and a JSON body with the gRPC
     /// code and an ErrorInfo of domain orgd with this reason.
     #[track_caller]
-    fn expect_error(&self, status: u16, code: i64, reason: &str) -> Value {
+    pub(crate) fn expect_error(&self, status: u16, code: i64, reason: &str) -> Value {
         let body = self.expect(status);
         assert_eq!(body["code"], code, "{body}");
         assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
@@ -60,7 +60,7 @@ impl Reply {
 }
 
 impl Rest {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let app = TestApp::spawn().await;
         let envoy = Envoy::start(&[app.addr]).await;
         Self {
@@ -70,7 +70,7 @@ impl Rest {
         }
     }
 
-    async fn call(&self, method: Method, path: &str, token: &str, body: Option<&str>) -> Reply {
+    pub(crate) async fn call(&self, method: Method, path: &str, token: &str, body: Option<&str>) -> Reply {
         let mut request = self.http.request(method, self.envoy.url(path));
         if !token.is_empty() {
             request = request.bearer_auth(token);
@@ -91,26 +91,26 @@ impl Rest {
         }
     }
 
-    async fn get(&self, path: &str, token: &str) -> Reply {
+    pub(crate) async fn get(&self, path: &str, token: &str) -> Reply {
         self.call(Method::GET, path, token, None).await
     }
 
-    async fn post(&self, path: &str, token: &str, body: Value) -> Reply {
+    pub(crate) async fn post(&self, path: &str, token: &str, body: Value) -> Reply {
         self.call(Method::POST, path, token, Some(&body.to_string()))
             .await
     }
 
-    async fn patch(&self, path: &str, token: &str, body: Value) -> Reply {
+    pub(crate) async fn patch(&self, path: &str, token: &str, body: Value) -> Reply {
         self.call(Method::PATCH, path, token, Some(&body.to_string()))
             .await
     }
 
-    async fn delete(&self, path: &str, token: &str) -> Reply {
+    pub(crate) async fn delete(&self, path: &str, token: &str) -> Reply {
         self.call(Method::DELETE, path, token, None).await
     }
 }
 
-fn is_rfc3339(v: &Value) -> bool {
+pub(crate) fn is_rfc3339(v: &Value) -> bool {
     v.as_str()
         .is_some_and(|s| chrono::DateTime::parse_from_rfc3339(s).is_ok())
 }
