@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# scripts/bench.sh - the aggregation benchmark on both backends (see
-# docs/benchmarks.md). Starts a throwaway PostgreSQL cluster unless
-# DATABASE_URL points at one. Arguments go to the benchmark, e.g.
+# scripts/bench.sh - a benchmark on both backends (see docs/benchmarks.md).
+# Starts a throwaway PostgreSQL cluster unless DATABASE_URL points at one.
+# The first argument may name the benchmark (aggregation, the default, or
+# audit); the rest go to it, e.g.
 #     scripts/bench.sh --backends sqlite --large 0.1 --iterations 20
+#     scripts/bench.sh audit --events 1000000
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/tools.sh
@@ -22,4 +24,11 @@ if [[ "${DATABASE_URL:-}" != postgres* ]]; then
     start_pg_cluster
 fi
 export DATABASE_URL
-cargo bench --locked --bench aggregation -- "$@"
+bench=aggregation
+case "${1:-}" in
+    aggregation | audit)
+        bench="$1"
+        shift
+        ;;
+esac
+cargo bench --locked --bench "$bench" -- "$@"

@@ -513,20 +513,32 @@ impl App {
     }
 
     /// Feeds the events after `after` up to `upto` to the verifier, in
-    /// keyset pages; returns the events seen.
-    async fn walk(&self, chain: Uuid, verifier: &mut Verifier, mut after: i64, upto: i64) -> Result<()> {
-        while after < upto && verifier.broken().is_none() {
+    /// keyset pages; the next page is read while this one is checked.
+    async fn walk(&self, chain: Uuid, verifier: &mut Verifier, after: i64, upto: i64) -> Result<()> {
+        let fetch = |after: i64| {
+            let store = self.store.clone();
             let limit = VERIFY_PAGE.min(upto - after);
-            let events = self.store.audit_events_after(chain, after, limit).await?;
+            tokio::spawn(async move { store.audit_events_after(chain, after, limit).await })
+        };
+        let mut pending = (after < upto).then(|| fetch(after));
+        while let Some(page) = pending.take() {
+            let events = page
+                .await
+                .map_err(|e| Error::internal("verifying an audit chain", e))??;
             let Some(last) = events.last().map(|e| e.seq) else {
                 break;
             };
+            if last < upto {
+                pending = Some(fetch(last));
+            }
             for event in &events {
                 if event.seq > upto || !verifier.push(event) {
                     break;
                 }
             }
-            after = last;
+            if verifier.broken().is_some() {
+                break;
+            }
         }
         Ok(())
     }

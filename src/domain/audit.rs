@@ -169,21 +169,28 @@ impl Event {
     /// The hash this event's fields call for (see the module docs).
     pub fn compute_hash(&self) -> String {
         let mut h = Sha256::new();
-        let mut put = |s: &str| h.update(netstring(s));
-        put("orgd.audit.v1");
-        put(&self.prev_hash);
-        put(&self.organization_id.to_string());
-        put(&self.seq.to_string());
-        put(&self.id.to_string());
-        put(&self.created_at.to_string());
-        put(&self.actor.to_string());
-        put(&self.action);
-        put(&self.result);
-        put(&self.target);
-        put(&self.metadata.len().to_string());
+        let mut put = |s: &[u8]| {
+            h.update(itoa::Buffer::new().format(s.len()).as_bytes());
+            h.update(b":");
+            h.update(s);
+            h.update(b",");
+        };
+        let mut ids = [[0u8; uuid::fmt::Hyphenated::LENGTH]; 3];
+        let [org, id, actor] = &mut ids;
+        put(b"orgd.audit.v1");
+        put(self.prev_hash.as_bytes());
+        put(self.organization_id.hyphenated().encode_lower(org).as_bytes());
+        put(itoa::Buffer::new().format(self.seq).as_bytes());
+        put(self.id.hyphenated().encode_lower(id).as_bytes());
+        put(itoa::Buffer::new().format(self.created_at).as_bytes());
+        put(self.actor.hyphenated().encode_lower(actor).as_bytes());
+        put(self.action.as_bytes());
+        put(self.result.as_bytes());
+        put(self.target.as_bytes());
+        put(itoa::Buffer::new().format(self.metadata.len()).as_bytes());
         for (k, v) in &self.metadata {
-            put(k);
-            put(v);
+            put(k.as_bytes());
+            put(v.as_bytes());
         }
         hex::encode(h.finalize())
     }

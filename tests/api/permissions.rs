@@ -429,6 +429,84 @@ async fn call(app: &TestApp, fx: &Fixture, rpc: &str, t: &str) -> Result<(), Sta
             ))
             .await
             .map(drop),
+        "ListAuditEvents" => orgs
+            .list_audit_events(req(
+                t,
+                ListAuditEventsRequest {
+                    slug,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop),
+        "VerifyAuditChain" => orgs
+            .verify_audit_chain(req(
+                t,
+                VerifyAuditChainRequest {
+                    slug,
+                    organization_id: String::new(),
+                },
+            ))
+            .await
+            .map(drop),
+        "GetAuditCheckpoint" => orgs
+            .get_audit_checkpoint(req(
+                t,
+                GetAuditCheckpointRequest {
+                    slug,
+                    organization_id: String::new(),
+                },
+            ))
+            .await
+            .map(drop),
+        "ProveAuditChain" => {
+            let checkpoint = orgs
+                .get_audit_checkpoint(req(
+                    &root(),
+                    GetAuditCheckpointRequest {
+                        slug: slug.clone(),
+                        organization_id: String::new(),
+                    },
+                ))
+                .await?
+                .into_inner()
+                .checkpoint;
+            orgs.prove_audit_chain(req(
+                t,
+                ProveAuditChainRequest {
+                    slug,
+                    checkpoint,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop)
+        }
+        // Streams check the caller before the first message.
+        "ExportAuditEvents" => orgs
+            .export_audit_events(req(
+                t,
+                ExportAuditEventsRequest {
+                    slug,
+                    organization_id: String::new(),
+                },
+            ))
+            .await
+            .map(drop),
+        "WatchEvents" => orgs
+            .watch_events(req(
+                t,
+                WatchEventsRequest {
+                    slug,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop),
+        "GetAuditSigningKey" => orgs
+            .get_audit_signing_key(req(t, GetAuditSigningKeyRequest {}))
+            .await
+            .map(drop),
         other => panic!("no such RPC in the matrix: {other}"),
     }
 }
@@ -500,6 +578,20 @@ async fn organization_reads_follow_the_permission_table() {
         ("ListOrganizations", Allowed::AnyUser),
         ("GetOrganization", Allowed::Members),
         ("ListUsers", Allowed::Members),
+    ])
+    .await;
+}
+
+#[tokio::test]
+async fn the_audit_trail_follows_the_permission_table() {
+    check_rows(&[
+        ("ListAuditEvents", Allowed::Admins),
+        ("VerifyAuditChain", Allowed::Admins),
+        ("GetAuditCheckpoint", Allowed::Admins),
+        ("ProveAuditChain", Allowed::Admins),
+        ("ExportAuditEvents", Allowed::Admins),
+        ("WatchEvents", Allowed::Admins),
+        ("GetAuditSigningKey", Allowed::AnyUser),
     ])
     .await;
 }
