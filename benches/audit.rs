@@ -7,8 +7,8 @@
 //! 2. VerifyAuditChain over one organization's chain of `--events` events
 //!    (default 1,000,000), loaded directly into the database.
 //!
-//!     cargo bench --bench audit -- [--backends sqlite,postgres]
-//!         [--events 1000000] [--writers 8] [--batches 40]
+//! Run it as `cargo bench --bench audit -- [--backends sqlite,postgres]
+//! [--events 1000000] [--writers 8] [--batches 40]`.
 //!
 //! PostgreSQL needs DATABASE_URL (scripts/bench.sh starts a throwaway
 //! cluster).
