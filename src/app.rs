@@ -15,7 +15,9 @@ use uuid::Uuid;
 use crate::auth::Authenticator;
 use crate::domain::access::{Caller, OrgAction, SpaceAction, check_org, check_space};
 use crate::domain::audit::{self, Actor, Checkpoint, Draft, Event, EventFilter, Head, Verifier};
-use crate::domain::content::{ContentKind, ContractInput, IssueInput, ProductInput, QualityCheckInput};
+use crate::domain::content::{
+    ContentKind, ContractInput, IssueInput, ProductInput, QualityCheckInput, Scope,
+};
 use crate::domain::model::{Member, OrgAccess, OrganizationDetails, Page, Space, SpaceAccess};
 use crate::domain::page::PageRequest;
 use crate::domain::types::{Email, OrgRole, SpaceRole};
@@ -243,6 +245,54 @@ impl App {
             return Err(e);
         }
         Ok(access)
+    }
+
+    /// The part of an organization's content the caller may see: every
+    /// space for its admins and superadmins, else the spaces that are not
+    /// restricted and those the caller belongs to (applied in SQL).
+    pub async fn content_scope(&self, caller: &Caller, rpc: &'static str, slug: &str) -> Result<Scope> {
+        let access = self
+            .org_access(caller, rpc, slug, OrgAction::Read, "content.read")
+            .await?;
+        let sees_all = caller.is_superadmin || access.role == Some(OrgRole::Admin);
+        Ok(Scope {
+            org: access.org.id,
+            member: (!sees_all).then_some(caller.user_id),
+            space: None,
+        })
+    }
+
+    /// Narrows a content scope to one space of its organization that the
+    /// caller may read; a refusal is recorded.
+    pub async fn narrow_to_space(
+        &self,
+        caller: &Caller,
+        rpc: &'static str,
+        scope: &mut Scope,
+        space: Uuid,
+    ) -> Result<()> {
+        let not_in_org = || {
+            Error::not_found(
+                "SPACE_NOT_IN_ORGANIZATION",
+                format!("space {space} does not belong to this organization"),
+            )
+            .with("space_id", space.to_string())
+        };
+        let access = self
+            .store
+            .space_access(space, caller.user_id)
+            .await?
+            .ok_or_else(not_in_org)?;
+        if access.space.organization_id != Some(scope.org) {
+            return Err(not_in_org());
+        }
+        if let Err(e) = check_space(caller, &access, SpaceAction::Read) {
+            let draft = Draft::denied(&actor(caller, rpc), "content.read", targets::space(space));
+            self.record_refusal(scope.org, draft, &e).await;
+            return Err(e);
+        }
+        scope.space = Some(space);
+        Ok(())
     }
 
     async fn record_refusal(&self, chain: Uuid, draft: Draft, error: &Error) {

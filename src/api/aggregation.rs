@@ -10,13 +10,13 @@ use tracing::instrument;
 
 use super::{caller, content, count, non_empty};
 use crate::App;
-use crate::domain::access::{Caller, OrgAction, can_read_space};
+use crate::domain::access::Caller;
 use crate::domain::content::{
     ContractFilter, IssueFilter, ProductFilter, QualityCheckFilter, Scope, optional_id, parse_list,
     search_term,
 };
 use crate::domain::page::PageRequest;
-use crate::domain::types::{CheckStatus, ContractStatus, IssuePriority, IssueStatus, OrgRole, parse_id};
+use crate::domain::types::{CheckStatus, ContractStatus, IssuePriority, IssueStatus, parse_id};
 use crate::domain::{Error, Result};
 use crate::proto::aggregation_service_server::AggregationService;
 use crate::proto::*;
@@ -30,47 +30,24 @@ impl AggregationApi {
         Self { app }
     }
 
-    /// Authenticates, checks membership, and returns what the caller may see.
+    /// The caller, and the part of the organization's content they may see.
     async fn scope<T>(&self, request: &Request<T>, rpc: &'static str, slug: &str) -> Result<(Caller, Scope)> {
         let caller = caller(request)?;
-        let access = self
-            .app
-            .org_access(&caller, rpc, slug, OrgAction::Read, "content.read")
-            .await?;
-        let sees_all = caller.is_superadmin || access.role == Some(OrgRole::Admin);
-        let scope = Scope {
-            org: access.org.id,
-            member: (!sees_all).then_some(caller.user_id),
-            space: None,
-        };
+        let scope = self.app.content_scope(&caller, rpc, slug).await?;
         Ok((caller, scope))
     }
 
-    /// Narrows the scope to one space of the organization the caller may see.
-    async fn only_space(&self, caller: &Caller, scope: &mut Scope, raw: &str) -> Result<()> {
+    /// Narrows the scope to one space (`space_id`, when given).
+    async fn only_space(
+        &self,
+        caller: &Caller,
+        rpc: &'static str,
+        scope: &mut Scope,
+        raw: &str,
+    ) -> Result<()> {
         let Some(raw) = non_empty(raw) else { return Ok(()) };
         let id = parse_id("space_id", &raw)?;
-        let not_in_org = || {
-            Error::not_found(
-                "SPACE_NOT_IN_ORGANIZATION",
-                format!("space {id} does not belong to this organization"),
-            )
-            .with("space_id", id.to_string())
-        };
-        let access = self
-            .app
-            .store
-            .space_access(id, caller.user_id)
-            .await?
-            .ok_or_else(not_in_org)?;
-        if access.space.organization_id != Some(scope.org) {
-            return Err(not_in_org());
-        }
-        if !caller.is_superadmin && !can_read_space(&access) {
-            return Err(Error::denied("not authorized for this space").with("space_id", id.to_string()));
-        }
-        scope.space = Some(id);
-        Ok(())
+        self.app.narrow_to_space(caller, rpc, scope, id).await
     }
 }
 
@@ -99,7 +76,8 @@ impl AggregationService for AggregationApi {
             search: search_term(&req.search)?,
             include_archived: req.include_archived,
         };
-        self.only_space(&caller, &mut scope, &req.space_id).await?;
+        self.only_space(&caller, "ListProducts", &mut scope, &req.space_id)
+            .await?;
         let result = self.app.store.list_products(&scope, &filter, page).await?;
         let (total, page, size, next_page_token) = envelope_parts(&result);
         Ok(Response::new(ListProductsResponse {

@@ -842,3 +842,36 @@ async fn checkpoints_proofs_exports_and_watches_work_over_rest() {
     assert_eq!(lines[1]["event"]["seq"], "5", "{lines:?}");
     assert_eq!(lines[1]["event"]["metadata"]["email"], "watched@rested.test");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_look_into_a_restricted_space_is_recorded() {
+    let app = TestApp::spawn().await;
+    app.create_org("Hidden", "hidden", "admin@hidden.test").await;
+    app.add_user("hidden", "plain@hidden.test", "member").await;
+    let space = app
+        .create_space("Secret space", "restricted", "admin@hidden.test")
+        .await;
+    app.attach("hidden", &space.id).await;
+    let refused = orgd::proto::aggregation_service_client::AggregationServiceClient::new(app.channel.clone())
+        .list_products(req(
+            &token("plain@hidden.test"),
+            ListProductsRequest {
+                slug: "hidden".into(),
+                space_id: space.id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await;
+    assert_error(refused, Code::PermissionDenied, "NOT_AUTHORIZED");
+    let events = all_events(&app, "hidden", "").await;
+    let last = events.last().expect("events");
+    assert_eq!(
+        (last.action.as_str(), last.result.as_str(), last.target.clone()),
+        ("content.read", "denied", format!("spaces/{}", space.id))
+    );
+    assert_eq!(
+        metadata(last).get("rpc").map(String::as_str),
+        Some("ListProducts")
+    );
+    assert!(verify(&app, "hidden", "").await.valid);
+}
