@@ -381,9 +381,24 @@ impl From<sqlx::Error> for Error {
         match &e {
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => Error::unavailable(e),
             sqlx::Error::Database(d) if d.message().contains("LAST_ADMIN") => last_admin(),
+            // SQLITE_FULL; PostgreSQL's disk_full.
+            sqlx::Error::Database(d) if matches!(d.code().as_deref(), Some("13" | "53100")) => {
+                storage_full(e)
+            }
             _ => Error::internal("database", e),
         }
     }
+}
+
+/// The database cannot grow: nothing was written; retrying after space is
+/// freed succeeds.
+fn storage_full(e: impl std::fmt::Display) -> Error {
+    tracing::error!(error = %e, "the database's storage is full");
+    Error::new(
+        crate::domain::ErrorKind::ResourceExhausted,
+        "STORAGE_FULL",
+        "the service's storage is full; nothing was written, try again later",
+    )
 }
 
 pub(crate) fn last_admin() -> Error {

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Pool, QueryBuilder, Sqlite};
+use sqlx::{Connection, Pool, QueryBuilder, Sqlite};
 use uuid::Uuid;
 
 use super::StoreOptions;
@@ -96,6 +96,24 @@ impl SqlStore<Sqlite> {
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .test_before_acquire(false)
+            // A connection whose transaction did not end cleanly is closed,
+            // never reused. When a COMMIT fails (a full disk), SQLite may
+            // have rolled the transaction back already, the ROLLBACK that
+            // follows fails, and sqlx would count the connection as still
+            // inside a transaction: every later BEGIN would become a
+            // SAVEPOINT inside it, acknowledged and never committed.
+            // Closing the connection ends whatever SQLite still holds.
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    // Runs after the rollback a dropped transaction queued.
+                    conn.ping().await?;
+                    let clean = !conn.is_in_transaction();
+                    if !clean {
+                        tracing::warn!("closing a database connection left inside a transaction");
+                    }
+                    Ok(clean)
+                })
+            })
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(connect.clone())
             .await

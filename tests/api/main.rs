@@ -8,6 +8,7 @@ mod audit_trail;
 mod auth;
 mod cli;
 mod envoy;
+mod faults;
 mod helpers;
 mod isolation;
 mod last_admin;
