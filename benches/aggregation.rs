@@ -286,6 +286,7 @@ async fn measure(backend: &str, scale: f64, iterations: usize) -> Measured {
         },
         superadmins: Vec::new(),
         db_max_connections: 8,
+        db_busy_timeout: std::time::Duration::from_secs(10),
         audit_signer: orgd::signing::AuditSigner::ephemeral(),
         audit_retention: None,
     };

@@ -80,6 +80,7 @@ async fn app(backend: &str, dir: &std::path::Path, name: &str, audit_trail: bool
     let options = StoreOptions {
         max_connections: 16,
         audit_trail,
+        ..StoreOptions::default()
     };
     let store = orgd::store::connect(&url, &options).await.expect("connect");
     store.migrate().await.expect("migrate");

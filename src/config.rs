@@ -151,6 +151,10 @@ pub struct ServeArgs {
     /// Database connections (readers on SQLite).
     #[arg(long, env = "ORGD_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
+    /// SQLite: how long a write waits for a write lock held by another
+    /// process (a backup, the sqlite3 shell) before answering UNAVAILABLE.
+    #[arg(long, env = "ORGD_DB_BUSY_TIMEOUT", default_value = "10s")]
+    pub db_busy_timeout: String,
     #[command(flatten)]
     pub audit: AuditArgs,
 }

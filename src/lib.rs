@@ -71,6 +71,9 @@ pub struct ServerConfig {
     pub auth: AuthConfig,
     pub superadmins: Vec<String>,
     pub db_max_connections: u32,
+    /// SQLite: how long a write waits for a write lock held by another
+    /// process before answering UNAVAILABLE.
+    pub db_busy_timeout: Duration,
     /// Signs audit checkpoints.
     pub audit_signer: signing::AuditSigner,
     /// How long audit events are kept; `None` keeps them forever.
@@ -83,6 +86,7 @@ pub struct ServerConfig {
 pub async fn build_app(config: &ServerConfig) -> Result<Arc<App>, String> {
     let options = StoreOptions {
         max_connections: config.db_max_connections,
+        busy_timeout: config.db_busy_timeout,
         ..StoreOptions::default()
     };
     let store = store::connect(&config.database_url, &options)

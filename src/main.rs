@@ -52,6 +52,9 @@ async fn run_serve(args: ServeArgs) -> Result<(), String> {
             .map_err(|e| format!("reading JWT settings: {e}"))?,
         superadmins: args.superadmins.clone(),
         db_max_connections: args.db_max_connections,
+        db_busy_timeout: std::time::Duration::from_secs(
+            parse_ttl(&args.db_busy_timeout).map_err(|e| format!("--db-busy-timeout: {e}"))? as u64,
+        ),
         audit_signer: args
             .audit
             .signer(&args.data.data_dir)

@@ -16,6 +16,10 @@ pub trait Dialect: Database {
     /// Appended to a SELECT that must lock its rows until the transaction
     /// ends (PostgreSQL); empty where one writer runs at a time (SQLite).
     const LOCK: &'static str;
+    /// Begins a transaction that will write: SQLite takes the write lock at
+    /// once (`BEGIN IMMEDIATE`), so a lock held elsewhere is waited for up to
+    /// the busy timeout instead of failing at the first write.
+    const BEGIN_WRITE: &'static str;
     /// Null-safe "differs from".
     const DISTINCT: &'static str;
     /// The prefix that turns a query into its plan.
@@ -56,6 +60,13 @@ pub struct SqlStore<DB: Database> {
     /// Whether changes append audit events. Always true in service; the
     /// audit benchmark turns it off to measure what the trail costs.
     pub(super) audit_trail: bool,
+}
+
+impl<DB: Dialect> SqlStore<DB> {
+    /// A transaction on the writer pool, for a change.
+    pub(super) async fn write_tx(&self) -> Result<sqlx::Transaction<'static, DB>> {
+        Ok(self.writer.begin_with(DB::BEGIN_WRITE).await?)
+    }
 }
 
 impl<DB: Database> SqlStore<DB> {

@@ -318,6 +318,9 @@ pub struct StoreOptions {
     /// audit benchmark turns it off, to measure the same writes without the
     /// trail.
     pub audit_trail: bool,
+    /// SQLite: how long a write waits for a write lock held elsewhere (a
+    /// backup, the sqlite3 shell) before answering UNAVAILABLE.
+    pub busy_timeout: std::time::Duration,
 }
 
 impl Default for StoreOptions {
@@ -325,6 +328,7 @@ impl Default for StoreOptions {
         Self {
             max_connections: 16,
             audit_trail: true,
+            busy_timeout: std::time::Duration::from_secs(10),
         }
     }
 }
@@ -381,10 +385,26 @@ impl From<sqlx::Error> for Error {
         match &e {
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => Error::unavailable(e),
             sqlx::Error::Database(d) if d.message().contains("LAST_ADMIN") => last_admin(),
-            // SQLITE_FULL; PostgreSQL's disk_full.
-            sqlx::Error::Database(d) if matches!(d.code().as_deref(), Some("13" | "53100")) => {
-                storage_full(e)
-            }
+            sqlx::Error::Database(d) => match d.code().as_deref() {
+                // SQLITE_FULL; PostgreSQL's disk_full.
+                Some("13" | "53100") => storage_full(e),
+                // SQLITE_BUSY (also its extended codes) and SQLITE_LOCKED: the
+                // write lock stayed taken for the whole busy timeout.
+                // PostgreSQL shutting down or refusing connections.
+                Some("5" | "261" | "517" | "6" | "57P01" | "57P02" | "57P03") => Error::unavailable(e),
+                // PostgreSQL's connection exceptions.
+                Some(code) if code.starts_with("08") => Error::unavailable(e),
+                // Serialization failures and deadlocks: nothing was written.
+                Some("40001" | "40P01") => {
+                    tracing::warn!(error = %e, "transaction aborted by the database");
+                    Error::new(
+                        crate::domain::ErrorKind::Aborted,
+                        "CONFLICT",
+                        "the change conflicted with a concurrent one and was not made; try again",
+                    )
+                }
+                _ => Error::internal("database", e),
+            },
             _ => Error::internal("database", e),
         }
     }

@@ -20,6 +20,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres")
 impl Dialect for Postgres {
     const BACKEND: &'static str = "postgres";
     const LOCK: &'static str = " FOR UPDATE";
+    const BEGIN_WRITE: &'static str = "BEGIN";
     const DISTINCT: &'static str = "IS DISTINCT FROM";
     const EXPLAIN: &'static str = "EXPLAIN (ANALYZE, BUFFERS) ";
     const EXPLAIN_COLUMN: &'static str = "QUERY PLAN";

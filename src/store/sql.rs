@@ -462,7 +462,7 @@ where
         action: OrgAction,
         attempt: &'static str,
     ) -> Result<(Tx<DB>, Caller, OrgAccess)> {
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.write_tx().await?;
         let caller = Self::caller_in(&mut tx, actor).await?;
         let access = Self::lock_org(&mut tx, slug, caller.user_id).await?;
         if let Err(e) = check_org(&caller, &access, action) {
@@ -482,7 +482,7 @@ where
         attempt: &'static str,
         target: impl FnOnce(Uuid) -> String,
     ) -> Result<(Tx<DB>, Caller, SpaceAccess)> {
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.write_tx().await?;
         let caller = Self::caller_in(&mut tx, actor).await?;
         let access = Self::lock_space_access(&mut tx, space, caller.user_id).await?;
         if let Err(e) = check_space(&caller, &access, action) {
@@ -550,7 +550,7 @@ where
     }
 
     async fn provision_user(&self, email: &Email, display_name: &str) -> Result<User> {
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.write_tx().await?;
         let id = Self::upsert_user(&mut tx, email).await?;
         if !display_name.is_empty() {
             sqlx::query("UPDATE users SET display_name = $1 WHERE id = $2 AND display_name = ''")
@@ -585,7 +585,7 @@ where
 
     async fn create_organization(&self, actor: &Actor, new: NewOrganization) -> Result<Organization> {
         let now = now_micros();
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.write_tx().await?;
         Self::caller_in(&mut tx, actor)
             .await?
             .require_superadmin("create organizations")?;
@@ -1065,7 +1065,7 @@ where
 
     async fn create_space(&self, actor: &Actor, new: NewSpace) -> Result<Space> {
         let now = now_micros();
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.write_tx().await?;
         Self::caller_in(&mut tx, actor)
             .await?
             .require_superadmin("create spaces")?;
@@ -1384,7 +1384,7 @@ where
     }
 
     async fn record_denied(&self, chain: Uuid, draft: Draft) -> Result<()> {
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.write_tx().await?;
         self.append(&mut tx, chain, draft).await?;
         tx.commit().await?;
         Ok(())
@@ -1483,7 +1483,7 @@ where
 
     async fn prune_audit(&self, checkpoint: &audit::Checkpoint) -> Result<u64> {
         let chain = checkpoint.organization_id;
-        let mut tx = self.writer().begin().await?;
+        let mut tx = self.write_tx().await?;
         let head = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT seq, base_seq, deleted_at FROM audit_heads WHERE organization_id = $1{}",
             DB::LOCK

@@ -164,3 +164,57 @@ async fn a_full_disk_loses_no_acknowledged_write_and_recovers() {
         assert!(v.valid && v.head_seq == 1, "{slug}: {v:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_lock_held_by_another_process_is_waited_for_then_unavailable() {
+    use sqlx::Connection;
+    if backend() != "sqlite" {
+        return;
+    }
+    let app = TestApp::spawn_with(|c| c.db_busy_timeout = Duration::from_millis(1500)).await;
+    create(&app, "first").await.expect("create");
+
+    // Someone else (a backup, the sqlite3 shell) takes the write lock.
+    let mut other = sqlx::SqliteConnection::connect(&app.database_url)
+        .await
+        .expect("open the database");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .expect("take the write lock");
+    let orgs = app.orgs();
+    let waiting = tokio::spawn(async move {
+        let mut orgs = orgs;
+        orgs.create_organization(req(
+            &root(),
+            CreateOrganizationRequest {
+                name: "Waited".into(),
+                slug: Some("waited".into()),
+                ..Default::default()
+            },
+        ))
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    sqlx::query("COMMIT")
+        .execute(&mut other)
+        .await
+        .expect("release the lock");
+    let waited = waiting.await.expect("task");
+    assert!(waited.is_ok(), "a write should wait for the lock: {waited:?}");
+
+    // Held for longer than the busy timeout: UNAVAILABLE, nothing written.
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .expect("take the write lock again");
+    let refused = create(&app, "blocked").await;
+    assert_error(refused, Code::Unavailable, "UNAVAILABLE");
+    sqlx::query("COMMIT")
+        .execute(&mut other)
+        .await
+        .expect("release the lock");
+    create(&app, "blocked")
+        .await
+        .expect("the refused write left nothing behind and may be repeated");
+}

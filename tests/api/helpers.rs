@@ -115,6 +115,7 @@ fn test_config(database_url: &str, storage_root: PathBuf) -> ServerConfig {
         },
         superadmins: vec![SUPERADMIN.into()],
         db_max_connections: 4,
+        db_busy_timeout: std::time::Duration::from_secs(10),
         audit_signer: orgd::signing::AuditSigner::ephemeral(),
         audit_retention: None,
     }
