@@ -278,13 +278,36 @@ stop_pg_cluster() {
     return 0
 }
 
+# pause_pg_cluster DIR / resume_pg_cluster DIR: stop a cluster started by
+# start_pg_cluster (fast mode: connections are terminated) and start it again
+# on the same port and data (the fault tests take PostgreSQL away and back).
+pause_pg_cluster() {
+    local dir="$1" bin
+    bin="${PG_BIN:-}"
+    [ -x "$bin/pg_ctl" ] || bin="$(_find_pg_bin)"
+    _pg_as_owner "$dir" "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
+}
+
+resume_pg_cluster() {
+    local dir="$1" bin
+    bin="${PG_BIN:-}"
+    [ -x "$bin/pg_ctl" ] || bin="$(_find_pg_bin)"
+    _pg_as_owner "$dir" "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 start >/dev/null
+}
+
 # Run directly: execute the named functions in order (default: all ensure_*).
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     set -euo pipefail
-    if [ "${1:-}" = stop_pg_cluster ]; then
-        stop_pg_cluster "${2:-}"
-        exit 0
-    fi
+    case "${1:-}" in
+        stop_pg_cluster)
+            stop_pg_cluster "${2:-}"
+            exit 0
+            ;;
+        pause_pg_cluster | resume_pg_cluster)
+            "$1" "${2:?a cluster directory}"
+            exit $?
+            ;;
+    esac
     [ "$#" -gt 0 ] || set -- ensure_postgres ensure_grpcurl ensure_envoy
     for fn in "$@"; do
         case "$fn" in
@@ -296,7 +319,7 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
                 ;;
             *)
                 echo "usage: $0 [ensure_postgres|ensure_grpcurl|ensure_envoy|start_pg_cluster]..." >&2
-                echo "       $0 stop_pg_cluster DIR" >&2
+                echo "       $0 stop_pg_cluster|pause_pg_cluster|resume_pg_cluster DIR" >&2
                 exit 2
                 ;;
         esac

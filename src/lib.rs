@@ -89,9 +89,7 @@ pub async fn build_app(config: &ServerConfig) -> Result<Arc<App>, String> {
         busy_timeout: config.db_busy_timeout,
         ..StoreOptions::default()
     };
-    let store = store::connect(&config.database_url, &options)
-        .await
-        .map_err(|e| e.message)?;
+    let store = store::connect(&config.database_url, &options).await?;
     store
         .migrate()
         .await
@@ -175,8 +173,13 @@ pub async fn serve(
     let watcher = tokio::spawn(async move {
         let mut serving = true;
         loop {
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            let ok = watched.ping().await.is_ok();
+            // Checked every second, each check bounded by a second: an
+            // outage shows within 2 s, and so does the recovery.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let ok = matches!(
+                tokio::time::timeout(Duration::from_secs(1), watched.ping()).await,
+                Ok(Ok(()))
+            );
             if ok != serving {
                 serving = ok;
                 let status = if ok {

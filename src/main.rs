@@ -104,8 +104,7 @@ async fn open_store(data: &DataArgs) -> Result<std::sync::Arc<dyn store::Store>,
             ..StoreOptions::default()
         },
     )
-    .await
-    .map_err(|e| e.message)?;
+    .await?;
     store
         .migrate()
         .await

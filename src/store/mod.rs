@@ -334,18 +334,17 @@ impl Default for StoreOptions {
 }
 
 /// Connects to the database named by `url` (`sqlite:` or `postgres:`).
-pub async fn connect(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PostgresStore::connect(url, options).await?))
+/// Errors are for the operator: they name the database (without its
+/// password) and what went wrong.
+pub async fn connect(url: &str, options: &StoreOptions) -> std::result::Result<Arc<dyn Store>, String> {
+    let store: Arc<dyn Store> = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Arc::new(PostgresStore::connect(url, options).await?)
     } else if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::connect(url, options).await?))
+        Arc::new(SqliteStore::connect(url, options).await?)
     } else {
-        Err(Error::invalid(
-            "INVALID_DATABASE_URL",
-            "database_url",
-            "database URL must start with sqlite: or postgres://",
-        ))
-    }
+        return Err("the database URL must start with sqlite: or postgres://".into());
+    };
+    Ok(store)
 }
 
 /// The current time in microseconds since the Unix epoch.

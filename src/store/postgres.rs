@@ -70,21 +70,25 @@ impl Dialect for Postgres {
 }
 
 impl SqlStore<Postgres> {
-    pub async fn connect(url: &str, options: &StoreOptions) -> Result<Self> {
+    pub async fn connect(url: &str, options: &StoreOptions) -> std::result::Result<Self, String> {
+        let shown = crate::config::redact_url(url);
         let connect = PgConnectOptions::from_str(url)
-            .map_err(|e| Error::internal("postgres url", e))?
+            .map_err(|e| format!("the database URL {shown} is invalid: {e}"))?
             .application_name("orgd")
             // Lists are built from optional filters and search patterns;
             // a plan made for the actual values beats a generic one that
             // cannot see whether a pattern is selective.
             .options([("plan_cache_mode", "force_custom_plan")]);
+        // A call waits at most a second for a connection: when the database
+        // is down (or every connection busy that long) it answers
+        // UNAVAILABLE at once instead of hanging.
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(2))
             .test_before_acquire(false)
-            .acquire_timeout(Duration::from_secs(30))
+            .acquire_timeout(Duration::from_secs(1))
             .connect_with(connect)
             .await
-            .map_err(|e| Error::unavailable(format!("connecting to postgres: {e}")))?;
+            .map_err(|e| format!("cannot reach the database {shown}: {e}"))?;
         Ok(Self {
             writer: pool.clone(),
             reader: pool,

@@ -84,9 +84,9 @@ impl Dialect for Sqlite {
 }
 
 impl SqlStore<Sqlite> {
-    pub async fn connect(url: &str, options: &StoreOptions) -> Result<Self> {
+    pub async fn connect(url: &str, options: &StoreOptions) -> std::result::Result<Self, String> {
         let connect = SqliteConnectOptions::from_str(url)
-            .map_err(|e| Error::internal("sqlite url", e))?
+            .map_err(|e| format!("the database URL {url} is invalid: {e}"))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
@@ -118,14 +118,14 @@ impl SqlStore<Sqlite> {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(connect.clone())
             .await
-            .map_err(|e| Error::unavailable(format!("opening sqlite database: {e}")))?;
+            .map_err(|e| format!("cannot open the database {url}: {e}"))?;
         let reader = SqlitePoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(connect)
             .await
-            .map_err(|e| Error::unavailable(format!("opening sqlite database: {e}")))?;
+            .map_err(|e| format!("cannot open the database {url}: {e}"))?;
         Ok(Self {
             writer,
             reader,

@@ -218,3 +218,224 @@ async fn a_write_lock_held_by_another_process_is_waited_for_then_unavailable() {
         .await
         .expect("the refused write left nothing behind and may be repeated");
 }
+
+// ---------------------------------------------------------------------------
+// PostgreSQL going away and coming back
+// ---------------------------------------------------------------------------
+
+/// `scripts/tools.sh` with these arguments; its output.
+fn tools(args: &[&str]) -> std::process::Output {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/tools.sh");
+    let out = std::process::Command::new("bash")
+        .arg(script)
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("run scripts/tools.sh");
+    assert!(
+        out.status.success(),
+        "scripts/tools.sh {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A PostgreSQL cluster of this test's own, so that stopping it disturbs no
+/// other test.
+struct OwnCluster {
+    url: String,
+    dir: String,
+}
+
+impl OwnCluster {
+    fn start() -> Self {
+        let out = tools(&["start_pg_cluster"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let url = text
+            .lines()
+            .find_map(|l| l.strip_prefix("export DATABASE_URL="))
+            .expect("the cluster's URL")
+            .to_owned();
+        let dir = text
+            .lines()
+            .find_map(|l| l.split("stop_pg_cluster ").nth(1))
+            .expect("the cluster's directory")
+            .trim()
+            .to_owned();
+        Self { url, dir }
+    }
+
+    fn pause(&self) {
+        tools(&["pause_pg_cluster", &self.dir]);
+    }
+
+    fn resume(&self) {
+        tools(&["resume_pg_cluster", &self.dir]);
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("bash")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/tools.sh"))
+            .args(["stop_pg_cluster", &self.dir])
+            .output();
+    }
+}
+
+async fn health(app: &TestApp) -> Option<i32> {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    HealthClient::new(app.channel.clone())
+        .check(HealthCheckRequest {
+            service: "orgd.v1.OrganizationService".into(),
+        })
+        .await
+        .ok()
+        .map(|r| r.into_inner().status)
+}
+
+async fn wait_for_health(app: &TestApp, wanted: tonic_health::pb::health_check_response::ServingStatus) {
+    for _ in 0..150 {
+        if health(app).await == Some(wanted as i32) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("health never became {wanted:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_going_away_is_unavailable_and_loses_no_acknowledged_write() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    if backend() != "postgres" {
+        return;
+    }
+    let cluster = OwnCluster::start();
+    let url = cluster.url.clone();
+    let app = TestApp::spawn_with(move |c| c.database_url = url).await;
+    app.create_org("Steady", "steady", "admin@steady.test").await;
+
+    // Writers keep adding members while the database goes away and back.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let orgs = app.orgs();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut acknowledged = Vec::new();
+                let mut errors = Vec::new();
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let email = format!("w{w}-{i}@steady.test");
+                    i += 1;
+                    let mut request = req(
+                        &root(),
+                        AddUserRequest {
+                            slug: "steady".into(),
+                            user_email: email.clone(),
+                            role: "member".into(),
+                        },
+                    );
+                    request.set_timeout(Duration::from_secs(5));
+                    match orgs.clone().add_user(request).await {
+                        Ok(_) => acknowledged.push(email),
+                        Err(status) => {
+                            errors.push(status.code());
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+                (acknowledged, errors)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    cluster.pause();
+    // Calls fail fast and retryably, never hang or answer INTERNAL.
+    for _ in 0..3 {
+        let mut request = req(
+            &root(),
+            GetOrganizationRequest {
+                slug: "steady".into(),
+            },
+        );
+        request.set_timeout(Duration::from_secs(5));
+        let e = app.orgs().get_organization(request).await;
+        assert_error(e, Code::Unavailable, "UNAVAILABLE");
+    }
+    wait_for_health(&app, ServingStatus::NotServing).await;
+
+    cluster.resume();
+    wait_for_health(&app, ServingStatus::Serving).await;
+    app.add_user("steady", "after@steady.test", "member").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+
+    let mut acknowledged = vec!["after@steady.test".to_owned()];
+    let mut refused = 0;
+    for w in writers {
+        let (ok, errors) = w.await.expect("writer");
+        for code in &errors {
+            assert_eq!(
+                *code,
+                Code::Unavailable,
+                "only retryable errors while away: {errors:?}"
+            );
+        }
+        refused += errors.len();
+        acknowledged.extend(ok);
+    }
+    assert!(refused > 0, "the outage refused no write");
+    let members = app
+        .orgs()
+        .list_users(req(
+            &root(),
+            ListUsersRequest {
+                slug: "steady".into(),
+                size: 100,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("list")
+        .into_inner();
+    let mut present: std::collections::HashSet<String> =
+        members.items.iter().map(|m| m.email.clone()).collect();
+    let mut token = members.next_page_token;
+    while !token.is_empty() {
+        let page = app
+            .orgs()
+            .list_users(req(
+                &root(),
+                ListUsersRequest {
+                    slug: "steady".into(),
+                    size: 100,
+                    page_token: token,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("list")
+            .into_inner();
+        present.extend(page.items.iter().map(|m| m.email.clone()));
+        token = page.next_page_token;
+    }
+    for email in &acknowledged {
+        assert!(present.contains(email), "acknowledged member {email} is missing");
+    }
+    let v = app
+        .orgs()
+        .verify_audit_chain(req(
+            &root(),
+            VerifyAuditChainRequest {
+                slug: "steady".into(),
+                organization_id: String::new(),
+            },
+        ))
+        .await
+        .expect("verify")
+        .into_inner();
+    assert!(v.valid, "{v:?}");
+}
