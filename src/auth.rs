@@ -68,6 +68,17 @@ pub struct Claims {
     pub aud: Option<String>,
 }
 
+/// What orgd takes from a verified token: who it is. The registered claims
+/// (`exp`, `nbf`, `iss`, `aud`) are checked by the validation itself, in
+/// every shape RFC 7519 allows (numeric dates with fractions, `aud` as a
+/// string or an array).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Identity {
+    pub email: String,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
 enum PublicKey {
     Rsa(DecodingKey),
     Ec(DecodingKey),
@@ -108,7 +119,7 @@ impl Authenticator {
     }
 
     /// Checks a token's signature and claims.
-    pub fn verify(&self, token: &str) -> Result<Claims> {
+    pub fn verify(&self, token: &str) -> Result<Identity> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| Error::unauthenticated("the bearer token is malformed"))?;
         let key = match (header.alg, &self.public) {
@@ -131,6 +142,7 @@ impl Authenticator {
         };
         let mut validation = Validation::new(header.alg);
         validation.set_required_spec_claims(&["exp"]);
+        validation.validate_nbf = true;
         validation.leeway = 30;
         match &self.issuer {
             Some(iss) => {
@@ -146,15 +158,16 @@ impl Authenticator {
             }
             None => validation.validate_aud = false,
         }
-        let data = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|e| {
+        let data = jsonwebtoken::decode::<Identity>(token, key, &validation).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind as K;
             let why = match e.kind() {
                 K::ExpiredSignature => "the bearer token has expired",
+                K::ImmatureSignature => "the bearer token is not valid yet (nbf)",
                 K::InvalidSignature => "the bearer token's signature is invalid",
                 K::InvalidIssuer => "the bearer token's issuer is not accepted",
                 K::InvalidAudience => "the bearer token's audience is not accepted",
                 K::MissingRequiredClaim(_) => "the bearer token lacks a required claim (exp, email)",
-                K::Json(_) => "the bearer token lacks a required claim (exp, email)",
+                K::Json(_) => "the bearer token's email claim is missing or not a string",
                 _ => "the bearer token is invalid",
             };
             tracing::debug!(error = %e, "token rejected");

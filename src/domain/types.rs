@@ -150,7 +150,8 @@ impl Description {
     }
 }
 
-/// An email address, lowercased so that comparisons ignore case.
+/// An email address, its ASCII letters lowercased so that comparisons
+/// ignore their case.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Email(String);
 
@@ -183,7 +184,10 @@ impl Email {
         if domain.starts_with('.') || domain.ends_with('.') || domain.contains("..") {
             return bad("the domain is malformed");
         }
-        Ok(Self(s.to_lowercase()))
+        // Only ASCII letters fold: Unicode case rules would make addresses
+        // an identity provider keeps apart one user (the Kelvin sign "K"
+        // lowercases to "k").
+        Ok(Self(s.to_ascii_lowercase()))
     }
 
     pub fn as_str(&self) -> &str {

@@ -774,3 +774,90 @@ async fn reflection_v1alpha_lists_the_services_without_a_token() {
         assert!(names.contains(&expected), "{expected} missing from {names:?}");
     }
 }
+
+// ---------------------------------------------------------------------------
+// Standard claim shapes (RFC 7519) and identity
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn an_audience_array_containing_the_configured_audience_is_accepted() {
+    let app = spawn_with_issuer_and_audience().await;
+    let now = now();
+    let tok = sign_hs256_raw(&serde_json::json!({
+        "email": "array-aud@orgd.test",
+        "exp": now + 600,
+        "iss": ISSUER,
+        "aud": ["someone-else", AUDIENCE],
+    }));
+    list(&app, &tok).await.expect("aud as an array holding ours");
+    let other = sign_hs256_raw(&serde_json::json!({
+        "email": "array-aud@orgd.test",
+        "exp": now + 600,
+        "iss": ISSUER,
+        "aud": ["someone-else", "another"],
+    }));
+    assert_unauthenticated(list(&app, &other).await, &[&other]);
+}
+
+#[tokio::test]
+async fn fractional_numeric_dates_are_accepted() {
+    let app = TestApp::spawn().await;
+    let tok = sign_hs256_raw(&serde_json::json!({
+        "email": "fraction@orgd.test",
+        "exp": now() as f64 + 600.5,
+        "iat": now() as f64 - 0.25,
+    }));
+    list(&app, &tok).await.expect("exp with a fraction");
+}
+
+#[tokio::test]
+async fn tokens_not_valid_yet_are_unauthenticated() {
+    let app = TestApp::spawn().await;
+    let early = sign_hs256_raw(&serde_json::json!({
+        "email": "early@orgd.test",
+        "exp": now() + 3600,
+        "nbf": now() + 600,
+    }));
+    let status = assert_unauthenticated(list(&app, &early).await, &[&early]);
+    assert!(status.message().contains("not valid yet"), "{status:?}");
+    // Within the leeway it is accepted.
+    let almost = sign_hs256_raw(&serde_json::json!({
+        "email": "early@orgd.test",
+        "exp": now() + 3600,
+        "nbf": now() + 5,
+    }));
+    list(&app, &almost).await.expect("nbf within the leeway");
+}
+
+#[tokio::test]
+async fn only_ascii_letters_fold_in_emails() {
+    let app = TestApp::spawn().await;
+    app.create_org("Kelvin", "kelvin", "kate@example.com").await;
+    // The Kelvin sign lowercases to "k" under Unicode rules; it must not
+    // become kate.
+    let kelvin = token("\u{212A}ate@example.com");
+    let refused = app
+        .orgs()
+        .update_organization(req(
+            &kelvin,
+            UpdateOrganizationRequest {
+                slug: "kelvin".into(),
+                description: Some("taken over".into()),
+                ..Default::default()
+            },
+        ))
+        .await;
+    assert_error(refused, Code::PermissionDenied, "NOT_AUTHORIZED");
+    // ASCII case still folds.
+    app.orgs()
+        .update_organization(req(
+            &token("KATE@Example.COM"),
+            UpdateOrganizationRequest {
+                slug: "kelvin".into(),
+                description: Some("mine".into()),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("the same address in other ASCII case is the same user");
+}
