@@ -206,10 +206,7 @@ impl App {
         action: OrgAction,
         attempt: &'static str,
     ) -> Result<OrgAccess> {
-        let slug = slug.trim();
-        if slug.is_empty() {
-            return Err(Error::missing("slug", "organization slug is required"));
-        }
+        let slug = crate::domain::types::lookup_slug(slug)?;
         let access = self
             .store
             .organization_access(slug, caller.user_id)

@@ -40,12 +40,29 @@ pub fn grpc_code(kind: ErrorKind) -> Code {
     }
 }
 
+/// The most of a caller's input an error repeats back: messages and
+/// metadata values stay small whatever the input (gRPC metadata has a size
+/// limit, and a huge error is useless to read).
+const MAX_ECHO: usize = 256;
+
+fn bounded(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut cut = max;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…", &text[..cut])
+}
+
 impl From<Error> for Status {
-    fn from(e: Error) -> Self {
+    fn from(mut e: Error) -> Self {
+        e.message = bounded(&e.message, 4 * MAX_ECHO);
         let metadata: HashMap<String, String> = e
             .metadata
             .iter()
-            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .map(|(k, v)| ((*k).to_owned(), bounded(v, MAX_ECHO)))
             .collect();
         let mut details = ErrorDetails::with_error_info(e.reason, ERROR_DOMAIN, metadata);
         if e.kind == ErrorKind::InvalidArgument

@@ -15,6 +15,7 @@ use crate::App;
 use crate::app::{ChainRef, MAX_PROOF_EVENTS, actor};
 use crate::domain::access::OrgAction;
 use crate::domain::audit::{ActionFilter, EventFilter, Outcome};
+use crate::domain::content::search_term;
 use crate::domain::page::PageRequest;
 use crate::domain::types::{Description, Email, Name, OrgRole, Slug, parse_id};
 use crate::domain::{Error, Result};
@@ -35,7 +36,7 @@ impl OrganizationApi {
 /// The chain named by a slug or, when the slug is empty, an organization id.
 fn chain_ref(slug: &str, organization_id: &str) -> Result<ChainRef> {
     if !slug.trim().is_empty() {
-        return Ok(ChainRef::Slug(slug.trim().to_owned()));
+        return Ok(ChainRef::Slug(required_slug(slug)?.to_owned()));
     }
     if organization_id.trim().is_empty() {
         return Err(Error::missing(
@@ -78,7 +79,7 @@ impl OrganizationService for OrganizationApi {
         let page = PageRequest::parse(req.page, req.size, &req.page_token)?;
         let filter = OrganizationFilter {
             member: (!caller.is_superadmin).then_some(caller.user_id),
-            search: non_empty(&req.search),
+            search: search_term(&req.search)?,
         };
         let result = self.app.store.list_organizations(&filter, page).await?;
         let total = result.total;
@@ -294,7 +295,7 @@ impl OrganizationService for OrganizationApi {
         let req = request.into_inner();
         let page = PageRequest::parse(req.page, req.size, &req.page_token)?;
         let filter = MemberFilter {
-            search: non_empty(&req.search),
+            search: search_term(&req.search)?,
             role: non_empty(&req.role)
                 .map(|r| OrgRole::parse("role", &r))
                 .transpose()?,
@@ -503,11 +504,7 @@ type ResponseStream<T> = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Resul
 /// Items buffered per stream: a slow reader holds the producer back.
 const STREAM_BUFFER: usize = 16;
 
-/// A slug from a request path (checked for presence; the store resolves it).
+/// A slug from a request path; one that cannot exist is NOT_FOUND.
 fn required_slug(raw: &str) -> Result<&str> {
-    let slug = raw.trim();
-    if slug.is_empty() {
-        return Err(Error::missing("slug", "organization slug is required"));
-    }
-    Ok(slug)
+    crate::domain::types::lookup_slug(raw)
 }

@@ -156,7 +156,7 @@ impl SpaceService for SpaceApi {
         let page = PageRequest::parse(req.page, req.size, &req.page_token)?;
         let filter = SpaceFilter {
             visible_to: (!caller.is_superadmin).then_some(caller.user_id),
-            search: non_empty(&req.search),
+            search: crate::domain::content::search_term(&req.search)?,
             organization_id: non_empty(&req.organization_id)
                 .map(|id| parse_id("organization_id", &id))
                 .transpose()?,

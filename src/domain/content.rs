@@ -280,6 +280,13 @@ pub fn search_term(raw: &str) -> Result<Option<String>> {
             "search must be at most 200 characters",
         ));
     }
+    if term.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            "INVALID_TEXT",
+            "search",
+            "search must not contain control characters",
+        ));
+    }
     Ok(Some(term.to_owned()))
 }
 

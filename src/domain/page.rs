@@ -125,7 +125,7 @@ fn decode_token(token: &str) -> Result<(u32, Cursor)> {
     let page: u32 = parts
         .next()
         .and_then(|p| p.parse().ok())
-        .filter(|p| *p >= 1)
+        .filter(|p| (1..=i32::MAX as u32).contains(p))
         .ok_or_else(bad)?;
     let created_at: i64 = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
     let id = parts

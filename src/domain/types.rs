@@ -142,6 +142,15 @@ impl Description {
                 format!("{field} must be at most {DESCRIPTION_MAX} characters, got {len}"),
             ));
         }
+        if s.chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\t' | '\r'))
+        {
+            return Err(Error::invalid(
+                "INVALID_TEXT",
+                field,
+                format!("{field} must not contain control characters other than newlines and tabs"),
+            ));
+        }
         Ok(Self(s.to_owned()))
     }
 
@@ -199,6 +208,21 @@ impl fmt::Display for Email {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// A slug that names an existing organization in a request path. Anything
+/// that is not a well-formed slug names nothing: NOT_FOUND, without asking
+/// the database (and without echoing more than a slug's length).
+pub fn lookup_slug(raw: &str) -> Result<&str> {
+    let s = raw.trim();
+    if s.is_empty() {
+        return Err(Error::missing("slug", "organization slug is required"));
+    }
+    if Slug::parse("slug", s).is_err() {
+        let shown: String = s.chars().take(SLUG_MAX).collect();
+        return Err(Error::org_not_found(&shown));
+    }
+    Ok(s)
 }
 
 /// Parses a UUID given in `field`.

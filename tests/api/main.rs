@@ -10,6 +10,7 @@ mod cli;
 mod envoy;
 mod faults;
 mod helpers;
+mod hostile;
 mod isolation;
 mod last_admin;
 mod organizations;
