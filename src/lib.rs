@@ -205,6 +205,7 @@ pub async fn serve(
 
     let result = tonic::transport::Server::builder()
         .timeout(Duration::from_secs(30))
+        .layer(api::errors::ErrorShapeLayer)
         .layer(api::authn::AuthLayer::new(app.auth.clone()))
         .add_service(health_service)
         .add_optional_service(reflection_v1)

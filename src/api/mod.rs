@@ -5,6 +5,7 @@
 pub mod aggregation;
 pub mod authn;
 pub mod content;
+pub mod errors;
 pub mod organizations;
 pub mod spaces;
 
