@@ -489,6 +489,12 @@ where
             if let Err(e) = qb.build().execute(&mut *tx).await {
                 return Err(Self::unique_name(&e, kind).unwrap_or_else(|| e.into()));
             }
+            if DB::CONCURRENT_WRITERS {
+                // A concurrent batch may have committed the same ids into
+                // another space after the check above: the insert then
+                // skipped those rows. Seen now, they fail this batch whole.
+                Self::check_foreign_ids(&mut tx, kind, space, &ids).await?;
+            }
         }
         Self::refresh_stats(&mut tx, space).await?;
         let draft = Draft::success(actor, action, target(space))

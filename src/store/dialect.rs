@@ -20,6 +20,10 @@ pub trait Dialect: Database {
     /// once (`BEGIN IMMEDIATE`), so a lock held elsewhere is waited for up to
     /// the busy timeout instead of failing at the first write.
     const BEGIN_WRITE: &'static str;
+    /// Whether other transactions write at the same time (PostgreSQL), so
+    /// that what a transaction checked before writing may have changed by
+    /// the time it writes; SQLite runs one writer at a time.
+    const CONCURRENT_WRITERS: bool;
     /// Null-safe "differs from".
     const DISTINCT: &'static str;
     /// The prefix that turns a query into its plan.

@@ -21,6 +21,7 @@ impl Dialect for Postgres {
     const BACKEND: &'static str = "postgres";
     const LOCK: &'static str = " FOR UPDATE";
     const BEGIN_WRITE: &'static str = "BEGIN";
+    const CONCURRENT_WRITERS: bool = true;
     const DISTINCT: &'static str = "IS DISTINCT FROM";
     const EXPLAIN: &'static str = "EXPLAIN (ANALYZE, BUFFERS) ";
     const EXPLAIN_COLUMN: &'static str = "QUERY PLAN";

@@ -21,6 +21,7 @@ impl Dialect for Sqlite {
     const BACKEND: &'static str = "sqlite";
     const LOCK: &'static str = "";
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
+    const CONCURRENT_WRITERS: bool = false;
     const DISTINCT: &'static str = "IS NOT";
     const EXPLAIN: &'static str = "EXPLAIN QUERY PLAN ";
     const EXPLAIN_COLUMN: &'static str = "detail";

@@ -5,6 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use orgd::proto::aggregation_service_client::AggregationServiceClient;
 use orgd::proto::*;
 use tonic::Code;
 
@@ -438,4 +439,98 @@ async fn postgres_going_away_is_unavailable_and_loses_no_acknowledged_write() {
         .expect("verify")
         .into_inner();
     assert!(v.valid, "{v:?}");
+}
+
+// ---------------------------------------------------------------------------
+// Racing writers
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_new_ids_upserted_into_two_spaces_at_once_are_never_lost_silently() {
+    let app = TestApp::spawn().await;
+    app.create_org("Race", "race", "admin@race.test").await;
+    let first = app
+        .create_space("Race one", "organization", "admin@race.test")
+        .await;
+    let second = app
+        .create_space("Race two", "organization", "admin@race.test")
+        .await;
+    app.attach("race", &first.id).await;
+    app.attach("race", &second.id).await;
+    let mut agg = AggregationServiceClient::new(app.channel.clone());
+    let stored = |space: String| {
+        let mut agg = agg.clone();
+        async move {
+            agg.list_products(req(
+                &root(),
+                ListProductsRequest {
+                    slug: "race".into(),
+                    space_id: space,
+                    size: 100,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("list")
+            .into_inner()
+            .total
+        }
+    };
+    let mut expected = [0, 0];
+    for round in 0..20 {
+        let items: Vec<Product> = (0..50)
+            .map(|i| Product {
+                id: uuid::Uuid::new_v4().to_string(),
+                name: format!("round {round} item {i}"),
+                ..Default::default()
+            })
+            .collect();
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(2));
+        let tasks: Vec<_> = [first.id.clone(), second.id.clone()]
+            .into_iter()
+            .map(|space| {
+                let mut spaces = app.spaces();
+                let items = items.clone();
+                let barrier = barrier.clone();
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    spaces
+                        .batch_upsert_products(req(
+                            &root(),
+                            BatchUpsertProductsRequest {
+                                space_id: space,
+                                items,
+                            },
+                        ))
+                        .await
+                        .map(|r| r.into_inner().upserted)
+                })
+            })
+            .collect();
+        let mut oks = 0;
+        for (k, task) in tasks.into_iter().enumerate() {
+            match task.await.expect("task") {
+                Ok(n) => {
+                    assert_eq!(n, 50);
+                    expected[k] += 50;
+                    oks += 1;
+                }
+                Err(status) => {
+                    assert_eq!(
+                        (status.code(), reason(&status).as_str()),
+                        (Code::FailedPrecondition, "ID_IN_OTHER_SPACE"),
+                        "{status:?}"
+                    );
+                }
+            }
+        }
+        assert!(oks >= 1, "round {round}: both batches failed");
+        // Every acknowledged batch is stored, whole, in its own space.
+        assert_eq!(
+            [stored(first.id.clone()).await, stored(second.id.clone()).await],
+            expected,
+            "round {round}"
+        );
+    }
+    let _ = &mut agg;
 }
