@@ -475,6 +475,7 @@ where
         kind: ContentKind,
         space: Uuid,
         ids: Vec<Uuid>,
+        names: &[(Uuid, &str)],
         insert: impl FnOnce(Option<Uuid>) -> QueryBuilder<DB>,
     ) -> Result<u64> {
         let action = kind.upsert_action();
@@ -485,6 +486,7 @@ where
         let org = access.space.organization_id;
         Self::check_foreign_ids(&mut tx, kind, space, &ids).await?;
         if !ids.is_empty() {
+            Self::release_names(&mut tx, kind, space, names).await?;
             let mut qb = insert(org);
             if let Err(e) = qb.build().execute(&mut *tx).await {
                 return Err(Self::unique_name(&e, kind).unwrap_or_else(|| e.into()));
@@ -506,6 +508,35 @@ where
             .await?;
         tx.commit().await?;
         Ok(ids.len() as u64)
+    }
+
+    /// Names are unique within a space, checked row by row: a batch that
+    /// swaps two names (a valid end state) would collide with itself. The
+    /// rows the batch renames first take a placeholder no real name can be
+    /// (it starts with a control character), so only a collision with a row
+    /// outside the batch remains, and is NAME_TAKEN.
+    async fn release_names(
+        tx: &mut Tx<DB>,
+        kind: ContentKind,
+        space: Uuid,
+        names: &[(Uuid, &str)],
+    ) -> Result<()> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        let table = kind.table();
+        let mut qb = QueryBuilder::<DB>::new(format!("UPDATE {table} SET name = v.column3 FROM ("));
+        qb.push_values(names, |mut row, (id, name)| {
+            row.push_bind(*id)
+                .push_bind((*name).to_owned())
+                .push_bind(format!("\u{1}{id}"));
+        });
+        qb.push(format!(
+            ") AS v WHERE {table}.id = v.column1 AND {table}.name <> v.column2 AND {table}.space_id = "
+        ));
+        qb.push_bind(space);
+        qb.build().execute(&mut **tx).await?;
+        Ok(())
     }
 
     fn micros_or(value: Option<i64>, default: i64) -> i64 {
@@ -538,7 +569,8 @@ where
     async fn upsert_products(&self, actor: &Actor, space: Uuid, items: &[ProductInput]) -> Result<u64> {
         let now = now_micros();
         let ids = items.iter().map(|i| i.id).collect();
-        Self::upsert_batch(self, actor, ContentKind::Product, space, ids, |org| {
+        let names: Vec<(Uuid, &str)> = items.iter().map(|i| (i.id, i.name.as_str())).collect();
+        Self::upsert_batch(self, actor, ContentKind::Product, space, ids, &names, |org| {
             let mut qb = QueryBuilder::<DB>::new(
                 "INSERT INTO products (id, space_id, organization_id, name, slug, description, product_type, \
                  provider, tags, quality_score, is_archived, created_at, updated_at) ",
@@ -581,7 +613,7 @@ where
     async fn upsert_contracts(&self, actor: &Actor, space: Uuid, items: &[ContractInput]) -> Result<u64> {
         let now = now_micros();
         let ids = items.iter().map(|i| i.id).collect();
-        Self::upsert_batch(self, actor, ContentKind::Contract, space, ids, |org| {
+        Self::upsert_batch(self, actor, ContentKind::Contract, space, ids, &[], |org| {
             let mut qb = QueryBuilder::<DB>::new(
                 "INSERT INTO contracts (id, space_id, organization_id, name, description, status, \
                  producer_id, producer_name, consumer_id, consumer_name, freshness_hours, \
@@ -631,7 +663,7 @@ where
     async fn upsert_issues(&self, actor: &Actor, space: Uuid, items: &[IssueInput]) -> Result<u64> {
         let now = now_micros();
         let ids = items.iter().map(|i| i.id).collect();
-        Self::upsert_batch(self, actor, ContentKind::Issue, space, ids, |org| {
+        Self::upsert_batch(self, actor, ContentKind::Issue, space, ids, &[], |org| {
             let mut qb = QueryBuilder::<DB>::new(
                 "INSERT INTO issues (id, space_id, organization_id, title, description, status, priority, \
                  product_id, assignee_id, reporter_id, created_at, updated_at) ",
@@ -677,7 +709,7 @@ where
     ) -> Result<u64> {
         let now = now_micros();
         let ids = items.iter().map(|i| i.id).collect();
-        Self::upsert_batch(self, actor, ContentKind::QualityCheck, space, ids, |org| {
+        Self::upsert_batch(self, actor, ContentKind::QualityCheck, space, ids, &[], |org| {
             let mut qb = QueryBuilder::<DB>::new(
                 "INSERT INTO quality_checks (id, space_id, organization_id, name, check_type, severity, \
                  product_ids, last_status, last_run_at, is_archived, created_at) ",

@@ -1531,3 +1531,85 @@ async fn a_full_batch_of_large_items_is_accepted_over_grpc() {
         1000
     );
 }
+
+async fn names_by_id(app: &TestApp, slug: &str) -> Vec<(String, String)> {
+    let mut by_id: Vec<(String, String)> = agg(app)
+        .list_products(req(
+            &root(),
+            ListProductsRequest {
+                slug: slug.into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("list")
+        .into_inner()
+        .items
+        .into_iter()
+        .map(|p| (p.id, p.name))
+        .collect();
+    by_id.sort();
+    by_id
+}
+
+#[tokio::test]
+async fn a_batch_may_swap_names_but_not_take_one_held_outside_it() {
+    let app = TestApp::spawn().await;
+    app.create_org("Swap", "swap", "admin@swap.test").await;
+    let space = app
+        .create_space("Swap space", "organization", "admin@swap.test")
+        .await;
+    app.attach("swap", &space.id).await;
+    let a = product("alpha", 1_000);
+    let b = product("beta", 2_000);
+    let c = product("gamma", 3_000);
+    put_products(&app, &root(), &space.id, vec![a.clone(), b.clone(), c.clone()])
+        .await
+        .expect("first batch");
+    // alpha <-> beta in one batch: a valid end state.
+    let swapped = vec![
+        Product {
+            name: "beta".into(),
+            ..a.clone()
+        },
+        Product {
+            name: "alpha".into(),
+            ..b.clone()
+        },
+    ];
+    put_products(&app, &root(), &space.id, swapped.clone())
+        .await
+        .expect("a swap is accepted");
+    let mut expected = vec![
+        (a.id.clone(), "beta".to_owned()),
+        (b.id.clone(), "alpha".to_owned()),
+        (c.id.clone(), "gamma".to_owned()),
+    ];
+    expected.sort();
+    assert_eq!(names_by_id(&app, "swap").await, expected);
+    put_products(&app, &root(), &space.id, swapped)
+        .await
+        .expect("repeating it changes nothing");
+    assert_eq!(names_by_id(&app, "swap").await, expected);
+
+    // Taking the name of a product outside the batch is still refused, and
+    // changes nothing.
+    let taken = put_products(
+        &app,
+        &root(),
+        &space.id,
+        vec![
+            Product {
+                name: "gamma".into(),
+                ..a.clone()
+            },
+            Product {
+                name: "delta".into(),
+                ..b.clone()
+            },
+        ],
+    )
+    .await;
+    assert_error(taken, tonic::Code::AlreadyExists, "NAME_TAKEN");
+    assert_eq!(names_by_id(&app, "swap").await, expected);
+}
