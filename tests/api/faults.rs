@@ -534,3 +534,18 @@ async fn the_same_new_ids_upserted_into_two_spaces_at_once_are_never_lost_silent
     }
     let _ = &mut agg;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_names_the_database_it_cannot_reach_without_its_password() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Nothing listens on port 1.
+    let mut cmd = crate::cli::orgd();
+    cmd.args(["serve", "--grpc-addr", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("DATABASE_URL", "postgres://orgd:s3cret-pw@127.0.0.1:1/orgd");
+    let out = crate::cli::run(cmd).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("127.0.0.1:1/orgd"), "{err}");
+    assert!(!err.contains("s3cret-pw"), "the password leaked: {err}");
+}
