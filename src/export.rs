@@ -225,3 +225,38 @@ pub fn verify(reader: impl BufRead, pinned: Option<&str>) -> Result<Report, Stri
     report.broken = verifier.broken().map(|b| (b.seq, b.reason.clone()));
     Ok(report)
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn event_lines_round_trip(
+            action in "\\PC{0,20}",
+            target in "\\PC{0,40}",
+            metadata in prop::collection::btree_map("\\PC{0,8}", "\\PC{0,12}", 0..5),
+            seq in 1..i64::MAX,
+            at in 0..253_402_300_799_000_000i64,
+        ) {
+            let e = Event {
+                organization_id: Uuid::from_u128(1),
+                seq,
+                id: Uuid::from_u128(2),
+                actor: Uuid::from_u128(3),
+                action,
+                result: "success".into(),
+                target,
+                metadata,
+                created_at: at,
+                prev_hash: "0".into(),
+                hash: "abc".into(),
+            };
+            let line = event_line(&e);
+            prop_assert!(line.ends_with('\n') && !line.trim_end().contains('\n'));
+            prop_assert_eq!(parse_event(line.trim_end()).ok(), Some(e));
+        }
+    }
+}

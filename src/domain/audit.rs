@@ -544,3 +544,60 @@ mod tests {
         assert_ne!(ids_digest(&[a]), ids_digest(&[b]));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn event(parts: (String, String, String, Vec<(String, String)>), seq: i64, at: i64) -> Event {
+        let (action, result, target, metadata) = parts;
+        Event {
+            organization_id: Uuid::from_u128(7),
+            seq,
+            id: Uuid::from_u128(9),
+            actor: Uuid::from_u128(11),
+            action,
+            result,
+            target,
+            metadata: metadata.into_iter().collect(),
+            created_at: at,
+            prev_hash: GENESIS.to_owned(),
+            hash: String::new(),
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn the_hash_changes_with_every_field(
+            parts in ("\\PC{0,20}", "\\PC{0,10}", "\\PC{0,30}", prop::collection::vec(("\\PC{0,8}", "\\PC{0,8}"), 0..4)),
+            seq in 1..i64::MAX,
+            at in any::<i64>(),
+        ) {
+            let e = event(parts, seq, at);
+            let h = e.compute_hash();
+            prop_assert_eq!(&h, &e.compute_hash());
+            let mut other = e.clone();
+            other.seq = seq - 1;
+            prop_assert_ne!(&h, &other.compute_hash());
+            let mut other = e.clone();
+            other.created_at = at.wrapping_add(1);
+            prop_assert_ne!(&h, &other.compute_hash());
+            let mut other = e.clone();
+            other.target.push('x');
+            prop_assert_ne!(&h, &other.compute_hash());
+            let mut other = e.clone();
+            other.metadata.insert("\u{1}extra".into(), String::new());
+            prop_assert_ne!(&h, &other.compute_hash());
+        }
+
+        #[test]
+        fn moving_a_boundary_between_fields_changes_the_hash(a in "\\PC{1,10}", b in "\\PC{1,10}") {
+            // "a|b" + "" versus "a" + "|b": netstrings keep them apart.
+            let joined = event((format!("{a}{b}"), "success".into(), String::new(), Vec::new()), 1, 0);
+            let split = event((a, "success".into(), b, Vec::new()), 1, 0);
+            prop_assert_ne!(joined.compute_hash(), split.compute_hash());
+        }
+    }
+}

@@ -368,3 +368,28 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn search_terms_are_trimmed_bounded_and_free_of_controls(raw in "\\PC{0,250}|.{0,50}") {
+            if let Ok(Some(term)) = search_term(&raw) {
+                prop_assert_eq!(term.trim(), term.as_str());
+                prop_assert!(term.chars().count() <= 200);
+                prop_assert!(!term.chars().any(char::is_control));
+            }
+        }
+
+        #[test]
+        fn content_text_refuses_controls_other_than_line_breaks(raw in ".{0,100}") {
+            if let Ok(text) = optional_text("description", &raw, 4_000) {
+                prop_assert!(!text.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\t' | '\r')));
+            }
+        }
+    }
+}

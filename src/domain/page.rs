@@ -190,3 +190,27 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn tokens_round_trip(page in 1..=i32::MAX as u32, created_at in any::<i64>(), id in any::<u128>()) {
+            let cursor = Cursor { created_at, id: Uuid::from_u128(id) };
+            let parsed = PageRequest::parse(None, 20, &encode_token(page, cursor));
+            prop_assert_eq!(parsed, Ok(PageRequest { page, size: 20, after: Some(cursor) }));
+        }
+
+        #[test]
+        fn any_token_text_parses_or_is_refused_without_panicking(raw in "\\PC{0,200}", page in any::<Option<i32>>(), size in any::<i32>()) {
+            if let Ok(p) = PageRequest::parse(page, size, &raw) {
+                prop_assert!(p.size >= 1 && p.size <= MAX_SIZE);
+                prop_assert!(p.page >= 1 && p.page <= i32::MAX as u32);
+            }
+        }
+    }
+}

@@ -496,3 +496,62 @@ mod tests {
         assert_eq!(Agent::parse("", "ACTIVE", 1).unwrap_err().reason, "MISSING_FIELD");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn slug_parsing_never_panics_and_keeps_what_it_accepts(raw in "\\PC{0,80}") {
+            if let Ok(slug) = Slug::parse("slug", &raw) {
+                prop_assert_eq!(Slug::parse("slug", slug.as_str()), Ok(slug.clone()));
+                let len = slug.as_str().len();
+                prop_assert!((SLUG_MIN..=SLUG_MAX).contains(&len));
+            }
+        }
+
+        #[test]
+        fn derived_slugs_are_valid_and_stable(name in "\\PC{0,200}") {
+            if let Ok(slug) = Slug::derive("slug", &name) {
+                prop_assert_eq!(Slug::parse("slug", slug.as_str()), Ok(slug.clone()));
+                prop_assert_eq!(Slug::derive("slug", slug.as_str()), Ok(slug));
+            }
+        }
+
+        #[test]
+        fn well_formed_slugs_round_trip(parts in prop::collection::vec("[a-z0-9]{1,8}", 1..6)) {
+            let raw = parts.join("-");
+            prop_assume!((SLUG_MIN..=SLUG_MAX).contains(&raw.len()));
+            prop_assert_eq!(Slug::parse("slug", &raw).map(|s| s.0), Ok(raw));
+        }
+
+        #[test]
+        fn email_parsing_is_idempotent_and_folds_only_ascii(raw in "\\PC{0,80}") {
+            if let Ok(email) = Email::parse("email", &raw) {
+                prop_assert_eq!(Email::parse("email", email.as_str()), Ok(email.clone()));
+                prop_assert!(!email.as_str().bytes().any(|b| b.is_ascii_uppercase()));
+                // Nothing but ASCII letters changed.
+                prop_assert_eq!(email.as_str().chars().count(), raw.trim().chars().count());
+            }
+        }
+
+        #[test]
+        fn lookups_never_panic_and_refuse_what_cannot_be_a_slug(raw in "\\PC{0,100}") {
+            match lookup_slug(&raw) {
+                Ok(slug) => prop_assert!(Slug::parse("slug", slug).is_ok()),
+                Err(e) => prop_assert!(e.message.len() < 200),
+            }
+        }
+
+        #[test]
+        fn names_and_descriptions_never_panic(raw in "\\PC{0,300}") {
+            let _ = Name::parse("organization", "name", &raw);
+            if let Ok(d) = Description::parse("description", &raw) {
+                prop_assert!(!d.as_str().chars().any(|c| c.is_control() && !matches!(c, '\n' | '\t' | '\r')));
+            }
+        }
+    }
+}
