@@ -157,6 +157,9 @@ pub struct ServeArgs {
     pub db_busy_timeout: String,
     #[command(flatten)]
     pub audit: AuditArgs,
+    /// Log lines as `text` (coloured only on a terminal) or `json`.
+    #[arg(long, env = "ORGD_LOG_FORMAT", default_value = "text")]
+    pub log_format: crate::telemetry::LogFormat,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -37,7 +37,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run_serve(args: ServeArgs) -> Result<(), String> {
-    telemetry::init("info");
+    telemetry::init_with("info", args.log_format);
     std::fs::create_dir_all(&args.data.data_dir)
         .map_err(|e| format!("creating data dir {}: {e}", args.data.data_dir.display()))?;
     let config = ServerConfig {

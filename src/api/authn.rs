@@ -85,6 +85,7 @@ where
             };
             match authenticated {
                 Ok(caller) => {
+                    tracing::Span::current().record("caller", tracing::field::display(caller.user_id));
                     request.extensions_mut().insert(caller);
                     inner.call(request).await
                 }

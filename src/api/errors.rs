@@ -1,21 +1,29 @@
-//! Errors raised by the transport itself — a request that does not decode
-//! (malformed protobuf, invalid UTF-8), one larger than a method accepts, an
-//! unknown method, a timeout — reach callers in the same shape as orgd's own:
-//! the SPEC §3 code, an ErrorInfo with domain `orgd`, and a message that
-//! names the problem without tonic's or prost's internals.
+//! The outermost layer of every request: its id, its log span, and the shape
+//! of its errors.
 //!
-//! A tower layer in front of the services rewrites trailers-only error
-//! responses that carry no details (orgd's own errors always carry an
-//! ErrorInfo, so they pass untouched).
+//! - Every request gets a `request_id`: the caller's (or Envoy's)
+//!   `x-request-id` when it is a sane token, else a new UUID. It names the
+//!   tracing span every log line of the request is written in (with the RPC
+//!   and, once authenticated, the caller), comes back in the `x-request-id`
+//!   response header, and is attached to every error as a
+//!   `google.rpc.RequestInfo` detail, so a caller can quote it.
+//! - Errors raised by the transport itself — a request that does not decode
+//!   (malformed protobuf, invalid UTF-8), one larger than a method accepts,
+//!   an unknown method, a timeout — reach callers in the same shape as
+//!   orgd's own: the SPEC §3 code, an ErrorInfo with domain `orgd`, and a
+//!   message that names the problem without tonic's or prost's internals.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use tonic::body::Body;
 use tonic::codegen::http;
 use tonic::{Code, Status};
+use tonic_types::StatusExt;
 use tower::{Layer, Service};
+use tracing::Instrument;
 
 use crate::domain::{Error, ErrorKind};
 
@@ -48,23 +56,66 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let path = request.uri().path().to_owned();
+        let request_id = request_id_of(request.headers());
+        request.extensions_mut().insert(RequestId(request_id.clone()));
+        let span = tracing::info_span!(
+            "request",
+            request_id = %request_id,
+            rpc = %path,
+            caller = tracing::field::Empty,
+        );
         Box::pin(async move {
-            let response = inner.call(request).await?;
-            let Some(status) = Status::from_header_map(response.headers()) else {
-                return Ok(response);
-            };
-            if status.code() == Code::Ok || !status.details().is_empty() {
-                return Ok(response);
+            let started = Instant::now();
+            let mut response = inner.call(request).instrument(span.clone()).await?;
+            let failed = Status::from_header_map(response.headers()).filter(|s| s.code() != Code::Ok);
+            let code = failed.as_ref().map_or(Code::Ok, Status::code);
+            if let Some(status) = failed {
+                let status = if status.details().is_empty() {
+                    span.in_scope(|| {
+                        tracing::info!(code = ?status.code(), message = status.message(), "transport error")
+                    });
+                    Status::from(reshape(&status, &path))
+                } else {
+                    status
+                };
+                let mut details = status.get_error_details();
+                details.set_request_info(request_id.clone(), "");
+                response = Status::with_error_details(status.code(), status.message(), details).into_http();
             }
-            let reshaped = reshape(&status, &path);
-            tracing::info!(code = ?status.code(), message = status.message(), path, "transport error");
-            Ok(Status::from(reshaped).into_http())
+            if let Ok(value) = http::HeaderValue::from_str(&request_id) {
+                response.headers_mut().insert("x-request-id", value);
+            }
+            let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+            span.in_scope(|| {
+                if path.starts_with("/orgd.") {
+                    tracing::info!(status = ?code, elapsed_ms, "request finished");
+                } else {
+                    tracing::debug!(status = ?code, elapsed_ms, "request finished");
+                }
+            });
+            Ok(response)
         })
     }
+}
+
+/// The id of the request being served (in the request's extensions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(pub String);
+
+/// The caller's `x-request-id` when it is 1 to 128 visible ASCII
+/// characters; otherwise a new UUID.
+fn request_id_of(headers: &http::HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
 /// The domain error a bare transport status stands for.

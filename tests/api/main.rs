@@ -13,6 +13,7 @@ mod helpers;
 mod hostile;
 mod isolation;
 mod last_admin;
+mod observability;
 mod organizations;
 mod permissions;
 mod rest;

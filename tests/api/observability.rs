@@ -1,0 +1,233 @@
+//! Request ids and log lines: every error carries the request's id (the
+//! caller's x-request-id, or one orgd made), the response header repeats
+//! it, and every log line of the request carries it too.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use orgd::proto::organization_service_client::OrganizationServiceClient;
+use orgd::proto::*;
+use tokio::io::AsyncReadExt;
+use tonic::Code;
+use tonic_types::StatusExt;
+
+use crate::helpers::*;
+
+fn with_request_id<T>(mut request: tonic::Request<T>, id: &str) -> tonic::Request<T> {
+    request
+        .metadata_mut()
+        .insert("x-request-id", id.parse().expect("header"));
+    request
+}
+
+#[tokio::test]
+async fn errors_carry_the_request_id_the_caller_sent_or_one_orgd_made() {
+    let app = TestApp::spawn().await;
+    let refused = app
+        .orgs()
+        .get_organization(with_request_id(
+            req(
+                &root(),
+                GetOrganizationRequest {
+                    slug: "nowhere".into(),
+                },
+            ),
+            "req-4711",
+        ))
+        .await;
+    let status = assert_error(refused, Code::NotFound, "ORG_NOT_FOUND");
+    let info = status.get_error_details();
+    assert_eq!(
+        info.request_info().map(|r| r.request_id.as_str()),
+        Some("req-4711"),
+        "{status:?}"
+    );
+    assert_eq!(
+        status
+            .metadata()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+        Some("req-4711")
+    );
+
+    // Without one (or with one that is not a sane token), orgd makes one.
+    for sent in [None, Some("has spaces in it")] {
+        let mut request = req("", ListOrganizationsRequest::default());
+        if let Some(id) = sent {
+            request = with_request_id(request, id);
+        }
+        let status = app
+            .orgs()
+            .list_organizations(request)
+            .await
+            .expect_err("no token");
+        let made = status
+            .get_error_details()
+            .request_info()
+            .map(|r| r.request_id.clone())
+            .expect("a request id");
+        assert!(uuid::Uuid::parse_str(&made).is_ok(), "{made}");
+    }
+
+    // Successful calls carry it in the response header.
+    let ok = app
+        .orgs()
+        .list_organizations(with_request_id(
+            req(&root(), ListOrganizationsRequest::default()),
+            "req-ok",
+        ))
+        .await
+        .expect("list");
+    assert_eq!(
+        ok.metadata().get("x-request-id").and_then(|v| v.to_str().ok()),
+        Some("req-ok")
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Runs `orgd serve` with `format`, makes one failing and one successful
+/// call with known request ids, stops it, and returns what it logged.
+async fn serve_and_log(format: &str) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let mut cmd = crate::cli::orgd();
+    cmd.args(["serve", "--grpc-addr", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(dir.path())
+        .env("ORGD_LOG_FORMAT", format)
+        .env("ORGD_JWT_SECRET", SECRET)
+        .env("ORGD_SUPERADMINS", SUPERADMIN)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().expect("start orgd serve");
+    let mut client = None;
+    for _ in 0..200 {
+        if let Ok(c) = OrganizationServiceClient::connect(format!("http://127.0.0.1:{port}")).await {
+            client = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut client = client.expect("orgd serve answers");
+    let _ = client
+        .get_organization(with_request_id(
+            req(
+                &root(),
+                GetOrganizationRequest {
+                    slug: "missing".into(),
+                },
+            ),
+            "log-fail-1",
+        ))
+        .await;
+    client
+        .create_organization(with_request_id(
+            req(
+                &root(),
+                CreateOrganizationRequest {
+                    name: "Logged".into(),
+                    ..Default::default()
+                },
+            ),
+            "log-ok-1",
+        ))
+        .await
+        .expect("create");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = child.start_kill();
+    let mut stderr = child.stderr.take().expect("stderr");
+    let mut out = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stderr.read_to_string(&mut out)).await;
+    let _ = child.wait().await;
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_log_lines_carry_the_request_id_rpc_caller_and_status() {
+    let log = serve_and_log("json").await;
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect();
+    let of = |id: &str| -> Vec<&serde_json::Value> {
+        lines
+            .iter()
+            .filter(|l| {
+                l["spans"]
+                    .as_array()
+                    .is_some_and(|spans| spans.iter().any(|s| s["request_id"] == id))
+            })
+            .collect()
+    };
+    let failed = of("log-fail-1");
+    let finished = failed
+        .iter()
+        .find(|l| l["message"] == "request finished")
+        .unwrap_or_else(|| panic!("no finishing line for log-fail-1 in {log}"));
+    assert_eq!(finished["status"], "NotFound", "{finished}");
+    let request_span = &finished["spans"][0];
+    assert_eq!(
+        request_span["rpc"],
+        "/orgd.v1.OrganizationService/GetOrganization"
+    );
+    assert!(
+        request_span["caller"]
+            .as_str()
+            .is_some_and(|c| uuid::Uuid::parse_str(c).is_ok())
+    );
+
+    let created = of("log-ok-1");
+    assert!(
+        created.iter().any(|l| l["message"] == "organization created"),
+        "the handler's own line carries the request id: {log}"
+    );
+    assert!(
+        created
+            .iter()
+            .any(|l| l["message"] == "request finished" && l["status"] == "Ok")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn text_logs_have_no_colours_when_not_on_a_terminal() {
+    let log = serve_and_log("text").await;
+    assert!(log.contains("log-fail-1"), "{log}");
+    assert!(!log.contains('\u{1b}'), "escape codes in a log file: {log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rest_errors_carry_the_request_id_envoy_assigned() {
+    let app = TestApp::spawn().await;
+    let envoy = crate::envoy::Envoy::start(&[app.addr]).await;
+    let reply = reqwest::Client::new()
+        .get(envoy.url("/organizations/nowhere"))
+        .bearer_auth(root())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(reply.status(), 404);
+    let header = reply
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .expect("x-request-id on the reply");
+    let body: serde_json::Value = reply.json().await.expect("JSON");
+    let info = body["details"]
+        .as_array()
+        .and_then(|d| {
+            d.iter()
+                .find(|x| x["@type"] == "type.googleapis.com/google.rpc.RequestInfo")
+        })
+        .unwrap_or_else(|| panic!("no RequestInfo in {body}"));
+    assert_eq!(info["request_id"], header.as_str(), "{body}");
+}
