@@ -11,6 +11,8 @@
 #   ORGD_ADMIN_EMAIL  the superadmin the printed token belongs to
 #                     (default admin@orgd.local)
 #   ORGD_PROFILE      cargo profile: release (default) or debug
+#   ORGD_METRICS_ADDR where orgd serves Prometheus metrics (default
+#                     127.0.0.1:9464)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -21,6 +23,7 @@ data_dir="${ORGD_DATA_DIR:-./data}"
 grpc_addr="${ORGD_GRPC_ADDR:-127.0.0.1:50051}"
 admin="${ORGD_ADMIN_EMAIL:-admin@orgd.local}"
 profile="${ORGD_PROFILE:-release}"
+metrics_addr="${ORGD_METRICS_ADDR:-127.0.0.1:9464}"
 
 ensure_envoy
 
@@ -52,7 +55,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 ORGD_SUPERADMINS="${ORGD_SUPERADMINS:+$ORGD_SUPERADMINS,}$admin" \
-    "$orgd" serve --data-dir "$data_dir" --grpc-addr "$grpc_addr" &
+    "$orgd" serve --data-dir "$data_dir" --grpc-addr "$grpc_addr" --metrics-addr "$metrics_addr" &
 pids+=($!)
 
 # Wait until orgd answers before starting Envoy.
@@ -76,6 +79,7 @@ cat <<INFO
 orgd is running.
   gRPC:  $grpc_addr   (reflection on: grpcurl -plaintext $grpc_addr list)
   REST:  http://127.0.0.1:8080   (through Envoy)
+  Metrics: http://$metrics_addr/metrics   (Prometheus text format)
 
 A superadmin token for $admin, valid 12 hours:
   export TOKEN=$token

@@ -47,6 +47,8 @@ pub struct App {
     /// How long audit events are kept (`serve` prunes older ones); `None`
     /// keeps them forever.
     pub audit_retention: Option<Duration>,
+    /// This server's metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
     storage_locks: Vec<tokio::sync::Mutex<()>>,
     /// Organizations whose directory could not be brought in step; retried.
     storage_retry: Mutex<HashSet<Uuid>>,
@@ -111,6 +113,7 @@ impl App {
             storage,
             signer,
             audit_retention: None,
+            metrics: crate::metrics::Metrics::new(),
             changes: tokio::sync::watch::channel(0).0,
             storage_locks: (0..STORAGE_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))

@@ -157,6 +157,10 @@ pub struct ServeArgs {
     pub db_busy_timeout: String,
     #[command(flatten)]
     pub audit: AuditArgs,
+    /// Serve Prometheus metrics on this address (`GET /metrics`); off when
+    /// unset.
+    #[arg(long, env = "ORGD_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
     /// Log lines as `text` (coloured only on a terminal) or `json`.
     #[arg(long, env = "ORGD_LOG_FORMAT", default_value = "text")]
     pub log_format: crate::telemetry::LogFormat,

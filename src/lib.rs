@@ -10,6 +10,7 @@ pub mod config;
 pub mod domain;
 pub mod export;
 pub mod generate;
+pub mod metrics;
 pub mod signing;
 pub mod storage;
 pub mod store;
@@ -84,9 +85,11 @@ pub struct ServerConfig {
 /// superadmins, and brings every storage directory in step with the
 /// database.
 pub async fn build_app(config: &ServerConfig) -> Result<Arc<App>, String> {
+    let metrics = metrics::Metrics::new();
     let options = StoreOptions {
         max_connections: config.db_max_connections,
         busy_timeout: config.db_busy_timeout,
+        metrics: metrics.store(),
         ..StoreOptions::default()
     };
     let store = store::connect(&config.database_url, &options).await?;
@@ -111,6 +114,7 @@ pub async fn build_app(config: &ServerConfig) -> Result<Arc<App>, String> {
         Arc::new(config.audit_signer.clone()),
     );
     app.audit_retention = config.audit_retention;
+    app.metrics = metrics;
     let reconciled = app.reconcile_storage().await?;
     tracing::debug!(organizations = reconciled, "storage directories reconciled");
     Ok(Arc::new(app))
@@ -205,7 +209,7 @@ pub async fn serve(
 
     let result = tonic::transport::Server::builder()
         .timeout(Duration::from_secs(30))
-        .layer(api::errors::ErrorShapeLayer)
+        .layer(api::errors::ErrorShapeLayer::new(app.metrics.clone()))
         .layer(api::authn::AuthLayer::new(app.auth.clone()))
         .add_service(health_service)
         .add_optional_service(reflection_v1)

@@ -67,9 +67,26 @@ async fn run_serve(args: ServeArgs) -> Result<(), String> {
         .map_err(|e| format!("binding {}: {e}", args.grpc_addr))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(%addr, backend = app.store.backend(), "orgd serving gRPC");
-    serve(app, listener, shutdown_signal())
-        .await
-        .map_err(|e| format!("server error: {e}"))?;
+    let metrics = match args.metrics_addr {
+        Some(at) => {
+            let listener = tokio::net::TcpListener::bind(at)
+                .await
+                .map_err(|e| format!("binding the metrics address {at}: {e}"))?;
+            tracing::info!(addr = %at, "serving metrics at /metrics");
+            let app = app.clone();
+            Some(tokio::spawn(orgd::metrics::serve(
+                listener,
+                app,
+                std::future::pending::<()>(),
+            )))
+        }
+        None => None,
+    };
+    let served = serve(app, listener, shutdown_signal()).await;
+    if let Some(metrics) = metrics {
+        metrics.abort();
+    }
+    served.map_err(|e| format!("server error: {e}"))?;
     tracing::info!("orgd stopped");
     Ok(())
 }

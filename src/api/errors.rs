@@ -15,6 +15,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -26,21 +27,34 @@ use tower::{Layer, Service};
 use tracing::Instrument;
 
 use crate::domain::{Error, ErrorKind};
+use crate::metrics::Metrics;
 
-#[derive(Clone, Copy, Default)]
-pub struct ErrorShapeLayer;
+#[derive(Clone)]
+pub struct ErrorShapeLayer {
+    metrics: Arc<Metrics>,
+}
+
+impl ErrorShapeLayer {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self { metrics }
+    }
+}
 
 impl<S> Layer<S> for ErrorShapeLayer {
     type Service = ErrorShaped<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        ErrorShaped { inner }
+        ErrorShaped {
+            inner,
+            metrics: self.metrics.clone(),
+        }
     }
 }
 
 #[derive(Clone)]
 pub struct ErrorShaped<S> {
     inner: S,
+    metrics: Arc<Metrics>,
 }
 
 impl<S> Service<http::Request<Body>> for ErrorShaped<S>
@@ -61,6 +75,8 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let path = request.uri().path().to_owned();
         let request_id = request_id_of(request.headers());
+        let metrics = self.metrics.clone();
+        metrics.rpc_started(&path);
         request.extensions_mut().insert(RequestId(request_id.clone()));
         let span = tracing::info_span!(
             "request",
@@ -89,6 +105,7 @@ where
             if let Ok(value) = http::HeaderValue::from_str(&request_id) {
                 response.headers_mut().insert("x-request-id", value);
             }
+            metrics.rpc_handled(&path, code, started.elapsed().as_secs_f64());
             let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
             span.in_scope(|| {
                 if path.starts_with("/orgd.") {

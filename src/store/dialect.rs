@@ -64,12 +64,18 @@ pub struct SqlStore<DB: Database> {
     /// Whether changes append audit events. Always true in service; the
     /// audit benchmark turns it off to measure what the trail costs.
     pub(super) audit_trail: bool,
+    pub(super) metrics: crate::metrics::StoreMetrics,
 }
 
 impl<DB: Dialect> SqlStore<DB> {
     /// A transaction on the writer pool, for a change.
     pub(super) async fn write_tx(&self) -> Result<sqlx::Transaction<'static, DB>> {
-        Ok(self.writer.begin_with(DB::BEGIN_WRITE).await?)
+        let started = std::time::Instant::now();
+        let tx = self.writer.begin_with(DB::BEGIN_WRITE).await;
+        self.metrics
+            .write_acquire
+            .observe(started.elapsed().as_secs_f64());
+        Ok(tx?)
     }
 }
 

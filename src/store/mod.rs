@@ -167,6 +167,8 @@ pub trait Store: ContentStore {
     async fn migrate(&self) -> Result<()>;
     /// Checks that the database answers.
     async fn ping(&self) -> Result<()>;
+    /// The connection pools' sizes, for metrics.
+    fn pool_stats(&self) -> Vec<crate::metrics::PoolStats>;
     /// Refreshes the planner's statistics (after a bulk load).
     async fn analyze(&self) -> Result<()>;
 
@@ -321,6 +323,8 @@ pub struct StoreOptions {
     /// SQLite: how long a write waits for a write lock held elsewhere (a
     /// backup, the sqlite3 shell) before answering UNAVAILABLE.
     pub busy_timeout: std::time::Duration,
+    /// Where the store records its metrics.
+    pub metrics: crate::metrics::StoreMetrics,
 }
 
 impl Default for StoreOptions {
@@ -329,6 +333,7 @@ impl Default for StoreOptions {
             max_connections: 16,
             audit_trail: true,
             busy_timeout: std::time::Duration::from_secs(10),
+            metrics: crate::metrics::StoreMetrics::default(),
         }
     }
 }

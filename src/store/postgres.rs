@@ -94,6 +94,7 @@ impl SqlStore<Postgres> {
             writer: pool.clone(),
             reader: pool,
             audit_trail: options.audit_trail,
+            metrics: options.metrics.clone(),
         })
     }
 }

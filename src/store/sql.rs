@@ -440,6 +440,9 @@ where
             .bind(event.hash.clone())
             .execute(&mut **tx)
             .await?;
+        // Counted before the commit: a change whose commit fails is counted
+        // too (rare; the counter is a rate, not a ledger).
+        self.metrics.audit_appends.inc();
         Ok(())
     }
 
@@ -532,6 +535,25 @@ where
     async fn analyze(&self) -> Result<()> {
         sqlx::query("ANALYZE").execute(self.writer()).await?;
         Ok(())
+    }
+
+    fn pool_stats(&self) -> Vec<crate::metrics::PoolStats> {
+        let mut pools = vec![crate::metrics::PoolStats {
+            name: "writer",
+            size: self.writer().size(),
+            idle: self.writer().num_idle(),
+        }];
+        if DB::CONCURRENT_WRITERS {
+            // One pool serves reads and writes.
+            pools[0].name = "main";
+        } else {
+            pools.push(crate::metrics::PoolStats {
+                name: "reader",
+                size: self.reader().size(),
+                idle: self.reader().num_idle(),
+            });
+        }
+        pools
     }
 
     async fn ping(&self) -> Result<()> {

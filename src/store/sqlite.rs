@@ -131,6 +131,7 @@ impl SqlStore<Sqlite> {
             writer,
             reader,
             audit_trail: options.audit_trail,
+            metrics: options.metrics.clone(),
         })
     }
 }

@@ -59,11 +59,14 @@ pub async fn fresh_database_url(dir: &std::path::Path) -> String {
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// Where this server's metrics are served.
+    pub metrics_addr: SocketAddr,
     pub channel: Channel,
     pub dir: TempDir,
     pub storage_root: PathBuf,
     pub database_url: String,
     config: ServerConfig,
+    metrics_task: Option<tokio::task::JoinHandle<()>>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
 }
@@ -71,6 +74,8 @@ pub struct TestApp {
 /// A running server: where it listens, and how to stop it.
 struct Running {
     addr: SocketAddr,
+    metrics_addr: SocketAddr,
+    metrics: tokio::task::JoinHandle<()>,
     channel: Channel,
     shutdown: oneshot::Sender<()>,
     server: tokio::task::JoinHandle<()>,
@@ -80,6 +85,13 @@ struct Running {
 /// reconciliation) and serves it on a fresh port.
 async fn launch(config: &ServerConfig) -> Running {
     let app = build_app(config).await.expect("build app");
+    let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let metrics_addr = metrics_listener.local_addr().expect("addr");
+    let metrics = tokio::spawn(orgd::metrics::serve(
+        metrics_listener,
+        app.clone(),
+        std::future::pending::<()>(),
+    ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (shutdown, rx) = oneshot::channel::<()>();
@@ -97,6 +109,8 @@ async fn launch(config: &ServerConfig) -> Running {
         .expect("connect");
     Running {
         addr,
+        metrics_addr,
+        metrics,
         channel,
         shutdown,
         server,
@@ -149,6 +163,8 @@ impl TestApp {
         let running = launch(&config).await;
         Self {
             addr: running.addr,
+            metrics_addr: running.metrics_addr,
+            metrics_task: Some(running.metrics),
             channel: running.channel,
             dir,
             storage_root: config.storage_root.clone(),
@@ -165,6 +181,8 @@ impl TestApp {
         self.stop().await;
         let running = launch(&self.config).await;
         self.addr = running.addr;
+        self.metrics_addr = running.metrics_addr;
+        self.metrics_task = Some(running.metrics);
         self.channel = running.channel;
         self.shutdown = Some(running.shutdown);
         self.server = Some(running.server);
@@ -172,6 +190,9 @@ impl TestApp {
 
     /// Stops the server, keeping its directory (and a SQLite database in it).
     pub async fn stop(&mut self) {
+        if let Some(task) = self.metrics_task.take() {
+            task.abort();
+        }
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -262,6 +283,9 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
+        if let Some(task) = self.metrics_task.take() {
+            task.abort();
+        }
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }

@@ -231,3 +231,172 @@ async fn rest_errors_carry_the_request_id_envoy_assigned() {
         .unwrap_or_else(|| panic!("no RequestInfo in {body}"));
     assert_eq!(info["request_id"], header.as_str(), "{body}");
 }
+
+// ---------------------------------------------------------------------------
+// Metrics
+// ---------------------------------------------------------------------------
+
+async fn scrape(app: &TestApp) -> String {
+    let reply = reqwest::Client::new()
+        .get(format!("http://{}/metrics", app.metrics_addr))
+        .send()
+        .await
+        .expect("scrape");
+    assert_eq!(reply.status(), 200);
+    assert!(
+        reply
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.starts_with("application/openmetrics-text")),
+        "{:?}",
+        reply.headers()
+    );
+    reply.text().await.expect("body")
+}
+
+/// The value of the sample whose name and labels are exactly these.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let (metric, rest) = series.split_once('{').unwrap_or((series, "}"));
+        if metric != name {
+            return None;
+        }
+        let body = rest.strip_suffix('}')?;
+        let mut got: Vec<(String, String)> = body
+            .split(',')
+            .filter(|p| !p.is_empty())
+            .filter_map(|p| {
+                let (k, v) = p.split_once('=')?;
+                Some((k.to_owned(), v.trim_matches('"').to_owned()))
+            })
+            .collect();
+        got.sort();
+        let mut want: Vec<(String, String)> = labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        want.sort();
+        (got == want).then(|| value.parse().ok()).flatten()
+    })
+}
+
+#[tokio::test]
+async fn metrics_count_rpcs_by_method_and_code_audit_appends_and_pools() {
+    let app = TestApp::spawn().await;
+    app.create_org("Counted", "counted", "admin@counted.test").await;
+    for _ in 0..3 {
+        app.orgs()
+            .get_organization(req(
+                &root(),
+                GetOrganizationRequest {
+                    slug: "counted".into(),
+                },
+            ))
+            .await
+            .expect("get");
+    }
+    for _ in 0..2 {
+        let _ = app
+            .orgs()
+            .get_organization(req(
+                &root(),
+                GetOrganizationRequest {
+                    slug: "missing".into(),
+                },
+            ))
+            .await;
+    }
+    let text = scrape(&app).await;
+    fn get(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+        let mut labels = vec![
+            ("grpc_service", "orgd.v1.OrganizationService"),
+            ("grpc_method", "GetOrganization"),
+            ("grpc_type", "unary"),
+        ];
+        labels.extend_from_slice(extra);
+        labels
+    }
+    assert_eq!(
+        sample(&text, "grpc_server_started_total", &get(&[])),
+        Some(5.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "grpc_server_handled_total", &get(&[("grpc_code", "OK")])),
+        Some(3.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "grpc_server_handled_total",
+            &get(&[("grpc_code", "NotFound")])
+        ),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "grpc_server_handling_seconds_count", &get(&[])),
+        Some(5.0)
+    );
+    assert_eq!(
+        sample(&text, "grpc_server_handling_seconds_bucket", &{
+            let mut l = get(&[]);
+            l.push(("le", "+Inf"));
+            l
+        }),
+        Some(5.0)
+    );
+    // One change so far: the organization's creation.
+    assert_eq!(
+        sample(&text, "orgd_audit_appends_total", &[]),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "orgd_db_write_acquire_seconds_count", &[]),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "orgd_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        Some(1.0)
+    );
+    let pool = if backend() == "postgres" { "main" } else { "writer" };
+    let idle = sample(
+        &text,
+        "orgd_db_pool_connections",
+        &[("pool", pool), ("state", "idle")],
+    );
+    let in_use = sample(
+        &text,
+        "orgd_db_pool_connections",
+        &[("pool", pool), ("state", "in_use")],
+    );
+    assert!(idle.is_some() && in_use.is_some(), "{text}");
+    assert!(text.trim_end().ends_with("# EOF"));
+
+    // A refusal is an audit append too.
+    let _ = app
+        .orgs()
+        .update_organization(req(
+            &token("stranger@counted.test"),
+            UpdateOrganizationRequest {
+                slug: "counted".into(),
+                description: Some("x".into()),
+                ..Default::default()
+            },
+        ))
+        .await;
+    let text = scrape(&app).await;
+    assert_eq!(
+        sample(&text, "orgd_audit_appends_total", &[]),
+        Some(2.0),
+        "{text}"
+    );
+}
