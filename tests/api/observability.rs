@@ -400,3 +400,64 @@ async fn metrics_count_rpcs_by_method_and_code_audit_appends_and_pools() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_prometheus_server_scrapes_the_metrics() {
+    let prometheus = std::env::var("ORGD_TEST_PROMETHEUS").unwrap_or_else(|_| "prometheus".into());
+    let app = TestApp::spawn().await;
+    app.create_org("Scraped", "scraped", "admin@scraped.test").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: orgd\n    static_configs:\n      - targets: ['{}']\n",
+            app.metrics_addr
+        ),
+    )
+    .expect("config");
+    let port = free_port();
+    let mut child = tokio::process::Command::new(&prometheus)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {prometheus} (scripts/test.sh installs it): {e}"));
+    let http = reqwest::Client::new();
+    let query = |q: &str| {
+        let encoded: String = q
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b == b'_' {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        http.get(format!("http://127.0.0.1:{port}/api/v1/query?query={encoded}"))
+            .send()
+    };
+    let mut found = None;
+    for _ in 0..300 {
+        if let Ok(reply) = query("grpc_server_handled_total{grpc_method=\"CreateOrganization\"}").await
+            && let Ok(body) = reply.json::<serde_json::Value>().await
+            && let Some(first) = body["data"]["result"].as_array().and_then(|r| r.first())
+        {
+            found = Some(first.clone());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = child.start_kill();
+    let sample = found.expect("Prometheus scraped orgd's metrics");
+    assert_eq!(sample["metric"]["grpc_code"], "OK", "{sample}");
+    assert_eq!(sample["metric"]["job"], "orgd", "{sample}");
+    assert_eq!(sample["value"][1], "1", "{sample}");
+}
