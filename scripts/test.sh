@@ -14,7 +14,7 @@
 #                       otherwise a throwaway cluster is started and removed
 #
 # Exported to the tests: ORGD_TEST_BACKEND, ORGD_TEST_GRPCURL, ORGD_TEST_ENVOY,
-# ORGD_TEST_PROMETHEUS,
+# ORGD_TEST_PROMETHEUS, ORGD_TEST_BUF,
 # and DATABASE_URL for the PostgreSQL run.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -75,9 +75,15 @@ fi
 ensure_grpcurl
 ensure_envoy
 ensure_prometheus
-export ORGD_TEST_GRPCURL ORGD_TEST_ENVOY ORGD_TEST_PROMETHEUS
+ensure_buf
+export ORGD_TEST_GRPCURL ORGD_TEST_ENVOY ORGD_TEST_PROMETHEUS ORGD_TEST_BUF
 echo "ORGD_TEST_GRPCURL=$ORGD_TEST_GRPCURL"
 echo "ORGD_TEST_ENVOY=$ORGD_TEST_ENVOY"
+
+stage="buf lint and buf breaking"
+banner "$stage (against api-released/)"
+"$ORGD_TEST_BUF" lint
+"$ORGD_TEST_BUF" breaking proto --against api-released/proto
 
 stage="cargo fmt --check"
 banner "$stage"

@@ -134,6 +134,21 @@ _envoy_version() {
     printf 'envoy %s\n' "$out"
 }
 
+# ensure_buf: npm-install buf (@bufbuild/buf) into .tools/buf when missing;
+# export ORGD_TEST_BUF.
+: "${ORGD_BUF_PKG:=@bufbuild/buf@1.75.0}"
+ensure_buf() {
+    local prefix="$ORGD_ROOT/.tools/buf"
+    if [ ! -x "$prefix/node_modules/.bin/buf" ]; then
+        _tools_log "installing buf from npm ($ORGD_BUF_PKG)"
+        mkdir -p "$prefix"
+        npm install --prefix "$prefix" --no-audit --no-fund --loglevel=error "$ORGD_BUF_PKG" >&2 || return 1
+    fi
+    ORGD_TEST_BUF="$prefix/node_modules/.bin/buf"
+    export ORGD_TEST_BUF
+    _tools_log "buf: $("$ORGD_TEST_BUF" --version 2>&1)"
+}
+
 # ensure_prometheus: install Debian's Prometheus server when missing; export
 # ORGD_TEST_PROMETHEUS (the test that proves orgd's metrics scrape runs it).
 ensure_prometheus() {
@@ -328,14 +343,14 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     [ "$#" -gt 0 ] || set -- ensure_postgres ensure_grpcurl ensure_envoy
     for fn in "$@"; do
         case "$fn" in
-            ensure_postgres | ensure_grpcurl | ensure_envoy | ensure_prometheus) "$fn" ;;
+            ensure_postgres | ensure_grpcurl | ensure_envoy | ensure_prometheus | ensure_buf) "$fn" ;;
             start_pg_cluster)
                 start_pg_cluster
                 echo "export DATABASE_URL=$DATABASE_URL"
                 echo "# stop with: $0 stop_pg_cluster $ORGD_PG_DIR"
                 ;;
             *)
-                echo "usage: $0 [ensure_postgres|ensure_grpcurl|ensure_envoy|ensure_prometheus|start_pg_cluster]..." >&2
+                echo "usage: $0 [ensure_postgres|ensure_grpcurl|ensure_envoy|ensure_prometheus|ensure_buf|start_pg_cluster]..." >&2
                 echo "       $0 stop_pg_cluster|pause_pg_cluster|resume_pg_cluster DIR" >&2
                 exit 2
                 ;;

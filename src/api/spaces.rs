@@ -43,18 +43,18 @@ impl SpaceApi {
         Ok((actor(&caller, rpc), space, request.into_inner()))
     }
 
-    async fn delete<T: SpaceScoped>(
+    async fn delete<T: SpaceScoped, R: Default>(
         &self,
         request: Request<T>,
         rpc: &'static str,
         kind: ContentKind,
         field: &'static str,
         raw_id: impl Fn(&T) -> &str,
-    ) -> Result<Response<DeleteContentResponse>, Status> {
+    ) -> Result<Response<R>, Status> {
         let (actor, space, req) = Self::writer(request, rpc)?;
         let id = parse_id(field, raw_id(&req))?;
         self.app.delete_content(&actor, kind, space, id).await?;
-        Ok(no_content(DeleteContentResponse {}))
+        Ok(no_content(R::default()))
     }
 }
 
@@ -325,11 +325,11 @@ impl SpaceService for SpaceApi {
     async fn batch_upsert_products(
         &self,
         request: Request<BatchUpsertProductsRequest>,
-    ) -> Result<Response<BatchUpsertResponse>, Status> {
+    ) -> Result<Response<BatchUpsertProductsResponse>, Status> {
         let (actor, space, req) = Self::writer(request, "BatchUpsertProducts")?;
         let items = batch(&req.items, content::product_input, |i| i.id)?;
         let upserted = self.app.upsert_products(&actor, space, &items).await?;
-        Ok(Response::new(BatchUpsertResponse {
+        Ok(Response::new(BatchUpsertProductsResponse {
             upserted: count(upserted as i64),
         }))
     }
@@ -338,7 +338,7 @@ impl SpaceService for SpaceApi {
     async fn delete_product(
         &self,
         request: Request<DeleteProductRequest>,
-    ) -> Result<Response<DeleteContentResponse>, Status> {
+    ) -> Result<Response<DeleteProductResponse>, Status> {
         self.delete(
             request,
             "DeleteProduct",
@@ -353,11 +353,11 @@ impl SpaceService for SpaceApi {
     async fn batch_upsert_contracts(
         &self,
         request: Request<BatchUpsertContractsRequest>,
-    ) -> Result<Response<BatchUpsertResponse>, Status> {
+    ) -> Result<Response<BatchUpsertContractsResponse>, Status> {
         let (actor, space, req) = Self::writer(request, "BatchUpsertContracts")?;
         let items = batch(&req.items, content::contract_input, |i| i.id)?;
         let upserted = self.app.upsert_contracts(&actor, space, &items).await?;
-        Ok(Response::new(BatchUpsertResponse {
+        Ok(Response::new(BatchUpsertContractsResponse {
             upserted: count(upserted as i64),
         }))
     }
@@ -366,7 +366,7 @@ impl SpaceService for SpaceApi {
     async fn delete_contract(
         &self,
         request: Request<DeleteContractRequest>,
-    ) -> Result<Response<DeleteContentResponse>, Status> {
+    ) -> Result<Response<DeleteContractResponse>, Status> {
         self.delete(
             request,
             "DeleteContract",
@@ -381,11 +381,11 @@ impl SpaceService for SpaceApi {
     async fn batch_upsert_issues(
         &self,
         request: Request<BatchUpsertIssuesRequest>,
-    ) -> Result<Response<BatchUpsertResponse>, Status> {
+    ) -> Result<Response<BatchUpsertIssuesResponse>, Status> {
         let (actor, space, req) = Self::writer(request, "BatchUpsertIssues")?;
         let items = batch(&req.items, content::issue_input, |i| i.id)?;
         let upserted = self.app.upsert_issues(&actor, space, &items).await?;
-        Ok(Response::new(BatchUpsertResponse {
+        Ok(Response::new(BatchUpsertIssuesResponse {
             upserted: count(upserted as i64),
         }))
     }
@@ -394,7 +394,7 @@ impl SpaceService for SpaceApi {
     async fn delete_issue(
         &self,
         request: Request<DeleteIssueRequest>,
-    ) -> Result<Response<DeleteContentResponse>, Status> {
+    ) -> Result<Response<DeleteIssueResponse>, Status> {
         self.delete(request, "DeleteIssue", ContentKind::Issue, "issue_id", |r| {
             &r.issue_id
         })
@@ -405,11 +405,11 @@ impl SpaceService for SpaceApi {
     async fn batch_upsert_quality_checks(
         &self,
         request: Request<BatchUpsertQualityChecksRequest>,
-    ) -> Result<Response<BatchUpsertResponse>, Status> {
+    ) -> Result<Response<BatchUpsertQualityChecksResponse>, Status> {
         let (actor, space, req) = Self::writer(request, "BatchUpsertQualityChecks")?;
         let items = batch(&req.items, content::quality_check_input, |i| i.id)?;
         let upserted = self.app.upsert_quality_checks(&actor, space, &items).await?;
-        Ok(Response::new(BatchUpsertResponse {
+        Ok(Response::new(BatchUpsertQualityChecksResponse {
             upserted: count(upserted as i64),
         }))
     }
@@ -418,7 +418,7 @@ impl SpaceService for SpaceApi {
     async fn delete_quality_check(
         &self,
         request: Request<DeleteQualityCheckRequest>,
-    ) -> Result<Response<DeleteContentResponse>, Status> {
+    ) -> Result<Response<DeleteQualityCheckResponse>, Status> {
         self.delete(
             request,
             "DeleteQualityCheck",

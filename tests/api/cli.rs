@@ -751,3 +751,65 @@ async fn grpcurl_without_a_token_is_unauthenticated() {
     let err = stderr(&out);
     assert!(err.contains("Unauthenticated"), "{err}");
 }
+
+// ---------------------------------------------------------------------------
+// API contracts (buf)
+// ---------------------------------------------------------------------------
+
+fn buf_path() -> PathBuf {
+    std::env::var_os("ORGD_TEST_BUF")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/buf/node_modules/.bin/buf"))
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn buf_breaking_refuses_a_change_that_breaks_wire_or_json_compatibility() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let released = root.join("api-released/proto");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(root.join("buf.yaml"), dir.path().join("buf.yaml")).expect("buf.yaml");
+    copy_dir(&root.join("proto"), &dir.path().join("proto"));
+    let check = || {
+        let mut cmd = Command::new(buf_path());
+        cmd.current_dir(dir.path())
+            .args(["breaking", "proto", "--against"])
+            .arg(&released);
+        cmd
+    };
+    let today = run(check()).await;
+    assert!(
+        today.status.success(),
+        "the protos break the released API: {}",
+        stdout(&today)
+    );
+
+    // Renaming a field changes its JSON name: REST callers would break.
+    let file = dir.path().join("proto/orgd/v1/space_service.proto");
+    let text = std::fs::read_to_string(&file).expect("read");
+    std::fs::write(
+        &file,
+        text.replacen("int32 upserted = 1;", "int32 upserted_count = 1;", 1),
+    )
+    .expect("write");
+    let renamed = run(check()).await;
+    assert!(!renamed.status.success(), "a renamed field passed buf breaking");
+    assert!(
+        stdout(&renamed).contains("upserted_count"),
+        "{}",
+        stdout(&renamed)
+    );
+}
