@@ -14,7 +14,7 @@
 #                       otherwise a throwaway cluster is started and removed
 #
 # Exported to the tests: ORGD_TEST_BACKEND, ORGD_TEST_GRPCURL, ORGD_TEST_ENVOY,
-# ORGD_TEST_PROMETHEUS, ORGD_TEST_BUF,
+# ORGD_TEST_PROMETHEUS, ORGD_TEST_BUF, ORGD_TEST_PYTHON,
 # and DATABASE_URL for the PostgreSQL run.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -76,7 +76,8 @@ ensure_grpcurl
 ensure_envoy
 ensure_prometheus
 ensure_buf
-export ORGD_TEST_GRPCURL ORGD_TEST_ENVOY ORGD_TEST_PROMETHEUS ORGD_TEST_BUF
+ensure_python_client
+export ORGD_TEST_GRPCURL ORGD_TEST_ENVOY ORGD_TEST_PROMETHEUS ORGD_TEST_BUF ORGD_TEST_PYTHON
 echo "ORGD_TEST_GRPCURL=$ORGD_TEST_GRPCURL"
 echo "ORGD_TEST_ENVOY=$ORGD_TEST_ENVOY"
 

@@ -189,6 +189,21 @@ ensure_envoy() {
     export ORGD_TEST_ENVOY
 }
 
+# ensure_python_client: grpcio and grpcio-tools in .venv (made by
+# ensure_envoy), for the Python client example; export ORGD_TEST_PYTHON.
+: "${ORGD_GRPCIO_PKGS:=grpcio grpcio-tools}"
+ensure_python_client() {
+    local venv="$ORGD_ROOT/.venv"
+    [ -x "$venv/bin/python" ] || ensure_envoy || return 1
+    if ! "$venv/bin/python" -c 'import grpc, grpc_tools' >/dev/null 2>&1; then
+        _tools_log "installing $ORGD_GRPCIO_PKGS from PyPI"
+        # shellcheck disable=SC2086
+        PIP_DISABLE_PIP_VERSION_CHECK=1 "$venv/bin/python" -m pip install -q $ORGD_GRPCIO_PKGS >&2 || return 1
+    fi
+    ORGD_TEST_PYTHON="$venv/bin/python"
+    export ORGD_TEST_PYTHON
+}
+
 # Print a free TCP port on 127.0.0.1.
 _free_port() {
     python3 -c 'import socket
@@ -343,7 +358,7 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     [ "$#" -gt 0 ] || set -- ensure_postgres ensure_grpcurl ensure_envoy
     for fn in "$@"; do
         case "$fn" in
-            ensure_postgres | ensure_grpcurl | ensure_envoy | ensure_prometheus | ensure_buf) "$fn" ;;
+            ensure_postgres | ensure_grpcurl | ensure_envoy | ensure_prometheus | ensure_buf | ensure_python_client) "$fn" ;;
             start_pg_cluster)
                 start_pg_cluster
                 echo "export DATABASE_URL=$DATABASE_URL"

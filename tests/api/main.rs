@@ -7,6 +7,7 @@ mod audit;
 mod audit_trail;
 mod auth;
 mod cli;
+mod clients;
 mod envoy;
 mod faults;
 mod helpers;
