@@ -40,6 +40,7 @@ mkdir -p "$data_dir"
 # Envoy loads the descriptor set from data/orgd.pb (see envoy.yaml).
 mkdir -p data
 "$orgd" descriptor --out data/orgd.pb
+"$orgd" openapi --out data/openapi.json
 
 pids=()
 stop() {
@@ -80,6 +81,7 @@ orgd is running.
   gRPC:  $grpc_addr   (reflection on: grpcurl -plaintext $grpc_addr list)
   REST:  http://127.0.0.1:8080   (through Envoy)
   Metrics: http://$metrics_addr/metrics   (Prometheus text format)
+  OpenAPI: http://127.0.0.1:8080/openapi.json
 
 A superadmin token for $admin, valid 12 hours:
   export TOKEN=$token

@@ -189,13 +189,14 @@ ensure_envoy() {
     export ORGD_TEST_ENVOY
 }
 
-# ensure_python_client: grpcio and grpcio-tools in .venv (made by
-# ensure_envoy), for the Python client example; export ORGD_TEST_PYTHON.
-: "${ORGD_GRPCIO_PKGS:=grpcio grpcio-tools}"
+# ensure_python_client: grpcio, grpcio-tools and openapi-spec-validator in
+# .venv (made by ensure_envoy), for the Python client example and the
+# OpenAPI check; export ORGD_TEST_PYTHON.
+: "${ORGD_GRPCIO_PKGS:=grpcio grpcio-tools openapi-spec-validator}"
 ensure_python_client() {
     local venv="$ORGD_ROOT/.venv"
     [ -x "$venv/bin/python" ] || ensure_envoy || return 1
-    if ! "$venv/bin/python" -c 'import grpc, grpc_tools' >/dev/null 2>&1; then
+    if ! "$venv/bin/python" -c 'import grpc, grpc_tools, openapi_spec_validator' >/dev/null 2>&1; then
         _tools_log "installing $ORGD_GRPCIO_PKGS from PyPI"
         # shellcheck disable=SC2086
         PIP_DISABLE_PIP_VERSION_CHECK=1 "$venv/bin/python" -m pip install -q $ORGD_GRPCIO_PKGS >&2 || return 1

@@ -49,6 +49,12 @@ pub enum Command {
         #[command(subcommand)]
         action: AuditAction,
     },
+    /// Write the OpenAPI 3.1 document of the REST surface (Envoy serves it at
+    /// /openapi.json).
+    Openapi {
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Write the protobuf descriptor set (for Envoy's transcoder).
     Descriptor {
         #[arg(long)]

@@ -11,6 +11,7 @@ pub mod domain;
 pub mod export;
 pub mod generate;
 pub mod metrics;
+pub mod openapi;
 pub mod signing;
 pub mod storage;
 pub mod store;

@@ -24,6 +24,10 @@ async fn main() -> ExitCode {
             storage_root,
         } => run_generate(scale, seed, data, storage_root).await,
         Command::Audit { action } => run_audit(action).await,
+        Command::Openapi { out } => orgd::openapi::document().and_then(|doc| {
+            let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
+            std::fs::write(&out, text + "\n").map_err(|e| format!("writing {}: {e}", out.display()))
+        }),
         Command::Descriptor { out } => std::fs::write(&out, orgd::proto::FILE_DESCRIPTOR_SET)
             .map_err(|e| format!("writing {}: {e}", out.display())),
     };

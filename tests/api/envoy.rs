@@ -39,7 +39,7 @@ fn free_port() -> u16 {
 pub fn config_for(port: u16, upstreams: &[SocketAddr], descriptor: &std::path::Path) -> String {
     let original = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("envoy.yaml"))
         .expect("read envoy.yaml");
-    for needle in [LISTENER, UPSTREAM, "\"data/orgd.pb\""] {
+    for needle in [LISTENER, UPSTREAM, "\"data/orgd.pb\"", "\"data/openapi.json\""] {
         assert!(
             original.contains(needle),
             "envoy.yaml no longer contains {needle:?}; update tests/api/envoy.rs"
@@ -53,6 +53,10 @@ pub fn config_for(port: u16, upstreams: &[SocketAddr], descriptor: &std::path::P
         .replace(LISTENER, &LISTENER.replace("8080", &port.to_string()))
         .replace(UPSTREAM, &endpoints)
         .replace("\"data/orgd.pb\"", &format!("\"{}\"", descriptor.display()))
+        .replace(
+            "\"data/openapi.json\"",
+            &format!("\"{}\"", descriptor.with_file_name("openapi.json").display()),
+        )
 }
 
 pub struct Envoy {
@@ -67,6 +71,8 @@ impl Envoy {
         let dir = tempfile::tempdir().expect("tempdir");
         let descriptor = dir.path().join("orgd.pb");
         std::fs::write(&descriptor, orgd::proto::FILE_DESCRIPTOR_SET).expect("descriptor");
+        let openapi = orgd::openapi::document().expect("the OpenAPI document");
+        std::fs::write(dir.path().join("openapi.json"), openapi.to_string()).expect("openapi.json");
         let port = free_port();
         let config = dir.path().join("envoy.yaml");
         std::fs::write(&config, config_for(port, upstreams, &descriptor)).expect("config");

@@ -898,11 +898,14 @@ async fn a_full_batch_of_large_items_passes_through_envoy() {
 
 #[tokio::test]
 async fn envoy_validates_the_repository_config() {
-    // envoy.yaml as shipped (its own ports), with the descriptor the build
-    // writes for `orgd descriptor`.
+    // envoy.yaml as shipped (its own ports), with the descriptor and the
+    // OpenAPI document the build writes for `orgd descriptor` and
+    // `orgd openapi`.
     let dir = tempfile::tempdir().expect("tempdir");
     let descriptor = dir.path().join("orgd.pb");
     std::fs::write(&descriptor, orgd::proto::FILE_DESCRIPTOR_SET).expect("descriptor");
+    let openapi = orgd::openapi::document().expect("the OpenAPI document");
+    std::fs::write(dir.path().join("openapi.json"), openapi.to_string()).expect("openapi.json");
     let upstream: std::net::SocketAddr = "127.0.0.1:50051".parse().expect("addr");
     let config = dir.path().join("envoy.yaml");
     std::fs::write(&config, crate::envoy::config_for(8080, &[upstream], &descriptor)).expect("config");
