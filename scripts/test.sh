@@ -14,7 +14,7 @@
 #                       otherwise a throwaway cluster is started and removed
 #
 # Exported to the tests: ORGD_TEST_BACKEND, ORGD_TEST_GRPCURL, ORGD_TEST_ENVOY,
-# ORGD_TEST_PROMETHEUS, ORGD_TEST_BUF, ORGD_TEST_PYTHON,
+# ORGD_TEST_PROMETHEUS, ORGD_TEST_BUF, ORGD_TEST_PYTHON, ORGD_TEST_SCHEMATHESIS,
 # and DATABASE_URL for the PostgreSQL run.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -77,7 +77,9 @@ ensure_envoy
 ensure_prometheus
 ensure_buf
 ensure_python_client
-export ORGD_TEST_GRPCURL ORGD_TEST_ENVOY ORGD_TEST_PROMETHEUS ORGD_TEST_BUF ORGD_TEST_PYTHON
+ensure_schemathesis
+export ORGD_TEST_GRPCURL ORGD_TEST_ENVOY ORGD_TEST_PROMETHEUS ORGD_TEST_BUF ORGD_TEST_PYTHON \
+    ORGD_TEST_SCHEMATHESIS
 echo "ORGD_TEST_GRPCURL=$ORGD_TEST_GRPCURL"
 echo "ORGD_TEST_ENVOY=$ORGD_TEST_ENVOY"
 

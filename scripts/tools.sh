@@ -205,6 +205,20 @@ ensure_python_client() {
     export ORGD_TEST_PYTHON
 }
 
+# ensure_schemathesis: schemathesis (REST fuzzing from the OpenAPI document)
+# in a virtualenv of its own under .tools; export ORGD_TEST_SCHEMATHESIS.
+: "${ORGD_SCHEMATHESIS_PKG:=schemathesis==4.32.5}"
+ensure_schemathesis() {
+    local venv="$ORGD_ROOT/.tools/fuzz-venv"
+    if [ ! -x "$venv/bin/schemathesis" ]; then
+        _tools_log "installing $ORGD_SCHEMATHESIS_PKG from PyPI"
+        python3 -m venv --clear "$venv" || return 1
+        PIP_DISABLE_PIP_VERSION_CHECK=1 "$venv/bin/python" -m pip install -q "$ORGD_SCHEMATHESIS_PKG" >&2 || return 1
+    fi
+    ORGD_TEST_SCHEMATHESIS="$venv/bin/schemathesis"
+    export ORGD_TEST_SCHEMATHESIS
+}
+
 # Print a free TCP port on 127.0.0.1.
 _free_port() {
     python3 -c 'import socket
@@ -359,7 +373,7 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     [ "$#" -gt 0 ] || set -- ensure_postgres ensure_grpcurl ensure_envoy
     for fn in "$@"; do
         case "$fn" in
-            ensure_postgres | ensure_grpcurl | ensure_envoy | ensure_prometheus | ensure_buf | ensure_python_client) "$fn" ;;
+            ensure_postgres | ensure_grpcurl | ensure_envoy | ensure_prometheus | ensure_buf | ensure_python_client | ensure_schemathesis) "$fn" ;;
             start_pg_cluster)
                 start_pg_cluster
                 echo "export DATABASE_URL=$DATABASE_URL"

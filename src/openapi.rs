@@ -405,9 +405,35 @@ fn operation(
         .get(output)
         .and_then(|(m, _, _)| (m.field.len() == 1).then(|| m.field[0].clone()));
     let error = json!({"description": "an error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
+    // Every status a REST caller can get besides success (SPEC §3).
+    let errors = |mut responses: Value| {
+        for (code, what) in [
+            (
+                "400",
+                "invalid argument, failed precondition, or a request Envoy could not transcode",
+            ),
+            ("401", "no valid bearer token"),
+            ("403", "not authorized"),
+            ("404", "not found"),
+            ("409", "already exists, or aborted (a conflict or a stale etag)"),
+            ("413", "a request body larger than Envoy accepts"),
+            (
+                "429",
+                "resource exhausted: the storage is full or a request too large",
+            ),
+            ("501", "not implemented"),
+            ("503", "unavailable: the database is down or busy; try again"),
+            ("504", "the upstream took too long"),
+        ] {
+            let mut reply = error.clone();
+            reply["description"] = json!(what);
+            responses[code] = reply;
+        }
+        responses
+    };
     let ok = |schema: Value| json!({"content": {"application/json": {"schema": schema}}});
     let responses = match shape(method.name()) {
-        Shape::NoContent => json!({"204": {"description": "done"}, "default": error}),
+        Shape::NoContent => errors(json!({"204": {"description": "done"}})),
         Shape::Created | Shape::Unwrap => {
             let schema = only_field
                 .as_ref()
@@ -420,7 +446,7 @@ fn operation(
             } else {
                 "200"
             };
-            json!({code: reply, "default": error})
+            errors(json!({code: reply}))
         }
         Shape::BareItems => {
             let items = messages
@@ -432,12 +458,11 @@ fn operation(
             let mut reply = ok(items);
             reply["description"] = json!("the items of the page; the total is in x-total-count");
             reply["headers"] = json!({"x-total-count": {"schema": {"type": "integer"}}});
-            json!({"200": reply, "default": error})
+            errors(json!({"200": reply}))
         }
-        Shape::Ndjson => json!({
-            "200": {"description": "a header line, then one line per event", "content": {"application/x-ndjson": {"schema": {"type": "string"}}}},
-            "default": error
-        }),
+        Shape::Ndjson => errors(json!({
+            "200": {"description": "a header line, then one line per event", "content": {"application/x-ndjson": {"schema": {"type": "string"}}}}
+        })),
         Shape::JsonLines | Shape::Message => {
             let mut reply = ok(object_schema(messages, output, &BTreeSet::new(), wanted));
             reply["description"] = json!(if shape(method.name()) == Shape::JsonLines {
@@ -445,7 +470,7 @@ fn operation(
             } else {
                 "the response"
             });
-            json!({"200": reply, "default": error})
+            errors(json!({"200": reply}))
         }
     };
     op.insert("responses".into(), responses);

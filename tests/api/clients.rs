@@ -188,3 +188,74 @@ async fn the_openapi_document_validates_and_envoy_serves_it() {
         served.to_string().chars().take(300).collect::<String>()
     );
 }
+
+/// Fuzzes the whole REST surface through Envoy from the OpenAPI document
+/// (schemathesis): no 5xx, no status the document does not list. Runs once
+/// per test run (on the SQLite pass), bounded by the number of examples
+/// (`ORGD_FUZZ_EXAMPLES` per operation, default 250: more than 10,000
+/// requests in all).
+#[tokio::test(flavor = "multi_thread")]
+async fn fuzzing_the_rest_surface_finds_no_server_error_or_undocumented_status() {
+    if backend() != "sqlite" {
+        return;
+    }
+    let schemathesis = std::env::var_os("ORGD_TEST_SCHEMATHESIS")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".tools/fuzz-venv/bin/schemathesis"));
+    let examples = std::env::var("ORGD_FUZZ_EXAMPLES").unwrap_or_else(|_| "250".into());
+    let app = TestApp::spawn().await;
+    let envoy = crate::envoy::Envoy::start(&[app.addr]).await;
+    let mut cmd = Command::new(&schemathesis);
+    cmd.arg("run")
+        .arg(envoy.url("/openapi.json"))
+        .args(["--url", &envoy.base])
+        .args(["--header", &format!("Authorization: Bearer {}", root())])
+        .args(["--checks", "not_a_server_error,status_code_conformance"])
+        .args(["--max-examples", &examples])
+        // One worker: hypothesis on CPython 3.11 trips over itself in
+        // threads. Watches are endless streams, not requests.
+        .args([
+            "--workers",
+            "1",
+            "--exclude-path-regex",
+            ":watch",
+            "--generation-deterministic",
+        ])
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(std::time::Duration::from_secs(1_500), cmd.output())
+        .await
+        .expect("the fuzzing run finished within 25 minutes")
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {} (scripts/test.sh installs it): {e}",
+                schemathesis.display()
+            )
+        });
+    let report = String::from_utf8_lossy(&out.stdout);
+    let tail: String = report
+        .lines()
+        .rev()
+        .take(60)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(out.status.success(), "schemathesis found problems:\n{tail}");
+    let generated: u64 = report
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .split_once(" generated")
+                .and_then(|(n, _)| n.trim().parse().ok())
+        })
+        .unwrap_or_else(|| panic!("no count of generated cases in:\n{tail}"));
+    let wanted: u64 = if examples == "250" { 10_000 } else { 1 };
+    assert!(
+        generated >= wanted,
+        "only {generated} requests generated:\n{tail}"
+    );
+}
