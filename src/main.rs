@@ -41,7 +41,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run_serve(args: ServeArgs) -> Result<(), String> {
-    telemetry::init_with("info", args.log_format);
+    let _traces = telemetry::init_with("info", args.log_format);
     std::fs::create_dir_all(&args.data.data_dir)
         .map_err(|e| format!("creating data dir {}: {e}", args.data.data_dir.display()))?;
     let config = ServerConfig {

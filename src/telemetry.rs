@@ -3,10 +3,18 @@
 //! Lines go to stderr as text (coloured only on a terminal) or as JSON, one
 //! object per line; every line written while serving a request carries the
 //! request's span: its `request_id`, the RPC and the caller.
+//!
+//! With `OTEL_EXPORTER_OTLP_ENDPOINT` set, spans are also exported over
+//! OTLP (gRPC): one per RPC (continuing the caller's W3C `traceparent`, as
+//! Envoy forwards it) with a child per database operation. The exporter
+//! honours the standard `OTEL_*` settings (e.g. `OTEL_BSP_SCHEDULE_DELAY`).
 
 use std::io::IsTerminal;
 
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::prelude::*;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -28,25 +36,97 @@ impl std::str::FromStr for LogFormat {
     }
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `default_filter`), as
-/// text.
-pub fn init(default_filter: &str) {
-    init_with(default_filter, LogFormat::Text);
+/// Flushes exported spans when dropped (keep it until the process ends).
+#[must_use]
+pub struct Guard(Option<SdkTracerProvider>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(provider) = self.0.take()
+            && let Err(e) = provider.shutdown()
+        {
+            eprintln!("orgd: flushing traces: {e}");
+        }
+    }
 }
 
-pub fn init_with(default_filter: &str, format: LogFormat) {
+/// Logs to stderr, filtered by `RUST_LOG` (default `default_filter`), as
+/// text; no traces.
+pub fn init(default_filter: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
     // A second call (tests) keeps the first subscriber.
-    let _ = match format {
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
-        LogFormat::Json => builder
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+/// Logs in `format`, and exports traces when `OTEL_EXPORTER_OTLP_ENDPOINT`
+/// is set.
+pub fn init_with(default_filter: &str, format: LogFormat) -> Guard {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let fmt = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(true)
-            .try_init(),
+            .with_writer(std::io::stderr)
+            .boxed(),
     };
+    let provider = otlp_provider();
+    let otel = provider
+        .as_ref()
+        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("orgd")));
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(otel)
+        .try_init();
+    Guard(provider)
+}
+
+fn otlp_provider() -> Option<SdkTracerProvider> {
+    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok()?;
+    if endpoint.trim().is_empty() {
+        return None;
+    }
+    let exporter = match opentelemetry_otlp::SpanExporter::builder().with_tonic().build() {
+        Ok(exporter) => exporter,
+        Err(e) => {
+            eprintln!("orgd: traces are off: cannot export to {endpoint}: {e}");
+            return None;
+        }
+    };
+    opentelemetry::global::set_text_map_propagator(
+        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+    );
+    Some(
+        SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(
+                opentelemetry_sdk::Resource::builder()
+                    .with_service_name("orgd")
+                    .build(),
+            )
+            .build(),
+    )
+}
+
+/// Reads W3C trace context from HTTP/2 headers.
+pub struct HeaderExtractor<'a>(pub &'a tonic::codegen::http::HeaderMap);
+
+impl opentelemetry::propagation::Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
 }

@@ -83,7 +83,17 @@ where
             request_id = %request_id,
             rpc = %path,
             caller = tracing::field::Empty,
+            otel.name = %path,
+            otel.kind = "server",
+            rpc.system = "grpc",
+            rpc.grpc.status_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
         );
+        // Continue the caller's trace (W3C traceparent, as Envoy forwards it).
+        let parent = opentelemetry::global::get_text_map_propagator(|p| {
+            p.extract(&crate::telemetry::HeaderExtractor(request.headers()))
+        });
+        let _ = tracing_opentelemetry::OpenTelemetrySpanExt::set_parent(&span, parent);
         Box::pin(async move {
             let started = Instant::now();
             let mut response = inner.call(request).instrument(span.clone()).await?;
@@ -106,6 +116,10 @@ where
                 response.headers_mut().insert("x-request-id", value);
             }
             metrics.rpc_handled(&path, code, started.elapsed().as_secs_f64());
+            span.record("rpc.grpc.status_code", code as i32);
+            if code != Code::Ok {
+                span.record("otel.status_code", "ERROR");
+            }
             let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
             span.in_scope(|| {
                 if path.starts_with("/orgd.") {

@@ -566,6 +566,7 @@ where
     for<'a> &'a str: ColumnIndex<DB::Row>,
     usize: ColumnIndex<DB::Row>,
 {
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "upsert_products"))]
     async fn upsert_products(&self, actor: &Actor, space: Uuid, items: &[ProductInput]) -> Result<u64> {
         let now = now_micros();
         let ids = items.iter().map(|i| i.id).collect();
@@ -610,6 +611,7 @@ where
         .await
     }
 
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "upsert_contracts"))]
     async fn upsert_contracts(&self, actor: &Actor, space: Uuid, items: &[ContractInput]) -> Result<u64> {
         let now = now_micros();
         let ids = items.iter().map(|i| i.id).collect();
@@ -660,6 +662,7 @@ where
         .await
     }
 
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "upsert_issues"))]
     async fn upsert_issues(&self, actor: &Actor, space: Uuid, items: &[IssueInput]) -> Result<u64> {
         let now = now_micros();
         let ids = items.iter().map(|i| i.id).collect();
@@ -701,6 +704,7 @@ where
         .await
     }
 
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "upsert_quality_checks"))]
     async fn upsert_quality_checks(
         &self,
         actor: &Actor,
@@ -746,6 +750,7 @@ where
         .await
     }
 
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "delete_content"))]
     async fn delete_content(&self, actor: &Actor, kind: ContentKind, space: Uuid, id: Uuid) -> Result<()> {
         let action = kind.delete_action();
         let target = |s: Uuid| targets::content(s, kind.collection(), Some(id));
@@ -779,6 +784,7 @@ where
         Ok(())
     }
 
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "list_products"))]
     async fn list_products(
         &self,
         scope: &Scope,
@@ -810,6 +816,7 @@ where
         .await
     }
 
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "list_contracts"))]
     async fn list_contracts(
         &self,
         scope: &Scope,
@@ -835,6 +842,7 @@ where
         .await
     }
 
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "list_issues"))]
     async fn list_issues(
         &self,
         scope: &Scope,
@@ -860,6 +868,7 @@ where
         .await
     }
 
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "list_quality_checks"))]
     async fn list_quality_checks(
         &self,
         scope: &Scope,
@@ -889,10 +898,12 @@ where
         .await
     }
 
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "explain"))]
     async fn explain(&self, scope: &Scope, search: &str) -> Result<Vec<(String, String)>> {
         Self::explain_all(self, scope, search).await
     }
 
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "stats"))]
     async fn stats(&self, scope: &Scope) -> Result<Stats> {
         let mut qb = QueryBuilder::<DB>::new(
             "SELECT count(*) AS spaces, \

@@ -528,10 +528,12 @@ where
         DB::BACKEND
     }
 
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "migrate"))]
     async fn migrate(&self) -> Result<()> {
         DB::migrate(self.writer()).await
     }
 
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "analyze"))]
     async fn analyze(&self) -> Result<()> {
         sqlx::query("ANALYZE").execute(self.writer()).await?;
         Ok(())
@@ -561,6 +563,7 @@ where
         Ok(())
     }
 
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "user_by_email"))]
     async fn user_by_email(&self, email: &Email) -> Result<Option<User>> {
         let row = sqlx::query(
             "SELECT id, email, display_name, is_superadmin, created_at FROM users WHERE email = $1",
@@ -571,6 +574,7 @@ where
         Ok(row.as_ref().map(Self::user_from).transpose()?)
     }
 
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "provision_user"))]
     async fn provision_user(&self, email: &Email, display_name: &str) -> Result<User> {
         let mut tx = self.write_tx().await?;
         let id = Self::upsert_user(&mut tx, email).await?;
@@ -590,6 +594,7 @@ where
         Ok(Self::user_from(&row)?)
     }
 
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "set_superadmin"))]
     async fn set_superadmin(&self, email: &Email, superadmin: bool) -> Result<User> {
         let row = sqlx::query(
             "INSERT INTO users (id, email, display_name, is_superadmin, created_at) VALUES ($1, $2, '', $3, $4) \
@@ -605,6 +610,7 @@ where
         Ok(Self::user_from(&row)?)
     }
 
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "create_organization"))]
     async fn create_organization(&self, actor: &Actor, new: NewOrganization) -> Result<Organization> {
         let now = now_micros();
         let mut tx = self.write_tx().await?;
@@ -651,6 +657,7 @@ where
         })
     }
 
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "organization_access"))]
     async fn organization_access(&self, slug: &str, user: Uuid) -> Result<Option<OrgAccess>> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {ORG_COLUMNS}, m.role FROM organizations o \
@@ -668,6 +675,7 @@ where
         }))
     }
 
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "organization_details"))]
     async fn organization_details(&self, org: Organization) -> Result<OrganizationDetails> {
         let spaces = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {SPACE_COLUMNS} FROM spaces s WHERE s.organization_id = $1 \
@@ -702,6 +710,7 @@ where
         })
     }
 
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "list_organizations"))]
     async fn list_organizations(
         &self,
         filter: &OrganizationFilter,
@@ -792,6 +801,7 @@ where
         })
     }
 
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "update_organization"))]
     async fn update_organization(
         &self,
         actor: &Actor,
@@ -843,6 +853,7 @@ where
         Ok(updated)
     }
 
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "delete_organization"))]
     async fn delete_organization(&self, actor: &Actor, slug: &str) -> Result<Uuid> {
         let (mut tx, _, access) = self
             .org_guard(actor, slug, OrgAction::Manage, "organization.delete")
@@ -880,6 +891,7 @@ where
         Ok(id)
     }
 
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "attach_space"))]
     async fn attach_space(&self, actor: &Actor, slug: &str, space: Uuid) -> Result<Space> {
         let (mut tx, caller, access) = self
             .org_guard(actor, slug, OrgAction::Manage, "space.attach")
@@ -926,6 +938,7 @@ where
         Ok(Self::space_from(&row)?)
     }
 
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "detach_space"))]
     async fn detach_space(&self, actor: &Actor, slug: &str, space: Uuid) -> Result<Uuid> {
         let (mut tx, _, access) = self
             .org_guard(actor, slug, OrgAction::Manage, "space.detach")
@@ -954,6 +967,7 @@ where
         Ok(org)
     }
 
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "add_member"))]
     async fn add_member(&self, actor: &Actor, slug: &str, email: &Email, role: OrgRole) -> Result<Member> {
         let (mut tx, _, access) = self
             .org_guard(actor, slug, OrgAction::Manage, "member.add")
@@ -987,6 +1001,7 @@ where
         Ok(member)
     }
 
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "update_member_role"))]
     async fn update_member_role(
         &self,
         actor: &Actor,
@@ -1021,6 +1036,7 @@ where
         Ok(member)
     }
 
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "remove_member"))]
     async fn remove_member(&self, actor: &Actor, slug: &str, user: Uuid) -> Result<()> {
         // Any member may leave; removing someone else takes an admin.
         let action = if user == actor.user_id {
@@ -1049,6 +1065,7 @@ where
         Ok(())
     }
 
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "list_members"))]
     async fn list_members(
         &self,
         org: Uuid,
@@ -1085,6 +1102,7 @@ where
         Ok(Self::page_of(&page, rows, total, Member::cursor))
     }
 
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "create_space"))]
     async fn create_space(&self, actor: &Actor, new: NewSpace) -> Result<Space> {
         let now = now_micros();
         let mut tx = self.write_tx().await?;
@@ -1131,6 +1149,7 @@ where
         Ok(Self::space_from(&row)?)
     }
 
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "space_access"))]
     async fn space_access(&self, space: Uuid, user: Uuid) -> Result<Option<SpaceAccess>> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {SPACE_COLUMNS}, sm.role AS space_role, m.role AS org_role FROM spaces s \
@@ -1150,6 +1169,7 @@ where
         }))
     }
 
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "list_spaces"))]
     async fn list_spaces(&self, filter: &SpaceFilter, page: PageRequest) -> Result<Page<Space>> {
         let build = |select: &str| {
             let mut qb = QueryBuilder::<DB>::new(select);
@@ -1190,6 +1210,7 @@ where
         Ok(Self::page_of(&page, rows, total, Space::cursor))
     }
 
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "update_space"))]
     async fn update_space(&self, actor: &Actor, id: Uuid, changes: SpaceChanges) -> Result<Space> {
         let (mut tx, _, access) = self
             .space_guard(actor, id, SpaceAction::Manage, "space.update", targets::space)
@@ -1260,6 +1281,7 @@ where
         Ok(updated)
     }
 
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "delete_space"))]
     async fn delete_space(&self, actor: &Actor, id: Uuid) -> Result<Option<Uuid>> {
         let (mut tx, _, access) = self
             .space_guard(actor, id, SpaceAction::Manage, "space.delete", targets::space)
@@ -1275,6 +1297,7 @@ where
         Ok(access.space.organization_id)
     }
 
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "list_space_members"))]
     async fn list_space_members(&self, space: Uuid, page: PageRequest) -> Result<Page<Member>> {
         let total: i64 = sqlx::query_scalar("SELECT count(*) FROM space_members WHERE space_id = $1")
             .bind(space)
@@ -1294,6 +1317,7 @@ where
         Ok(Self::page_of(&page, rows, total, Member::cursor))
     }
 
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "add_space_member"))]
     async fn add_space_member(
         &self,
         actor: &Actor,
@@ -1333,6 +1357,7 @@ where
         Ok(member)
     }
 
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "update_space_member"))]
     async fn update_space_member(
         &self,
         actor: &Actor,
@@ -1377,6 +1402,7 @@ where
         Ok(member)
     }
 
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "remove_space_member"))]
     async fn remove_space_member(&self, actor: &Actor, space: Uuid, user: Uuid) -> Result<()> {
         // Members may leave a space they can see; removing others takes
         // a space admin.
@@ -1405,6 +1431,7 @@ where
         Ok(())
     }
 
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "record_denied"))]
     async fn record_denied(&self, chain: Uuid, draft: Draft) -> Result<()> {
         let mut tx = self.write_tx().await?;
         self.append(&mut tx, chain, draft).await?;
@@ -1412,6 +1439,7 @@ where
         Ok(())
     }
 
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "storage_state"))]
     async fn storage_state(&self, org: Uuid) -> Result<Option<StorageState>> {
         let row = sqlx::query(
             "SELECT id, name, slug, description, created_at, updated_at FROM organizations WHERE id = $1",
@@ -1430,6 +1458,7 @@ where
         }))
     }
 
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "organization_ids"))]
     async fn organization_ids(&self, after: Option<Uuid>, limit: i64) -> Result<Vec<Uuid>> {
         let mut qb = QueryBuilder::<DB>::new("SELECT id FROM organizations");
         if let Some(after) = after {
@@ -1441,6 +1470,7 @@ where
         Ok(qb.build_query_scalar().fetch_all(self.reader()).await?)
     }
 
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "audit_head"))]
     async fn audit_head(&self, org: Uuid) -> Result<Option<Head>> {
         let row = sqlx::query(
             "SELECT organization_id, seq, hash, base_seq, base_hash, base_signed_at, base_key_id, \
@@ -1477,6 +1507,7 @@ where
         }))
     }
 
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "audit_chain_ids"))]
     async fn audit_chain_ids(&self, after: Option<Uuid>, limit: i64) -> Result<Vec<Uuid>> {
         let mut qb = QueryBuilder::<DB>::new("SELECT organization_id FROM audit_heads");
         if let Some(after) = after {
@@ -1488,6 +1519,7 @@ where
         Ok(qb.build_query_scalar().fetch_all(self.reader()).await?)
     }
 
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "newest_event_before"))]
     async fn newest_event_before(&self, chain: Uuid, cutoff: i64) -> Result<Option<(i64, String)>> {
         let row = sqlx::query(
             "SELECT seq, hash FROM audit_events WHERE organization_id = $1 AND created_at < $2 \
@@ -1503,6 +1535,7 @@ where
         })
     }
 
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "prune_audit"))]
     async fn prune_audit(&self, checkpoint: &audit::Checkpoint) -> Result<u64> {
         let chain = checkpoint.organization_id;
         let mut tx = self.write_tx().await?;
@@ -1563,6 +1596,7 @@ where
         Ok(DB::rows_affected(&done))
     }
 
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "list_audit_events"))]
     async fn list_audit_events(
         &self,
         org: Uuid,
@@ -1627,6 +1661,7 @@ where
         }))
     }
 
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "audit_events_after"))]
     async fn audit_events_after(&self, org: Uuid, after_seq: i64, limit: i64) -> Result<Vec<Event>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {EVENT_COLUMNS} FROM audit_events WHERE organization_id = $1 AND seq > $2 \

@@ -461,3 +461,160 @@ async fn a_prometheus_server_scrapes_the_metrics() {
     assert_eq!(sample["metric"]["job"], "orgd", "{sample}");
     assert_eq!(sample["value"][1], "1", "{sample}");
 }
+
+// ---------------------------------------------------------------------------
+// Traces
+// ---------------------------------------------------------------------------
+
+mod otlp {
+    use std::sync::{Arc, Mutex};
+
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+        TraceService, TraceServiceServer,
+    };
+    use opentelemetry_proto::tonic::collector::trace::v1::{
+        ExportTraceServiceRequest, ExportTraceServiceResponse,
+    };
+    use opentelemetry_proto::tonic::trace::v1::Span;
+    use tonic::{Request, Response, Status};
+
+    /// A real OTLP/gRPC trace receiver that keeps what it is sent.
+    #[derive(Clone, Default)]
+    pub struct Receiver(pub Arc<Mutex<Vec<Span>>>);
+
+    #[tonic::async_trait]
+    impl TraceService for Receiver {
+        async fn export(
+            &self,
+            request: Request<ExportTraceServiceRequest>,
+        ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+            let mut kept = self.0.lock().map_err(|_| Status::internal("poisoned"))?;
+            for resource in request.into_inner().resource_spans {
+                for scope in resource.scope_spans {
+                    kept.extend(scope.spans);
+                }
+            }
+            Ok(Response::new(ExportTraceServiceResponse {
+                partial_success: None,
+            }))
+        }
+    }
+
+    pub async fn start() -> (Receiver, std::net::SocketAddr) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let receiver = Receiver::default();
+        let service = TraceServiceServer::new(receiver.clone());
+        tokio::spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+                .await;
+        });
+        (receiver, addr)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spans_reach_an_otlp_receiver_continuing_the_callers_trace() {
+    let (receiver, collector) = otlp::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let mut cmd = crate::cli::orgd();
+    cmd.args(["serve", "--grpc-addr", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(dir.path())
+        .env("ORGD_JWT_SECRET", SECRET)
+        .env("ORGD_SUPERADMINS", SUPERADMIN)
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{collector}"))
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().expect("start orgd serve");
+    let mut client = None;
+    for _ in 0..200 {
+        if let Ok(c) = OrganizationServiceClient::connect(format!("http://127.0.0.1:{port}")).await {
+            client = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut client = client.expect("orgd serve answers");
+    client
+        .create_organization(req(
+            &root(),
+            CreateOrganizationRequest {
+                name: "Traced".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("create");
+    let trace_id = "0af7651916cd43dd8448eb211c80319c";
+    let caller_span = "b7ad6b7169203331";
+    let mut request = req(
+        &root(),
+        GetOrganizationRequest {
+            slug: "traced".into(),
+        },
+    );
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace_id}-{caller_span}-01").parse().expect("header"),
+    );
+    client.get_organization(request).await.expect("get");
+
+    let wanted_trace = hex::decode(trace_id).expect("hex");
+    type Span = opentelemetry_proto::tonic::trace::v1::Span;
+    let operation = |s: &Span| {
+        s.attributes
+            .iter()
+            .find(|a| a.key == "db.operation")
+            .and_then(|a| a.value.as_ref())
+            .map(|v| format!("{:?}", v.value))
+            .unwrap_or_default()
+    };
+    // Whether `span` descends from `ancestor` (through the handler's span).
+    let descends = |spans: &[Span], span: &Span, ancestor: &[u8]| {
+        let mut parent = span.parent_span_id.clone();
+        for _ in 0..10 {
+            if parent == ancestor {
+                return true;
+            }
+            match spans.iter().find(|s| s.span_id == parent) {
+                Some(up) => parent = up.parent_span_id.clone(),
+                None => return false,
+            }
+        }
+        false
+    };
+    let mut found = None;
+    for _ in 0..100 {
+        let spans = receiver.0.lock().expect("spans").clone();
+        let rpc = spans
+            .iter()
+            .find(|s| s.name == "/orgd.v1.OrganizationService/GetOrganization" && s.trace_id == wanted_trace);
+        if let Some(rpc) = rpc {
+            let access = spans.iter().find(|s| {
+                s.trace_id == wanted_trace
+                    && s.name == "db"
+                    && operation(s).contains("organization_access")
+                    && descends(&spans, s, &rpc.span_id)
+            });
+            if let Some(access) = access {
+                found = Some((rpc.clone(), access.clone()));
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = child.start_kill();
+    let (rpc, access) = found.expect("the RPC's span and its database span reached the receiver");
+    assert_eq!(
+        hex::encode(&rpc.parent_span_id),
+        caller_span,
+        "the caller's span is the parent"
+    );
+    assert!(access.end_time_unix_nano >= access.start_time_unix_nano);
+}
