@@ -261,39 +261,15 @@ where
             .join(" + ")
     }
 
-    /// Refuses ids that already belong to another space.
-    async fn check_foreign_ids(tx: &mut Tx<DB>, kind: ContentKind, space: Uuid, ids: &[Uuid]) -> Result<()> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let mut qb = QueryBuilder::<DB>::new(format!("SELECT id FROM {} WHERE space_id <> ", kind.table()));
-        qb.push_bind(space);
-        qb.push(" AND id IN (");
-        let mut list = qb.separated(", ");
-        for id in ids {
-            list.push_bind(*id);
-        }
-        qb.push(")");
-        let taken: Option<Uuid> = qb.build_query_scalar().fetch_optional(&mut **tx).await?;
-        if let Some(id) = taken {
-            let index = ids.iter().position(|i| *i == id).unwrap_or_default();
-            return Err(Error::failed_precondition(
-                "ID_IN_OTHER_SPACE",
-                format!("items[{index}]: {} {id} belongs to another space", kind.noun()),
-            )
-            .with("field", format!("items[{index}].id"))
-            .with("value", id.to_string()));
-        }
-        Ok(())
-    }
-
     /// `SET a = excluded.a, ... WHERE <row differs>`, for an upsert that
     /// leaves identical rows untouched.
     fn push_update(qb: &mut QueryBuilder<DB>, table: &str, columns: &[&str]) {
-        qb.push(" ON CONFLICT (id) DO UPDATE SET ");
+        // Ids are unique per space: the same id in another space is another
+        // item.
+        qb.push(" ON CONFLICT (space_id, id) DO UPDATE SET ");
         let sets: Vec<String> = columns.iter().map(|c| format!("{c} = excluded.{c}")).collect();
         qb.push(sets.join(", "));
-        qb.push(format!(" WHERE {table}.space_id = excluded.space_id AND ("));
+        qb.push(" WHERE (");
         let compared: Vec<String> = columns
             .iter()
             .filter(|c| **c != "updated_at")
@@ -384,7 +360,8 @@ where
         // rows are read in full.
         let mut rows = QueryBuilder::<DB>::new(format!(
             "{prefix}SELECT {columns}, p.space_id, s.name AS space_name, s.slug AS space_slug \
-             FROM {table} p JOIN spaces s ON s.id = p.space_id WHERE p.id IN (SELECT c.id FROM {table} c"
+             FROM {table} p JOIN spaces s ON s.id = p.space_id \
+             WHERE (p.space_id, p.id) IN (SELECT c.space_id, c.id FROM {table} c"
         ));
         Self::push_scope(&mut rows, scope, visible);
         filters(&mut rows);
@@ -484,18 +461,11 @@ where
             .space_guard(actor, space, SpaceAction::WriteContent, action, target)
             .await?;
         let org = access.space.organization_id;
-        Self::check_foreign_ids(&mut tx, kind, space, &ids).await?;
         if !ids.is_empty() {
             Self::release_names(&mut tx, kind, space, names).await?;
             let mut qb = insert(org);
             if let Err(e) = qb.build().execute(&mut *tx).await {
                 return Err(Self::unique_name(&e, kind).unwrap_or_else(|| e.into()));
-            }
-            if DB::CONCURRENT_WRITERS {
-                // A concurrent batch may have committed the same ids into
-                // another space after the check above: the insert then
-                // skipped those rows. Seen now, they fail this batch whole.
-                Self::check_foreign_ids(&mut tx, kind, space, &ids).await?;
             }
         }
         Self::refresh_stats(&mut tx, space).await?;

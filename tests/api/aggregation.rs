@@ -1173,12 +1173,13 @@ async fn a_batch_with_one_bad_item_changes_nothing() {
         1000
     );
 
-    // An id that belongs to another space is refused, and nothing changes.
+    // Ids are unique per space: an id another space uses is a new item
+    // here, and the other space's item is untouched.
     let taken = product("mine", 1);
     put_products(&app, &root, &w.locked, vec![taken.clone()])
         .await
         .expect("locked");
-    let hijack = put_products(
+    put_products(
         &app,
         &root,
         &w.open,
@@ -1186,18 +1187,37 @@ async fn a_batch_with_one_bad_item_changes_nothing() {
             product("innocent", 5),
             Product {
                 name: "stolen".into(),
-                ..taken
+                ..taken.clone()
             },
         ],
     )
-    .await;
-    let status = assert_error(hijack, Code::FailedPrecondition, "ID_IN_OTHER_SPACE");
-    assert_eq!(info_meta(&status, "field").as_deref(), Some("items[1].id"));
-    assert_eq!(count(&app).await.0, 1001);
+    .await
+    .expect("the same id in another space is another item");
+    assert_eq!(count(&app).await.0, 1003);
+    let locked: Vec<(String, String)> = agg(&app)
+        .list_products(req(
+            &root,
+            ListProductsRequest {
+                slug: w.slug.clone(),
+                space_id: w.locked.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("list")
+        .into_inner()
+        .items
+        .into_iter()
+        .map(|p| (p.id, p.name))
+        .collect();
+    assert!(
+        locked.contains(&(taken.id.clone(), "mine".to_owned())),
+        "{locked:?}"
+    );
     // A name taken by another product of the space is ALREADY_EXISTS.
     let clash = put_products(&app, &root, &w.open, vec![product("n5", 1)]).await;
     assert_error(clash, Code::AlreadyExists, "NAME_TAKEN");
-    assert_eq!(count(&app).await.0, 1001);
+    assert_eq!(count(&app).await.0, 1003);
 }
 
 #[tokio::test]
