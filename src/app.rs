@@ -316,7 +316,9 @@ impl App {
         actor: &Actor,
         new: NewOrganization,
     ) -> Result<OrganizationDetails> {
-        let org = self.notify(self.store.create_organization(actor, new)).await?;
+        let org = self
+            .notify(|| self.store.create_organization(actor, new.clone()))
+            .await?;
         self.sync_storage(org.id).await;
         tracing::info!(org = %org.id, slug = %org.slug, actor = %actor.user_id, "organization created");
         self.store.organization_details(org).await
@@ -330,7 +332,7 @@ impl App {
     ) -> Result<OrganizationDetails> {
         let renamed = changes.name.is_some() || changes.slug.is_some();
         let org = self
-            .notify(self.store.update_organization(actor, slug, changes))
+            .notify(|| self.store.update_organization(actor, slug, changes.clone()))
             .await?;
         if renamed {
             self.sync_storage(org.id).await;
@@ -339,14 +341,18 @@ impl App {
     }
 
     pub async fn delete_organization(&self, actor: &Actor, slug: &str) -> Result<()> {
-        let id = self.notify(self.store.delete_organization(actor, slug)).await?;
+        let id = self
+            .notify(|| self.store.delete_organization(actor, slug))
+            .await?;
         self.sync_storage(id).await;
         tracing::info!(org = %id, actor = %actor.user_id, "organization deleted");
         Ok(())
     }
 
     pub async fn add_space(&self, actor: &Actor, slug: &str, space: Uuid) -> Result<Space> {
-        let attached = self.notify(self.store.attach_space(actor, slug, space)).await?;
+        let attached = self
+            .notify(|| self.store.attach_space(actor, slug, space))
+            .await?;
         if let Some(org) = attached.organization_id {
             self.sync_storage(org).await;
         }
@@ -354,7 +360,9 @@ impl App {
     }
 
     pub async fn remove_space(&self, actor: &Actor, slug: &str, space: Uuid) -> Result<()> {
-        let org = self.notify(self.store.detach_space(actor, slug, space)).await?;
+        let org = self
+            .notify(|| self.store.detach_space(actor, slug, space))
+            .await?;
         self.sync_storage(org).await;
         Ok(())
     }
@@ -366,7 +374,8 @@ impl App {
         email: &Email,
         role: OrgRole,
     ) -> Result<Member> {
-        self.notify(self.store.add_member(actor, slug, email, role)).await
+        self.notify(|| self.store.add_member(actor, slug, email, role))
+            .await
     }
 
     pub async fn update_member_role(
@@ -376,26 +385,27 @@ impl App {
         user: Uuid,
         role: OrgRole,
     ) -> Result<Member> {
-        self.notify(self.store.update_member_role(actor, slug, user, role))
+        self.notify(|| self.store.update_member_role(actor, slug, user, role))
             .await
     }
 
     pub async fn remove_member(&self, actor: &Actor, slug: &str, user: Uuid) -> Result<()> {
-        self.notify(self.store.remove_member(actor, slug, user)).await
+        self.notify(|| self.store.remove_member(actor, slug, user)).await
     }
 
     // ---- spaces ---------------------------------------------------------------
 
     pub async fn create_space(&self, actor: &Actor, new: NewSpace) -> Result<Space> {
-        self.notify(self.store.create_space(actor, new)).await
+        self.notify(|| self.store.create_space(actor, new.clone())).await
     }
 
     pub async fn update_space(&self, actor: &Actor, id: Uuid, changes: SpaceChanges) -> Result<Space> {
-        self.notify(self.store.update_space(actor, id, changes)).await
+        self.notify(|| self.store.update_space(actor, id, changes.clone()))
+            .await
     }
 
     pub async fn delete_space(&self, actor: &Actor, id: Uuid) -> Result<()> {
-        if let Some(org) = self.notify(self.store.delete_space(actor, id)).await? {
+        if let Some(org) = self.notify(|| self.store.delete_space(actor, id)).await? {
             self.sync_storage(org).await;
         }
         Ok(())
@@ -408,7 +418,7 @@ impl App {
         email: &Email,
         role: SpaceRole,
     ) -> Result<Member> {
-        self.notify(self.store.add_space_member(actor, space, email, role))
+        self.notify(|| self.store.add_space_member(actor, space, email, role))
             .await
     }
 
@@ -419,28 +429,30 @@ impl App {
         user: Uuid,
         role: SpaceRole,
     ) -> Result<Member> {
-        self.notify(self.store.update_space_member(actor, space, user, role))
+        self.notify(|| self.store.update_space_member(actor, space, user, role))
             .await
     }
 
     pub async fn remove_space_member(&self, actor: &Actor, space: Uuid, user: Uuid) -> Result<()> {
-        self.notify(self.store.remove_space_member(actor, space, user))
+        self.notify(|| self.store.remove_space_member(actor, space, user))
             .await
     }
 
     // ---- content --------------------------------------------------------------
 
     pub async fn upsert_products(&self, actor: &Actor, space: Uuid, items: &[ProductInput]) -> Result<u64> {
-        self.notify(self.store.upsert_products(actor, space, items)).await
+        self.notify(|| self.store.upsert_products(actor, space, items))
+            .await
     }
 
     pub async fn upsert_contracts(&self, actor: &Actor, space: Uuid, items: &[ContractInput]) -> Result<u64> {
-        self.notify(self.store.upsert_contracts(actor, space, items))
+        self.notify(|| self.store.upsert_contracts(actor, space, items))
             .await
     }
 
     pub async fn upsert_issues(&self, actor: &Actor, space: Uuid, items: &[IssueInput]) -> Result<u64> {
-        self.notify(self.store.upsert_issues(actor, space, items)).await
+        self.notify(|| self.store.upsert_issues(actor, space, items))
+            .await
     }
 
     pub async fn upsert_quality_checks(
@@ -449,7 +461,7 @@ impl App {
         space: Uuid,
         items: &[QualityCheckInput],
     ) -> Result<u64> {
-        self.notify(self.store.upsert_quality_checks(actor, space, items))
+        self.notify(|| self.store.upsert_quality_checks(actor, space, items))
             .await
     }
 
@@ -460,7 +472,7 @@ impl App {
         space: Uuid,
         id: Uuid,
     ) -> Result<()> {
-        self.notify(self.store.delete_content(actor, kind, space, id))
+        self.notify(|| self.store.delete_content(actor, kind, space, id))
             .await
     }
 
@@ -835,16 +847,37 @@ impl App {
         self.changes.subscribe()
     }
 
-    /// Awaits a change and wakes the watchers, whatever its outcome (a
-    /// refusal appends an event too).
-    async fn notify<T>(&self, change: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-        let result = change.await;
+    /// Makes a change (once more if the database aborted it), then wakes
+    /// the watchers, whatever the outcome (a refusal appends an event too).
+    async fn notify<T, F, Fut>(&self, change: F) -> Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let result = retry_conflict_once(change).await;
         self.changed();
         result
     }
 
     fn changed(&self) {
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+/// Runs `change`, and once more when the database aborted it (a
+/// serialization failure or a deadlock: nothing was written, so running it
+/// again is safe for every change).
+pub async fn retry_conflict_once<T, F, Fut>(change: F) -> Result<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    match change().await {
+        Err(e) if e.kind == crate::domain::ErrorKind::Aborted && e.reason == "CONFLICT" => {
+            tracing::info!("the database aborted a change; trying it once more");
+            change().await
+        }
+        other => other,
     }
 }
 
@@ -858,4 +891,47 @@ pub fn actor(caller: &Caller, rpc: &'static str) -> Actor {
 
 fn space_not_found(id: Uuid) -> Error {
     Error::not_found("SPACE_NOT_FOUND", format!("space {id} not found")).with("space_id", id.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::domain::ErrorKind;
+
+    fn conflict() -> Error {
+        Error::new(ErrorKind::Aborted, "CONFLICT", "conflict")
+    }
+
+    #[tokio::test]
+    async fn a_change_the_database_aborted_is_tried_once_more_and_only_once() {
+        let calls = AtomicUsize::new(0);
+        let once = retry_conflict_once(|| async {
+            match calls.fetch_add(1, Ordering::SeqCst) {
+                0 => Err(conflict()),
+                _ => Ok(7),
+            }
+        })
+        .await;
+        assert_eq!((once, calls.load(Ordering::SeqCst)), (Ok(7), 2));
+
+        let calls = AtomicUsize::new(0);
+        let twice: Result<i32> = retry_conflict_once(|| async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(conflict())
+        })
+        .await;
+        assert_eq!(twice.map_err(|e| e.reason), Err("CONFLICT"));
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "retried once, not more");
+
+        let calls = AtomicUsize::new(0);
+        let other: Result<i32> = retry_conflict_once(|| async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(Error::denied("no"))
+        })
+        .await;
+        assert!(other.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "other errors are not retried");
+    }
 }
