@@ -250,7 +250,28 @@ struct OwnCluster {
 
 impl OwnCluster {
     fn start() -> Self {
-        let out = tools(&["start_pg_cluster"]);
+        Self::start_in(None)
+    }
+
+    /// A cluster whose files live under `parent` (e.g. a small tmpfs).
+    fn start_in(parent: Option<&Path>) -> Self {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/tools.sh");
+        let mut cmd = std::process::Command::new("bash");
+        cmd.arg(script).arg("start_pg_cluster").env_remove("DATABASE_URL");
+        if let Some(parent) = parent {
+            // The cluster's owner must be able to enter it.
+            let _ = std::process::Command::new("chmod")
+                .arg("755")
+                .arg(parent)
+                .status();
+            cmd.env("ORGD_PG_TMPDIR", parent);
+        }
+        let out = cmd.output().expect("run scripts/tools.sh");
+        assert!(
+            out.status.success(),
+            "start_pg_cluster failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         let url = text
             .lines()
@@ -536,4 +557,96 @@ async fn serve_names_the_database_it_cannot_reach_without_its_password() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("127.0.0.1:1/orgd"), "{err}");
     assert!(!err.contains("s3cret-pw"), "the password leaked: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_under_postgres_loses_no_acknowledged_write_and_recovers() {
+    use sqlx::Connection;
+    if backend() != "postgres" {
+        return;
+    }
+    if !running_as_root() {
+        eprintln!("skipped: mounting a tmpfs needs root (CI runs as root)");
+        return;
+    }
+    let disk = Tmpfs::mount("200m");
+    let cluster = OwnCluster::start_in(Some(&disk.path));
+    // The test clusters trade durability for speed; this one must not.
+    let mut admin = sqlx::PgConnection::connect(&cluster.url).await.expect("connect");
+    for setting in ["fsync = on", "synchronous_commit = on", "full_page_writes = on"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!("ALTER SYSTEM SET {setting}")))
+            .execute(&mut admin)
+            .await
+            .expect("durable settings");
+    }
+    sqlx::query("SELECT pg_reload_conf()")
+        .execute(&mut admin)
+        .await
+        .expect("reload");
+    let _ = admin.close().await;
+
+    let url = cluster.url.clone();
+    let app = TestApp::spawn_with(move |c| c.database_url = url).await;
+    create(&app, "before-full").await.expect("room at first");
+
+    let filler = fill(&disk.path, 256 * 1024);
+    let mut acknowledged = vec!["before-full".to_owned()];
+    let mut refusals = 0;
+    for i in 0..400 {
+        let slug = format!("org-{i}");
+        let mut request = req(
+            &root(),
+            CreateOrganizationRequest {
+                name: format!("Org {slug} with a long enough name to take some room"),
+                slug: Some(slug.clone()),
+                description: "x".repeat(2000),
+                admin_email: format!("admin@{slug}.test"),
+            },
+        );
+        request.set_timeout(Duration::from_secs(10));
+        match app.orgs().create_organization(request).await {
+            Ok(_) => acknowledged.push(slug),
+            Err(status) => {
+                assert!(
+                    matches!(status.code(), Code::ResourceExhausted | Code::Unavailable),
+                    "a full disk answers RESOURCE_EXHAUSTED or UNAVAILABLE: {status:?}"
+                );
+                refusals += 1;
+                if refusals >= 5 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    assert!(refusals >= 1, "the disk never filled up");
+
+    // Space comes back; so do writes (PostgreSQL may have restarted itself,
+    // or stopped: then it is started again).
+    std::fs::remove_file(&filler).expect("free the disk");
+    let mut recovered = false;
+    for attempt in 0..300 {
+        if attempt == 100 {
+            let _ = std::process::Command::new("bash")
+                .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/tools.sh"))
+                .args(["resume_pg_cluster", &cluster.dir])
+                .output();
+        }
+        let slug = format!("after-{attempt}");
+        if create(&app, &slug).await.is_ok() {
+            acknowledged.push(slug);
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recovered, "writes did not resume once space was freed");
+
+    for slug in &acknowledged {
+        let got = app
+            .orgs()
+            .get_organization(req(&root(), GetOrganizationRequest { slug: slug.clone() }))
+            .await;
+        assert!(got.is_ok(), "acknowledged {slug} is missing: {got:?}");
+    }
 }
