@@ -650,3 +650,74 @@ async fn a_full_disk_under_postgres_loses_no_acknowledged_write_and_recovers() {
         assert!(got.is_ok(), "acknowledged {slug} is missing: {got:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deadlock_is_retried_inside_orgd_and_never_answered_internal() {
+    use sqlx::Connection;
+    if backend() != "postgres" {
+        return;
+    }
+    let app = TestApp::spawn().await;
+    let org = app.create_org("Locked", "locked", "admin@locked.test").await;
+    let org_id = uuid::Uuid::parse_str(&org.id).expect("id");
+
+    // Another session holds the organization's audit head (what a change
+    // locks last) and, once orgd's change holds the organization row and
+    // waits for the head, asks for that row: a deadlock. Its own deadlock
+    // check comes late, so orgd's session is the one PostgreSQL aborts.
+    let mut other = sqlx::PgConnection::connect(&app.database_url)
+        .await
+        .expect("connect");
+    sqlx::query("SET deadlock_timeout = '30s'")
+        .execute(&mut other)
+        .await
+        .expect("set");
+    sqlx::query("BEGIN").execute(&mut other).await.expect("begin");
+    sqlx::query("SELECT seq FROM audit_heads WHERE organization_id = $1 FOR UPDATE")
+        .bind(org_id)
+        .execute(&mut other)
+        .await
+        .expect("lock the head");
+    let mut orgs = app.orgs();
+    let change = tokio::spawn(async move {
+        orgs.update_organization(req(
+            &root(),
+            UpdateOrganizationRequest {
+                slug: "locked".into(),
+                description: Some("after a deadlock".into()),
+                ..Default::default()
+            },
+        ))
+        .await
+    });
+    // Let orgd take the organization row and queue for the head.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sqlx::query("SELECT id FROM organizations WHERE id = $1 FOR UPDATE")
+        .bind(org_id)
+        .execute(&mut other)
+        .await
+        .expect("the organization row, once orgd's first attempt is aborted");
+    sqlx::query("COMMIT").execute(&mut other).await.expect("commit");
+
+    let answered = change.await.expect("task");
+    let updated = answered
+        .expect("the change succeeds on its second attempt")
+        .into_inner();
+    assert_eq!(
+        updated.organization.map(|o| o.description).as_deref(),
+        Some("after a deadlock")
+    );
+    let v = app
+        .orgs()
+        .verify_audit_chain(req(
+            &root(),
+            VerifyAuditChainRequest {
+                slug: "locked".into(),
+                organization_id: String::new(),
+            },
+        ))
+        .await
+        .expect("verify")
+        .into_inner();
+    assert!(v.valid && v.head_seq == 2, "one event for the one change: {v:?}");
+}
