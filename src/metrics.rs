@@ -9,6 +9,9 @@
 //! - `orgd_db_write_acquire_seconds`: how long a change waited for the
 //!   database to begin its transaction (a connection, and on SQLite the
 //!   write lock).
+//! - `orgd_db_statement_seconds{kind}`: SQL statement latency by kind
+//!   (`SELECT`, `INSERT`, ...), from sqlx's statement events, when the
+//!   process's subscriber is installed (`orgd serve`).
 //! - `orgd_audit_appends_total`: audit events written.
 //! - `orgd_build_info{version}`: always 1.
 //!
@@ -51,6 +54,30 @@ struct PoolLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatementLabels {
+    kind: String,
+}
+
+/// SQL statement latencies by kind, from sqlx's statement events: one
+/// process-wide family (the events are process-wide), registered in every
+/// server's registry.
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn statements() -> &'static Histograms<StatementLabels> {
+    static STATEMENTS: std::sync::OnceLock<Histograms<StatementLabels>> = std::sync::OnceLock::new();
+    STATEMENTS.get_or_init(|| Family::new_with_constructor(rpc_histogram))
+}
+
+/// The histogram of one kind of statement (`SELECT`, `INSERT`, ...).
+pub fn statement_seconds(kind: &str) -> Histogram {
+    statements()
+        .get_or_create(&StatementLabels {
+            kind: kind.to_owned(),
+        })
+        .clone()
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: String,
 }
@@ -83,7 +110,7 @@ pub struct Metrics {
     registry: Registry,
     started: Family<RpcLabels, Counter>,
     handled: Family<HandledLabels, Counter>,
-    handling: Family<RpcLabels, Histogram, fn() -> Histogram>,
+    handling: Histograms<RpcLabels>,
     pools: Family<PoolLabels, Gauge>,
     store: StoreMetrics,
 }
@@ -113,8 +140,7 @@ impl Metrics {
             "RPCs completed on the server, by status code",
             handled.clone(),
         );
-        let handling: Family<RpcLabels, Histogram, fn() -> Histogram> =
-            Family::new_with_constructor(rpc_histogram);
+        let handling: Histograms<RpcLabels> = Family::new_with_constructor(rpc_histogram);
         registry.register(
             "grpc_server_handling_seconds",
             "Time until the server answered an RPC (its response headers)",
@@ -136,6 +162,11 @@ impl Metrics {
             "orgd_audit_appends",
             "Audit events written",
             store.audit_appends.clone(),
+        );
+        registry.register(
+            "orgd_db_statement_seconds",
+            "SQL statement latency by kind (process-wide)",
+            statements().clone(),
         );
         let build = Family::<BuildLabels, Gauge>::default();
         build

@@ -65,7 +65,7 @@ pub fn init(default_filter: &str) {
 /// Logs in `format`, and exports traces when `OTEL_EXPORTER_OTLP_ENDPOINT`
 /// is set.
 pub fn init_with(default_filter: &str, format: LogFormat) -> Guard {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let fmt = match format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
@@ -80,13 +80,26 @@ pub fn init_with(default_filter: &str, format: LogFormat) -> Guard {
             .boxed(),
     };
     let provider = otlp_provider();
-    let otel = provider
-        .as_ref()
-        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("orgd")));
+    let otel = provider.as_ref().map(|p| {
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer("orgd"))
+            .with_filter(filter())
+    });
+    if let Some(p) = &provider {
+        opentelemetry::global::set_tracer_provider(p.clone());
+    }
+    // sqlx reports every statement as a debug event of `sqlx::query`: the
+    // statements layer hears them whatever the log filter says.
+    let statements = SqlStatements {
+        traces: provider.is_some(),
+    }
+    .with_filter(
+        tracing_subscriber::filter::Targets::new().with_target("sqlx::query", tracing::Level::DEBUG),
+    );
     let _ = tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt)
+        .with(fmt.with_filter(filter()))
         .with(otel)
+        .with(statements)
         .try_init();
     Guard(provider)
 }
@@ -128,5 +141,79 @@ impl opentelemetry::propagation::Extractor for HeaderExtractor<'_> {
 
     fn keys(&self) -> Vec<&str> {
         self.0.keys().map(|k| k.as_str()).collect()
+    }
+}
+
+/// What one SQL statement cost, from sqlx's own statement events: a
+/// latency histogram by statement kind (`SELECT`, `INSERT`, ...) and, when
+/// traces are exported, a span per statement under the span that ran it.
+pub struct SqlStatements {
+    traces: bool,
+}
+
+#[derive(Default)]
+struct StatementFields {
+    summary: String,
+    elapsed_secs: f64,
+}
+
+impl tracing::field::Visit for StatementFields {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "summary" {
+            self.summary = value.to_owned();
+        }
+    }
+
+    fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
+        if field.name() == "elapsed_secs" {
+            self.elapsed_secs = value;
+        }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "summary" {
+            self.summary = format!("{value:?}").trim_matches('"').to_owned();
+        }
+    }
+}
+
+impl<S> tracing_subscriber::Layer<S> for SqlStatements
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_event(&self, event: &tracing::Event<'_>, _ctx: tracing_subscriber::layer::Context<'_, S>) {
+        if event.metadata().target() != "sqlx::query" {
+            return;
+        }
+        let mut fields = StatementFields::default();
+        event.record(&mut fields);
+        let kind = fields
+            .summary
+            .split_whitespace()
+            .next()
+            .unwrap_or("OTHER")
+            .to_ascii_uppercase();
+        crate::metrics::statement_seconds(&kind).observe(fields.elapsed_secs);
+        if self.traces {
+            use opentelemetry::trace::{Span as _, SpanKind, Tracer as _};
+            use tracing_opentelemetry::OpenTelemetrySpanExt;
+            let parent = tracing::Span::current().context();
+            let end = std::time::SystemTime::now();
+            let start = end
+                .checked_sub(std::time::Duration::from_secs_f64(fields.elapsed_secs.max(0.0)))
+                .unwrap_or(end);
+            let tracer = opentelemetry::global::tracer("orgd");
+            let mut span = tracer.build_with_context(
+                opentelemetry::trace::SpanBuilder::from_name(kind)
+                    .with_kind(SpanKind::Client)
+                    .with_start_time(start)
+                    .with_attributes([opentelemetry::KeyValue::new(
+                        "db.statement.summary",
+                        fields.summary,
+                    )]),
+                &parent,
+            );
+            span.end_with_timestamp(end);
+        }
     }
 }

@@ -520,9 +520,11 @@ async fn spans_reach_an_otlp_receiver_continuing_the_callers_trace() {
     let (receiver, collector) = otlp::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
+    let metrics_port = free_port();
     let mut cmd = crate::cli::orgd();
     cmd.args(["serve", "--grpc-addr", &format!("127.0.0.1:{port}"), "--data-dir"])
         .arg(dir.path())
+        .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
         .env("ORGD_JWT_SECRET", SECRET)
         .env("ORGD_SUPERADMINS", SUPERADMIN)
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{collector}"))
