@@ -293,7 +293,7 @@ async fn measure(backend: &str, scale: f64, iterations: usize) -> Measured {
     let app = build_app(&config).await.expect("app");
     let plan = Plan::scaled(scale);
     let started = Instant::now();
-    let dataset = generate(&app, &plan, &|phase| {
+    let dataset = generate(&app, &plan, &|phase: &str| {
         eprintln!(
             "  [{backend} x{scale} {:>7.1}s] {phase}",
             started.elapsed().as_secs_f64()

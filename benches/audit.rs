@@ -83,7 +83,7 @@ async fn app(backend: &str, dir: &std::path::Path, name: &str, audit_trail: bool
         ..StoreOptions::default()
     };
     let store = orgd::store::connect(&url, &options).await.expect("connect");
-    store.migrate().await.expect("migrate");
+    store.migrate(&|_: &str| {}).await.expect("migrate");
     let app = App::new(
         store,
         None,

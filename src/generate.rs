@@ -20,6 +20,7 @@ use crate::domain::types::{
     Slug, SpaceRole, Visibility,
 };
 use crate::domain::{Error, Result};
+use crate::progress::Reporter;
 use crate::store::{NewOrganization, NewSpace};
 
 /// How much to generate. `Plan::scaled(1.0)` is the full target size.
@@ -107,7 +108,7 @@ fn slug(s: &str) -> Result<Slug> {
 }
 
 /// Fills the store. `progress` hears about each phase.
-pub async fn generate(app: &App, plan: &Plan, progress: &dyn Fn(&str)) -> Result<Dataset> {
+pub async fn generate(app: &App, plan: &Plan, progress: &dyn Reporter) -> Result<Dataset> {
     let actor = Actor::system("generate");
     let mut rng = StdRng::seed_from_u64(plan.seed);
     let now = chrono::Utc::now().timestamp_micros();
@@ -119,7 +120,7 @@ pub async fn generate(app: &App, plan: &Plan, progress: &dyn Fn(&str)) -> Result
         .map(|i| 1.0 / ((i + 1) as f64).powf(1.1))
         .collect();
 
-    progress(&format!("{} organizations with members", plan.organizations));
+    progress.phase("organizations", plan.organizations as u64);
     let admin_email = format!("admin-{run}@gen.test");
     let member_email = format!("member-{run}@gen.test");
     let mut orgs = Vec::with_capacity(plan.organizations);
@@ -157,9 +158,10 @@ pub async fn generate(app: &App, plan: &Plan, progress: &dyn Fn(&str)) -> Result
             .await?;
         }
         orgs.push(org);
+        progress.advance(1);
     }
 
-    progress(&format!("{} spaces", plan.spaces));
+    progress.phase("spaces", plan.spaces as u64);
     // Every organization gets a space; the rest follow the weights.
     let org_pick = WeightedIndex::new(&weights).map_err(|e| Error::internal("generate", e))?;
     let mut space_orgs: Vec<usize> = (0..plan.organizations.min(plan.spaces)).collect();
@@ -205,6 +207,7 @@ pub async fn generate(app: &App, plan: &Plan, progress: &dyn Fn(&str)) -> Result
         }
         *per_org.entry(*org_index).or_default() += 1;
         spaces.push((space.id, *org_index));
+        progress.advance(1);
     }
     // Content follows the organization's weight, spread over its spaces.
     let space_weights: Vec<f64> = spaces
@@ -224,7 +227,7 @@ pub async fn generate(app: &App, plan: &Plan, progress: &dyn Fn(&str)) -> Result
         |rng: &mut StdRng, i: usize| format!("{} {} {i}", WORDS[rng.random_range(0..WORDS.len())], run);
     let time = |rng: &mut StdRng| now - rng.random_range(0..two_years);
 
-    progress(&format!("{} products", plan.products));
+    progress.phase("products", plan.products as u64);
     let by_space = assign(plan.products, &mut rng);
     for (s, items) in by_space.iter().enumerate() {
         for chunk in items.chunks(MAX_BATCH) {
@@ -252,10 +255,11 @@ pub async fn generate(app: &App, plan: &Plan, progress: &dyn Fn(&str)) -> Result
                 })
                 .collect();
             app.upsert_products(&actor, spaces[s].0, &batch).await?;
+            progress.advance(batch.len() as u64);
         }
     }
 
-    progress(&format!("{} issues", plan.issues));
+    progress.phase("issues", plan.issues as u64);
     let by_space = assign(plan.issues, &mut rng);
     let statuses = IssueStatus::ALL;
     let priorities = IssuePriority::ALL;
@@ -280,10 +284,11 @@ pub async fn generate(app: &App, plan: &Plan, progress: &dyn Fn(&str)) -> Result
                 })
                 .collect();
             app.upsert_issues(&actor, spaces[s].0, &batch).await?;
+            progress.advance(batch.len() as u64);
         }
     }
 
-    progress(&format!("{} contracts", plan.contracts));
+    progress.phase("contracts", plan.contracts as u64);
     let by_space = assign(plan.contracts, &mut rng);
     let contract_statuses = ContractStatus::ALL;
     for (s, items) in by_space.iter().enumerate() {
@@ -310,10 +315,11 @@ pub async fn generate(app: &App, plan: &Plan, progress: &dyn Fn(&str)) -> Result
                 })
                 .collect();
             app.upsert_contracts(&actor, spaces[s].0, &batch).await?;
+            progress.advance(batch.len() as u64);
         }
     }
 
-    progress(&format!("{} quality checks", plan.quality_checks));
+    progress.phase("quality checks", plan.quality_checks as u64);
     let by_space = assign(plan.quality_checks, &mut rng);
     let severities = Severity::ALL;
     let results = CheckStatus::ALL;
@@ -337,11 +343,11 @@ pub async fn generate(app: &App, plan: &Plan, progress: &dyn Fn(&str)) -> Result
                 })
                 .collect();
             app.upsert_quality_checks(&actor, spaces[s].0, &batch).await?;
+            progress.advance(batch.len() as u64);
         }
     }
-    progress("refreshing planner statistics");
+    progress.phase("refreshing planner statistics", 0);
     app.store.analyze().await?;
-    progress("done");
 
     Ok(Dataset {
         largest_slug: orgs[0].org.slug.clone(),

@@ -12,6 +12,7 @@ pub mod export;
 pub mod generate;
 pub mod metrics;
 pub mod openapi;
+pub mod progress;
 pub mod signing;
 pub mod storage;
 pub mod store;
@@ -95,7 +96,7 @@ pub async fn build_app(config: &ServerConfig) -> Result<Arc<App>, String> {
     };
     let store = store::connect(&config.database_url, &options).await?;
     store
-        .migrate()
+        .migrate(&|phase: &str| tracing::info!(phase, "applying migrations"))
         .await
         .map_err(|e| format!("applying migrations: {}", e.message))?;
     for raw in &config.superadmins {

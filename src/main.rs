@@ -6,6 +6,7 @@ use clap::Parser;
 use orgd::auth::{Claims, issue_token, parse_ttl};
 use orgd::config::{AuditAction, AuditArgs, Cli, Command, DataArgs, ServeArgs, SuperadminAction, TokenArgs};
 use orgd::domain::types::Email;
+use orgd::progress::{Progress, Reporter};
 use orgd::store::{self, StoreOptions};
 use orgd::{ServerConfig, build_app, serve, telemetry};
 
@@ -117,6 +118,14 @@ async fn shutdown_signal() {
 }
 
 async fn open_store(data: &DataArgs) -> Result<std::sync::Arc<dyn store::Store>, String> {
+    open_store_with(data, &|_: &str| {}).await
+}
+
+/// The store of a command, migrated, `progress` hearing about migrations.
+async fn open_store_with(
+    data: &DataArgs,
+    progress: &dyn Reporter,
+) -> Result<std::sync::Arc<dyn store::Store>, String> {
     std::fs::create_dir_all(&data.data_dir).map_err(|e| format!("creating data dir: {e}"))?;
     let store = store::connect(
         &data.database_url(),
@@ -127,7 +136,7 @@ async fn open_store(data: &DataArgs) -> Result<std::sync::Arc<dyn store::Store>,
     )
     .await?;
     store
-        .migrate()
+        .migrate(progress)
         .await
         .map_err(|e| format!("applying migrations: {}", e.message))?;
     Ok(store)
@@ -135,7 +144,9 @@ async fn open_store(data: &DataArgs) -> Result<std::sync::Arc<dyn store::Store>,
 
 async fn run_migrate(data: DataArgs) -> Result<(), String> {
     telemetry::init("warn");
-    let store = open_store(&data).await?;
+    let progress = Progress::new();
+    let store = open_store_with(&data, &progress).await?;
+    progress.finish();
     println!("migrations applied ({})", store.backend());
     Ok(())
 }
@@ -202,12 +213,11 @@ async fn run_generate(
         seed,
         ..orgd::generate::Plan::scaled(scale)
     };
-    let started = std::time::Instant::now();
-    let dataset = orgd::generate::generate(&app, &plan, &|phase| {
-        eprintln!("[generate {:>6.1}s] {phase}", started.elapsed().as_secs_f64());
-    })
-    .await
-    .map_err(|e| e.message)?;
+    let progress = Progress::new();
+    let dataset = orgd::generate::generate(&app, &plan, &progress)
+        .await
+        .map_err(|e| e.message)?;
+    progress.finish();
     println!(
         "generated {} content rows; largest organization: {} (admin {}, member {})",
         plan.content_rows(),
@@ -263,26 +273,35 @@ async fn run_audit(action: AuditAction) -> Result<(), String> {
             };
             let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
             let export = app.export(chain, tx);
+            let progress = Progress::new();
+            progress.phase("exporting events", 0);
             let write = async {
                 while let Some(chunk) = rx.recv().await {
                     sink.write_all(&chunk)
                         .map_err(|e| format!("writing the export: {e}"))?;
+                    progress.advance(chunk.iter().filter(|b| **b == b'\n').count() as u64);
                 }
                 sink.flush().map_err(|e| format!("writing the export: {e}"))
             };
             let (exported, written) = tokio::join!(export, write);
             exported.map_err(|e| e.message)?;
             written?;
+            progress.finish();
             if let Some(path) = out {
                 eprintln!("exported the audit trail of {chain} to {}", path.display());
             }
             Ok(())
         }
         AuditAction::Verify { file, public_key } => {
-            let reader = std::io::BufReader::new(
-                std::fs::File::open(&file).map_err(|e| format!("opening {}: {e}", file.display()))?,
-            );
-            let report = orgd::export::verify(reader, public_key.as_deref())?;
+            let opened =
+                std::fs::File::open(&file).map_err(|e| format!("opening {}: {e}", file.display()))?;
+            let size = opened.metadata().map(|m| m.len()).unwrap_or(0);
+            let progress = Progress::new();
+            progress.phase("verifying bytes", size);
+            let reader = std::io::BufReader::new(orgd::progress::Reading::new(opened, &progress));
+            let report = orgd::export::verify(reader, public_key.as_deref());
+            progress.finish();
+            let report = report?;
             let key = if report.key_pinned {
                 "the given key"
             } else {

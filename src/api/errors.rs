@@ -78,17 +78,29 @@ where
         let metrics = self.metrics.clone();
         metrics.rpc_started(&path);
         request.extensions_mut().insert(RequestId(request_id.clone()));
-        let span = tracing::info_span!(
-            "request",
-            request_id = %request_id,
-            rpc = %path,
-            caller = tracing::field::Empty,
-            otel.name = %path,
-            otel.kind = "server",
-            rpc.system = "grpc",
-            rpc.grpc.status_code = tracing::field::Empty,
-            otel.status_code = tracing::field::Empty,
-        );
+        // orgd's own RPCs at info; health checks and reflection (Envoy checks
+        // health every few seconds) at debug, so they neither log nor export
+        // spans by default.
+        macro_rules! request_span {
+            ($level:ident) => {
+                tracing::$level!(
+                    "request",
+                    request_id = %request_id,
+                    rpc = %path,
+                    caller = tracing::field::Empty,
+                    otel.name = %path,
+                    otel.kind = "server",
+                    rpc.system = "grpc",
+                    rpc.grpc.status_code = tracing::field::Empty,
+                    otel.status_code = tracing::field::Empty,
+                )
+            };
+        }
+        let span = if path.starts_with("/orgd.") {
+            request_span!(info_span)
+        } else {
+            request_span!(debug_span)
+        };
         // Continue the caller's trace (W3C traceparent, as Envoy forwards it).
         let parent = opentelemetry::global::get_text_map_propagator(|p| {
             p.extract(&crate::telemetry::HeaderExtractor(request.headers()))

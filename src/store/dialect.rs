@@ -5,10 +5,12 @@
 
 use std::future::Future;
 
+use sqlx::migrate::{Migrate, Migrator};
 use sqlx::{Database, Pool, QueryBuilder};
 use uuid::Uuid;
 
-use crate::domain::Result;
+use crate::domain::{Error, Result};
+use crate::progress::Reporter;
 
 pub trait Dialect: Database {
     /// "sqlite" or "postgres".
@@ -41,8 +43,9 @@ pub trait Dialect: Database {
     /// Rows a statement changed.
     fn rows_affected(result: &Self::QueryResult) -> u64;
 
-    /// Applies the backend's pending migrations.
-    fn migrate(pool: &Pool<Self>) -> impl Future<Output = Result<()>> + Send;
+    /// Applies the backend's pending migrations, one at a time, telling
+    /// `progress` as each is done.
+    fn migrate(pool: &Pool<Self>, progress: &dyn Reporter) -> impl Future<Output = Result<()>> + Send;
 
     /// ` AND <column> IN (<ids>)`.
     fn push_space_in(qb: &mut QueryBuilder<Self>, column: &str, ids: &[Uuid]);
@@ -54,6 +57,33 @@ pub trait Dialect: Database {
 
     /// ` AND <column> starts with <prefix>`, served by an index.
     fn push_prefix(qb: &mut QueryBuilder<Self>, column: &str, prefix: &str);
+}
+
+/// Runs `migrator`'s migrations in order, each in its own step, so that a
+/// long one (an index over a large table) shows where the run stands.
+pub(crate) async fn run_migrations<DB>(
+    migrator: &Migrator,
+    pool: &Pool<DB>,
+    progress: &dyn Reporter,
+) -> Result<()>
+where
+    DB: Database,
+    DB::Connection: Migrate,
+{
+    let versions: Vec<i64> = migrator
+        .iter()
+        .filter(|m| m.migration_type.is_up_migration())
+        .map(|m| m.version)
+        .collect();
+    progress.phase("migrations", versions.len() as u64);
+    for version in versions {
+        migrator
+            .run_to(version, pool)
+            .await
+            .map_err(|e| Error::internal("migrations", e))?;
+        progress.advance(1);
+    }
+    Ok(())
 }
 
 /// The store over one backend: a pool for writes and one for reads (the

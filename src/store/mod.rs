@@ -163,8 +163,8 @@ pub trait ContentStore: Send + Sync + 'static {
 pub trait Store: ContentStore {
     /// Which backend this is ("sqlite" or "postgres").
     fn backend(&self) -> &'static str;
-    /// Applies pending migrations.
-    async fn migrate(&self) -> Result<()>;
+    /// Applies pending migrations, telling `progress` how far it got.
+    async fn migrate(&self, progress: &dyn crate::progress::Reporter) -> Result<()>;
     /// Checks that the database answers.
     async fn ping(&self) -> Result<()>;
     /// The connection pools' sizes, for metrics.

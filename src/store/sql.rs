@@ -23,6 +23,7 @@ use crate::domain::model::{
 use crate::domain::page::PageRequest;
 use crate::domain::types::{Agent, AgentStatus, Email, OrgRole, SpaceRole, Visibility};
 use crate::domain::{Error, Result};
+use crate::progress::Reporter;
 use crate::store::{
     MemberFilter, NewOrganization, NewSpace, OrganizationChanges, OrganizationFilter, SpaceChanges,
     SpaceFilter, StorageState, Store, is_unique_violation, last_admin, now_micros, targets,
@@ -529,8 +530,8 @@ where
     }
 
     #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "migrate"))]
-    async fn migrate(&self) -> Result<()> {
-        DB::migrate(self.writer()).await
+    async fn migrate(&self, progress: &dyn Reporter) -> Result<()> {
+        DB::migrate(self.writer(), progress).await
     }
 
     #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "analyze"))]

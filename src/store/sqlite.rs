@@ -10,8 +10,9 @@ use sqlx::{Connection, Pool, QueryBuilder, Sqlite};
 use uuid::Uuid;
 
 use super::StoreOptions;
-use super::dialect::{Dialect, SqlStore};
-use crate::domain::{Error, Result};
+use super::dialect::{Dialect, SqlStore, run_migrations};
+use crate::domain::Result;
+use crate::progress::Reporter;
 
 pub type SqliteStore = SqlStore<Sqlite>;
 
@@ -32,11 +33,8 @@ impl Dialect for Sqlite {
         result.rows_affected()
     }
 
-    async fn migrate(pool: &Pool<Self>) -> Result<()> {
-        MIGRATOR
-            .run(pool)
-            .await
-            .map_err(|e| Error::internal("migrations", e))
+    async fn migrate(pool: &Pool<Self>, progress: &dyn Reporter) -> Result<()> {
+        run_migrations(&MIGRATOR, pool, progress).await
     }
 
     fn push_space_in(qb: &mut QueryBuilder<Self>, column: &str, ids: &[Uuid]) {

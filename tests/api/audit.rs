@@ -2812,6 +2812,18 @@ async fn generate_creates_a_directory_for_every_organization_and_chains_that_ver
         .arg(&storage);
     let out = run(cmd).await;
     assert_success(&out, "orgd generate");
+    let plan = orgd::generate::Plan::scaled(0.0005);
+    for (phase, count) in [
+        ("organizations", plan.organizations),
+        ("spaces", plan.spaces),
+        ("products", plan.products),
+        ("issues", plan.issues),
+        ("contracts", plan.contracts),
+        ("quality checks", plan.quality_checks),
+    ] {
+        let n = count as u64;
+        assert_eq!(crate::cli::finished_phase(&out, phase), (n, Some(n)), "{phase}");
+    }
 
     // Before any server starts (and reconciles), the directories are there.
     let mut db = Db::connect(&url).await;

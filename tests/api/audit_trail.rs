@@ -442,9 +442,18 @@ async fn the_command_line_export_reads_the_database_and_verifies() {
     let text = std::fs::read_to_string(&file).expect("export file");
     assert_eq!(text.lines().count(), 1 + 3);
     assert!(text.lines().nth(1).is_some_and(|l| l.contains(&org.id)));
+    // Not on a terminal, progress is plain lines on stderr: every line
+    // written is counted.
+    assert_eq!(crate::cli::finished_phase(&out, "exporting events"), (4, None));
     let out = offline_verify(&file, None).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("valid: 3 events"));
+    let size = std::fs::metadata(&file).expect("size").len();
+    assert_eq!(
+        crate::cli::finished_phase(&out, "verifying bytes"),
+        (size, Some(size)),
+        "verify reads the whole file"
+    );
 }
 
 // ---------------------------------------------------------------------------

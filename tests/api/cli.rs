@@ -65,6 +65,30 @@ pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// The counts of a phase's last progress line (`[ 0.1s] NAME: DONE/TOTAL
+/// (100%), R/s, done`, or `NAME: DONE, R/s, done` without a total), as a
+/// command writes them when stderr is not a terminal.
+#[track_caller]
+pub(crate) fn finished_phase(out: &Output, name: &str) -> (u64, Option<u64>) {
+    let text = stderr(out);
+    let started = text.lines().any(|l| l.starts_with(&format!("{name}: starting")));
+    let last = text
+        .lines()
+        .find(|l| l.starts_with('[') && l.contains(&format!("] {name}: ")) && l.ends_with(", done"));
+    let (true, Some(last)) = (started, last) else {
+        panic!("no progress of '{name}' in:\n{text}");
+    };
+    let counts = last
+        .split_once(&format!("{name}: "))
+        .and_then(|(_, rest)| rest.split([',', ' ']).next())
+        .unwrap_or_default();
+    let number = |s: &str| s.parse::<u64>().unwrap_or_else(|_| panic!("bad count in {last}"));
+    match counts.split_once('/') {
+        Some((done, total)) => (number(done), Some(number(total))),
+        None => (number(counts), None),
+    }
+}
+
 #[track_caller]
 pub(crate) fn assert_success(out: &Output, what: &str) {
     assert!(
@@ -397,6 +421,12 @@ async fn migrate_creates_the_default_sqlite_database_and_can_run_twice() {
     assert!(db.is_file(), "{} was not created", db.display());
     let applied = applied_sqlite_migrations(&db).await;
     assert!(applied > 0, "no migrations recorded");
+    let n = u64::try_from(applied).expect("count");
+    assert_eq!(
+        finished_phase(&out, "migrations"),
+        (n, Some(n)),
+        "one step per migration"
+    );
     let organizations: (i64,) = {
         let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
             .await
