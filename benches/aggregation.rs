@@ -289,6 +289,11 @@ async fn measure(backend: &str, scale: f64, iterations: usize) -> Measured {
         db_busy_timeout: std::time::Duration::from_secs(10),
         audit_signer: orgd::signing::AuditSigner::ephemeral(),
         audit_retention: None,
+        // Benchmarks measure capacity, not the limits.
+        rate_limits: orgd::ratelimit::RateLimitConfig {
+            caller: 0.0,
+            organization: 0.0,
+        },
     };
     let app = build_app(&config).await.expect("app");
     let plan = Plan::scaled(scale);

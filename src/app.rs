@@ -22,6 +22,7 @@ use crate::domain::model::{Member, OrgAccess, OrganizationDetails, Page, Space, 
 use crate::domain::page::PageRequest;
 use crate::domain::types::{Email, OrgRole, SpaceRole};
 use crate::domain::{Error, Result};
+use crate::ratelimit::RateLimits;
 use crate::signing::AuditSigner;
 use crate::storage::Storage;
 use crate::store::{NewOrganization, NewSpace, OrganizationChanges, SpaceChanges, Store, targets};
@@ -49,6 +50,12 @@ pub struct App {
     pub audit_retention: Option<Duration>,
     /// This server's metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Rate limits per caller (charged by the authentication layer) and per
+    /// organization (charged here, once the organization is known).
+    pub limits: Arc<RateLimits>,
+    /// Which organization a slug or space belongs to, for charging writes
+    /// to the organization's limit without a query each time.
+    owners: OwnerCache,
     storage_locks: Vec<tokio::sync::Mutex<()>>,
     /// Organizations whose directory could not be brought in step; retried.
     storage_retry: Mutex<HashSet<Uuid>>,
@@ -114,6 +121,8 @@ impl App {
             signer,
             audit_retention: None,
             metrics: crate::metrics::Metrics::new(),
+            limits: Arc::new(RateLimits::off()),
+            owners: OwnerCache::default(),
             changes: tokio::sync::watch::channel(0).0,
             storage_locks: (0..STORAGE_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
@@ -196,6 +205,61 @@ impl App {
         Ok(count)
     }
 
+    // ---- rate limits ----------------------------------------------------------
+
+    /// Charges a call to an organization's rate limit.
+    pub fn charge_org(&self, org: Uuid) -> Result<()> {
+        self.limits.organization(org).inspect_err(|e| {
+            if let Some(limited) = &e.rate_limited {
+                self.metrics.rate_limited(limited.scope);
+            }
+        })
+    }
+
+    /// Charges a change to the organization a slug names (nothing for an
+    /// unknown slug: the change itself answers NOT_FOUND).
+    async fn charge_slug(&self, slug: &str) -> Result<()> {
+        if !self.limits.limits_organizations() {
+            return Ok(());
+        }
+        let key = OwnerKey::Slug(slug.to_ascii_lowercase());
+        let owner = match self.owners.get(&key) {
+            Some(owner) => owner,
+            None => {
+                let owner = self
+                    .store
+                    .organization_access(slug, Uuid::nil())
+                    .await?
+                    .map(|a| a.org.id);
+                self.owners.put(key, owner);
+                owner
+            }
+        };
+        owner.map_or(Ok(()), |org| self.charge_org(org))
+    }
+
+    /// Charges a change to the organization a space belongs to (nothing for
+    /// a space without one).
+    async fn charge_space(&self, space: Uuid) -> Result<()> {
+        if !self.limits.limits_organizations() {
+            return Ok(());
+        }
+        let key = OwnerKey::Space(space);
+        let owner = match self.owners.get(&key) {
+            Some(owner) => owner,
+            None => {
+                let owner = self
+                    .store
+                    .space_access(space, Uuid::nil())
+                    .await?
+                    .and_then(|a| a.space.organization_id);
+                self.owners.put(key, owner);
+                owner
+            }
+        };
+        owner.map_or(Ok(()), |org| self.charge_org(org))
+    }
+
     // ---- access for reads ---------------------------------------------------
 
     /// Resolves an organization by slug and checks the caller may do
@@ -215,6 +279,7 @@ impl App {
             .organization_access(slug, caller.user_id)
             .await?
             .ok_or_else(|| Error::org_not_found(slug))?;
+        self.charge_org(access.org.id)?;
         if let Err(e) = check_org(caller, &access, action) {
             let draft = Draft::denied(&actor(caller, rpc), attempt, targets::org(access.org.id));
             self.record_refusal(access.org.id, draft, &e).await;
@@ -238,6 +303,9 @@ impl App {
             .space_access(space, caller.user_id)
             .await?
             .ok_or_else(|| space_not_found(space))?;
+        if let Some(org) = access.space.organization_id {
+            self.charge_org(org)?;
+        }
         if let Err(e) = check_space(caller, &access, action) {
             let chain = access.space.organization_id.unwrap_or(audit::SYSTEM_CHAIN);
             let draft = Draft::denied(&actor(caller, rpc), attempt, targets::space(space));
@@ -330,6 +398,7 @@ impl App {
         slug: &str,
         changes: OrganizationChanges,
     ) -> Result<OrganizationDetails> {
+        self.charge_slug(slug).await?;
         let renamed = changes.name.is_some() || changes.slug.is_some();
         let org = self
             .notify(|| self.store.update_organization(actor, slug, changes.clone()))
@@ -341,6 +410,7 @@ impl App {
     }
 
     pub async fn delete_organization(&self, actor: &Actor, slug: &str) -> Result<()> {
+        self.charge_slug(slug).await?;
         let id = self
             .notify(|| self.store.delete_organization(actor, slug))
             .await?;
@@ -350,6 +420,7 @@ impl App {
     }
 
     pub async fn add_space(&self, actor: &Actor, slug: &str, space: Uuid) -> Result<Space> {
+        self.charge_slug(slug).await?;
         let attached = self
             .notify(|| self.store.attach_space(actor, slug, space))
             .await?;
@@ -360,6 +431,7 @@ impl App {
     }
 
     pub async fn remove_space(&self, actor: &Actor, slug: &str, space: Uuid) -> Result<()> {
+        self.charge_slug(slug).await?;
         let org = self
             .notify(|| self.store.detach_space(actor, slug, space))
             .await?;
@@ -374,6 +446,7 @@ impl App {
         email: &Email,
         role: OrgRole,
     ) -> Result<Member> {
+        self.charge_slug(slug).await?;
         self.notify(|| self.store.add_member(actor, slug, email, role))
             .await
     }
@@ -385,11 +458,13 @@ impl App {
         user: Uuid,
         role: OrgRole,
     ) -> Result<Member> {
+        self.charge_slug(slug).await?;
         self.notify(|| self.store.update_member_role(actor, slug, user, role))
             .await
     }
 
     pub async fn remove_member(&self, actor: &Actor, slug: &str, user: Uuid) -> Result<()> {
+        self.charge_slug(slug).await?;
         self.notify(|| self.store.remove_member(actor, slug, user)).await
     }
 
@@ -400,11 +475,13 @@ impl App {
     }
 
     pub async fn update_space(&self, actor: &Actor, id: Uuid, changes: SpaceChanges) -> Result<Space> {
+        self.charge_space(id).await?;
         self.notify(|| self.store.update_space(actor, id, changes.clone()))
             .await
     }
 
     pub async fn delete_space(&self, actor: &Actor, id: Uuid) -> Result<()> {
+        self.charge_space(id).await?;
         if let Some(org) = self.notify(|| self.store.delete_space(actor, id)).await? {
             self.sync_storage(org).await;
         }
@@ -418,6 +495,7 @@ impl App {
         email: &Email,
         role: SpaceRole,
     ) -> Result<Member> {
+        self.charge_space(space).await?;
         self.notify(|| self.store.add_space_member(actor, space, email, role))
             .await
     }
@@ -429,11 +507,13 @@ impl App {
         user: Uuid,
         role: SpaceRole,
     ) -> Result<Member> {
+        self.charge_space(space).await?;
         self.notify(|| self.store.update_space_member(actor, space, user, role))
             .await
     }
 
     pub async fn remove_space_member(&self, actor: &Actor, space: Uuid, user: Uuid) -> Result<()> {
+        self.charge_space(space).await?;
         self.notify(|| self.store.remove_space_member(actor, space, user))
             .await
     }
@@ -441,16 +521,19 @@ impl App {
     // ---- content --------------------------------------------------------------
 
     pub async fn upsert_products(&self, actor: &Actor, space: Uuid, items: &[ProductInput]) -> Result<u64> {
+        self.charge_space(space).await?;
         self.notify(|| self.store.upsert_products(actor, space, items))
             .await
     }
 
     pub async fn upsert_contracts(&self, actor: &Actor, space: Uuid, items: &[ContractInput]) -> Result<u64> {
+        self.charge_space(space).await?;
         self.notify(|| self.store.upsert_contracts(actor, space, items))
             .await
     }
 
     pub async fn upsert_issues(&self, actor: &Actor, space: Uuid, items: &[IssueInput]) -> Result<u64> {
+        self.charge_space(space).await?;
         self.notify(|| self.store.upsert_issues(actor, space, items))
             .await
     }
@@ -461,6 +544,7 @@ impl App {
         space: Uuid,
         items: &[QualityCheckInput],
     ) -> Result<u64> {
+        self.charge_space(space).await?;
         self.notify(|| self.store.upsert_quality_checks(actor, space, items))
             .await
     }
@@ -472,6 +556,7 @@ impl App {
         space: Uuid,
         id: Uuid,
     ) -> Result<()> {
+        self.charge_space(space).await?;
         self.notify(|| self.store.delete_content(actor, kind, space, id))
             .await
     }
@@ -933,5 +1018,45 @@ mod tests {
         .await;
         assert!(other.is_err());
         assert_eq!(calls.load(Ordering::SeqCst), 1, "other errors are not retried");
+    }
+}
+
+/// What the owner cache is keyed by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum OwnerKey {
+    Slug(String),
+    Space(Uuid),
+}
+
+/// Which organization a slug or a space belonged to a moment ago. Only rate
+/// limiting reads it: a stale entry (a renamed slug, a moved space) charges
+/// a call to the previous owner for at most `OWNER_TTL`.
+#[derive(Default)]
+struct OwnerCache {
+    entries: Mutex<std::collections::HashMap<OwnerKey, (Option<Uuid>, std::time::Instant)>>,
+}
+
+const OWNER_TTL: Duration = Duration::from_secs(10);
+const OWNER_CAPACITY: usize = 100_000;
+
+impl OwnerCache {
+    fn get(&self, key: &OwnerKey) -> Option<Option<Uuid>> {
+        let entries = self.entries.lock().ok()?;
+        entries
+            .get(key)
+            .filter(|(_, at)| at.elapsed() < OWNER_TTL)
+            .map(|(owner, _)| *owner)
+    }
+
+    fn put(&self, key: OwnerKey, owner: Option<Uuid>) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= OWNER_CAPACITY {
+                entries.retain(|_, (_, at)| at.elapsed() < OWNER_TTL);
+                if entries.len() >= OWNER_CAPACITY {
+                    entries.clear();
+                }
+            }
+            entries.insert(key, (owner, std::time::Instant::now()));
+        }
     }
 }

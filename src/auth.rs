@@ -178,6 +178,13 @@ impl Authenticator {
 
     /// The caller behind a request's `authorization: Bearer` header.
     pub async fn authenticate(&self, headers: &tonic::codegen::http::HeaderMap) -> Result<Caller> {
+        let (email, name) = self.identify(headers)?;
+        self.resolve(&email, &name).await
+    }
+
+    /// Checks the bearer token and returns the email and display name it
+    /// carries, without touching the database.
+    pub fn identify(&self, headers: &tonic::codegen::http::HeaderMap) -> Result<(Email, String)> {
         let header = headers
             .get("authorization")
             .ok_or_else(|| Error::unauthenticated("missing authorization: Bearer token"))?;
@@ -196,9 +203,14 @@ impl Authenticator {
             .map_err(|_| Error::unauthenticated("the bearer token's email claim is not a valid email"))?;
         let name = claims.name.as_deref().map(str::trim).unwrap_or_default();
         let name: String = name.chars().filter(|c| !c.is_control()).take(200).collect();
-        let user = match self.store.user_by_email(&email).await? {
+        Ok((email, name))
+    }
+
+    /// The user behind an identified token, provisioned on first sight.
+    pub async fn resolve(&self, email: &Email, name: &str) -> Result<Caller> {
+        let user = match self.store.user_by_email(email).await? {
             Some(user) if !user.display_name.is_empty() || name.is_empty() => user,
-            _ => self.store.provision_user(&email, &name).await?,
+            _ => self.store.provision_user(email, name).await?,
         };
         Ok(Caller {
             user_id: user.id,

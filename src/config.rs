@@ -170,6 +170,28 @@ pub struct ServeArgs {
     /// Log lines as `text` (coloured only on a terminal) or `json`.
     #[arg(long, env = "ORGD_LOG_FORMAT", default_value = "text")]
     pub log_format: crate::telemetry::LogFormat,
+    /// Calls per second one caller may make (in bursts of twice that); 0
+    /// turns the limit off. Held per instance.
+    #[arg(long, env = "ORGD_RATE_LIMIT_CALLER", default_value_t = 1000.0, value_parser = rate)]
+    pub rate_limit_caller: f64,
+    /// Calls per second all callers together may make on one organization
+    /// (in bursts of twice that); 0 turns the limit off. Held per instance.
+    #[arg(long, env = "ORGD_RATE_LIMIT_ORG", default_value_t = 10000.0, value_parser = rate)]
+    pub rate_limit_org: f64,
+}
+
+/// A rate in calls per second: a finite number, 0 or more.
+fn rate(raw: &str) -> Result<f64, String> {
+    let value: f64 = raw
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{raw}' is not a number of calls per second"))?;
+    if !value.is_finite() || value < 0.0 {
+        return Err(format!(
+            "'{raw}': a rate is 0 (off) or a positive number of calls per second"
+        ));
+    }
+    Ok(value)
 }
 
 #[derive(Debug, Clone, Args)]

@@ -13,6 +13,7 @@ pub mod generate;
 pub mod metrics;
 pub mod openapi;
 pub mod progress;
+pub mod ratelimit;
 pub mod signing;
 pub mod storage;
 pub mod store;
@@ -81,6 +82,8 @@ pub struct ServerConfig {
     pub audit_signer: signing::AuditSigner,
     /// How long audit events are kept; `None` keeps them forever.
     pub audit_retention: Option<Duration>,
+    /// Calls per second per caller and per organization (0 = no limit).
+    pub rate_limits: ratelimit::RateLimitConfig,
 }
 
 /// Connects to the database, applies migrations, grants the configured
@@ -117,6 +120,7 @@ pub async fn build_app(config: &ServerConfig) -> Result<Arc<App>, String> {
     );
     app.audit_retention = config.audit_retention;
     app.metrics = metrics;
+    app.limits = Arc::new(ratelimit::RateLimits::new(config.rate_limits));
     let reconciled = app.reconcile_storage().await?;
     tracing::debug!(organizations = reconciled, "storage directories reconciled");
     Ok(Arc::new(app))
@@ -212,7 +216,11 @@ pub async fn serve(
     let result = tonic::transport::Server::builder()
         .timeout(Duration::from_secs(30))
         .layer(api::errors::ErrorShapeLayer::new(app.metrics.clone()))
-        .layer(api::authn::AuthLayer::new(app.auth.clone()))
+        .layer(api::authn::AuthLayer::new(
+            app.auth.clone(),
+            app.limits.clone(),
+            app.metrics.clone(),
+        ))
         .add_service(health_service)
         .add_optional_service(reflection_v1)
         .add_optional_service(reflection_v1alpha)

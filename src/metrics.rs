@@ -113,6 +113,12 @@ pub struct Metrics {
     handling: Histograms<RpcLabels>,
     pools: Family<PoolLabels, Gauge>,
     store: StoreMetrics,
+    rate_limited: Family<LimitLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabels {
+    limit: &'static str,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -168,6 +174,12 @@ impl Metrics {
             "SQL statement latency by kind (process-wide)",
             statements().clone(),
         );
+        let rate_limited = Family::<LimitLabels, Counter>::default();
+        registry.register(
+            "orgd_rate_limited",
+            "Calls refused by a rate limit, by limit (caller, organization)",
+            rate_limited.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -182,7 +194,13 @@ impl Metrics {
             handling,
             pools,
             store,
+            rate_limited,
         })
+    }
+
+    /// A call a rate limit refused.
+    pub fn rate_limited(&self, limit: &'static str) {
+        self.rate_limited.get_or_create(&LimitLabels { limit }).inc();
     }
 
     /// The handles the store records into.

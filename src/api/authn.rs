@@ -18,6 +18,8 @@ use tower::{Layer, Service};
 use crate::auth::Authenticator;
 use crate::domain::Error;
 use crate::domain::access::Caller;
+use crate::metrics::Metrics;
+use crate::ratelimit::RateLimits;
 
 /// Services that answer without a token.
 const OPEN_SERVICES: &[&str] = &[
@@ -29,13 +31,20 @@ const OPEN_SERVICES: &[&str] = &[
 #[derive(Clone)]
 pub struct AuthLayer {
     auth: Option<Arc<Authenticator>>,
+    limits: Arc<RateLimits>,
+    metrics: Arc<Metrics>,
 }
 
 impl AuthLayer {
     /// Without an authenticator every call but health and reflection is
-    /// refused.
-    pub fn new(auth: Option<Arc<Authenticator>>) -> Self {
-        Self { auth }
+    /// refused. Each authenticated call is charged to its caller's rate
+    /// limit before the database is touched.
+    pub fn new(auth: Option<Arc<Authenticator>>, limits: Arc<RateLimits>, metrics: Arc<Metrics>) -> Self {
+        Self {
+            auth,
+            limits,
+            metrics,
+        }
     }
 }
 
@@ -46,6 +55,8 @@ impl<S> Layer<S> for AuthLayer {
         Authenticated {
             inner,
             auth: self.auth.clone(),
+            limits: self.limits.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -54,6 +65,8 @@ impl<S> Layer<S> for AuthLayer {
 pub struct Authenticated<S> {
     inner: S,
     auth: Option<Arc<Authenticator>>,
+    limits: Arc<RateLimits>,
+    metrics: Arc<Metrics>,
 }
 
 impl<S> Service<http::Request<Body>> for Authenticated<S>
@@ -74,20 +87,48 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let auth = self.auth.clone();
+        let limits = self.limits.clone();
+        let metrics = self.metrics.clone();
         Box::pin(async move {
             let path = request.uri().path();
             if OPEN_SERVICES.iter().any(|open| path.starts_with(open)) {
                 return inner.call(request).await;
             }
-            let authenticated = match &auth {
-                Some(auth) => auth.authenticate(request.headers()).await,
-                None => Err(Error::unauthenticated("this server accepts no tokens")),
+            // The token and the caller's limit are checked before the
+            // database is touched.
+            let identified = auth
+                .ok_or_else(|| Error::unauthenticated("this server accepts no tokens"))
+                .and_then(|auth| {
+                    let (email, name) = auth.identify(request.headers())?;
+                    let quota = limits.caller(email.as_str()).inspect_err(|e| {
+                        if let Some(limited) = &e.rate_limited {
+                            metrics.rate_limited(limited.scope);
+                        }
+                    })?;
+                    Ok((auth, email, name, quota))
+                });
+            let admitted = match identified {
+                Ok((auth, email, name, quota)) => {
+                    auth.resolve(&email, &name).await.map(|caller| (caller, quota))
+                }
+                Err(e) => Err(e),
             };
-            match authenticated {
-                Ok(caller) => {
+            match admitted {
+                Ok((caller, quota)) => {
                     tracing::Span::current().record("caller", tracing::field::display(caller.user_id));
                     request.extensions_mut().insert(caller);
-                    inner.call(request).await
+                    let mut response = inner.call(request).await?;
+                    if let Some(quota) = quota {
+                        let headers = response.headers_mut();
+                        for (name, value) in [
+                            ("x-ratelimit-limit", quota.limit),
+                            ("x-ratelimit-remaining", quota.remaining),
+                            ("x-ratelimit-reset", quota.reset_secs),
+                        ] {
+                            headers.insert(name, http::HeaderValue::from(value));
+                        }
+                    }
+                    Ok(response)
                 }
                 Err(e) => Ok(Status::from(e).into_http()),
             }

@@ -122,7 +122,16 @@ where
                 };
                 let mut details = status.get_error_details();
                 details.set_request_info(request_id.clone(), "");
-                response = Status::with_error_details(status.code(), status.message(), details).into_http();
+                let reshaped =
+                    Status::with_error_details(status.code(), status.message(), details).into_http();
+                // Keep the metadata the handler set (retry-after,
+                // x-ratelimit-*, ...); the status itself is the new one.
+                let original = std::mem::replace(&mut response, reshaped);
+                for (name, value) in original.headers() {
+                    if !name.as_str().starts_with("grpc-") && !response.headers().contains_key(name) {
+                        response.headers_mut().insert(name.clone(), value.clone());
+                    }
+                }
             }
             if let Ok(value) = http::HeaderValue::from_str(&request_id) {
                 response.headers_mut().insert("x-request-id", value);

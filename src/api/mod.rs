@@ -71,8 +71,40 @@ impl From<Error> for Status {
         {
             details.add_bad_request_violation(field.clone(), e.message.clone());
         }
-        Status::with_error_details(grpc_code(e.kind), e.message, details)
+        if let Some(limited) = &e.rate_limited {
+            details.set_retry_info(Some(limited.retry_after));
+        }
+        let mut status = Status::with_error_details(grpc_code(e.kind), e.message, details);
+        if let Some(limited) = &e.rate_limited {
+            rate_limit_headers(
+                status.metadata_mut(),
+                limited.limit,
+                limited.remaining,
+                limited.reset_secs,
+            );
+            // Whole seconds, rounded up: a client that waits this long
+            // finds a token.
+            let retry = limited.retry_after.as_secs() + u64::from(limited.retry_after.subsec_nanos() > 0);
+            status
+                .metadata_mut()
+                .insert("retry-after", MetadataValue::from(retry.max(1)));
+        }
+        status
     }
+}
+
+/// The `x-ratelimit-*` headers (gRPC metadata, HTTP headers through Envoy):
+/// the size of the bucket, the calls left in it, and the seconds until it is
+/// full again.
+pub fn rate_limit_headers(
+    metadata: &mut tonic::metadata::MetadataMap,
+    limit: u64,
+    remaining: u64,
+    reset: u64,
+) {
+    metadata.insert("x-ratelimit-limit", MetadataValue::from(limit));
+    metadata.insert("x-ratelimit-remaining", MetadataValue::from(remaining));
+    metadata.insert("x-ratelimit-reset", MetadataValue::from(reset));
 }
 
 /// Microseconds since the epoch to a protobuf timestamp.

@@ -27,6 +27,21 @@ pub struct Error {
     pub reason: &'static str,
     pub message: String,
     pub metadata: Vec<(&'static str, String)>,
+    /// Set when a rate limit refused the call: when to retry, and the
+    /// state of the limit that refused it.
+    pub rate_limited: Option<Box<RateLimited>>,
+}
+
+/// A rate limit's refusal, for `google.rpc.RetryInfo` and the
+/// `retry-after` / `x-ratelimit-*` headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimited {
+    /// `caller` or `organization`.
+    pub scope: &'static str,
+    pub limit: u64,
+    pub remaining: u64,
+    pub reset_secs: u64,
+    pub retry_after: std::time::Duration,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -38,7 +53,13 @@ impl Error {
             reason,
             message: message.into(),
             metadata: Vec::new(),
+            rate_limited: None,
         }
+    }
+
+    pub fn rate_limited(mut self, info: RateLimited) -> Self {
+        self.rate_limited = Some(Box::new(info));
+        self
     }
 
     /// Adds a metadata entry (the field, the offending value, ...).

@@ -17,6 +17,7 @@ mod last_admin;
 mod observability;
 mod organizations;
 mod permissions;
+mod rate_limits;
 mod rest;
 mod spaces;
 mod validation;

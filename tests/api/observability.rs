@@ -236,7 +236,7 @@ async fn rest_errors_carry_the_request_id_envoy_assigned() {
 // Metrics
 // ---------------------------------------------------------------------------
 
-async fn scrape(app: &TestApp) -> String {
+pub(crate) async fn scrape(app: &TestApp) -> String {
     let reply = reqwest::Client::new()
         .get(format!("http://{}/metrics", app.metrics_addr))
         .send()
@@ -256,7 +256,7 @@ async fn scrape(app: &TestApp) -> String {
 }
 
 /// The value of the sample whose name and labels are exactly these.
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub(crate) fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     text.lines().find_map(|line| {
         let (series, value) = line.rsplit_once(' ')?;
         let (metric, rest) = series.split_once('{').unwrap_or((series, "}"));

@@ -61,7 +61,12 @@ impl Reply {
 
 impl Rest {
     pub(crate) async fn start() -> Self {
-        let app = TestApp::spawn().await;
+        Self::start_with(|_| {}).await
+    }
+
+    /// Envoy in front of a server whose configuration the test adjusts.
+    pub(crate) async fn start_with(tweak: impl FnOnce(&mut orgd::ServerConfig)) -> Self {
+        let app = TestApp::spawn_with(tweak).await;
         let envoy = Envoy::start(&[app.addr]).await;
         Self {
             envoy,
