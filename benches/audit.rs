@@ -109,6 +109,7 @@ async fn workload(app: Arc<App>, writers: usize, batches: usize) -> Throughput {
     app.create_organization(
         &actor,
         NewOrganization {
+            labels: Default::default(),
             id: Uuid::now_v7(),
             name: Name::parse("organization", "name", "Bench").expect("name"),
             slug: parse("bench"),
@@ -124,6 +125,7 @@ async fn workload(app: Arc<App>, writers: usize, batches: usize) -> Throughput {
             .create_space(
                 &actor,
                 NewSpace {
+                    labels: Default::default(),
                     id: Uuid::now_v7(),
                     name: Name::parse("space", "name", &format!("Space {w}")).expect("name"),
                     slug: parse(&format!("space-{w}")),

@@ -409,10 +409,10 @@ impl App {
         self.store.organization_details(org).await
     }
 
-    pub async fn delete_organization(&self, actor: &Actor, slug: &str) -> Result<()> {
+    pub async fn delete_organization(&self, actor: &Actor, slug: &str, etag: Option<&str>) -> Result<()> {
         self.charge_slug(slug).await?;
         let id = self
-            .notify(|| self.store.delete_organization(actor, slug))
+            .notify(|| self.store.delete_organization(actor, slug, etag))
             .await?;
         self.sync_storage(id).await;
         tracing::info!(org = %id, actor = %actor.user_id, "organization deleted");
@@ -457,15 +457,23 @@ impl App {
         slug: &str,
         user: Uuid,
         role: OrgRole,
+        etag: Option<&str>,
     ) -> Result<Member> {
         self.charge_slug(slug).await?;
-        self.notify(|| self.store.update_member_role(actor, slug, user, role))
+        self.notify(|| self.store.update_member_role(actor, slug, user, role, etag))
             .await
     }
 
-    pub async fn remove_member(&self, actor: &Actor, slug: &str, user: Uuid) -> Result<()> {
+    pub async fn remove_member(
+        &self,
+        actor: &Actor,
+        slug: &str,
+        user: Uuid,
+        etag: Option<&str>,
+    ) -> Result<()> {
         self.charge_slug(slug).await?;
-        self.notify(|| self.store.remove_member(actor, slug, user)).await
+        self.notify(|| self.store.remove_member(actor, slug, user, etag))
+            .await
     }
 
     // ---- spaces ---------------------------------------------------------------
@@ -480,9 +488,9 @@ impl App {
             .await
     }
 
-    pub async fn delete_space(&self, actor: &Actor, id: Uuid) -> Result<()> {
+    pub async fn delete_space(&self, actor: &Actor, id: Uuid, etag: Option<&str>) -> Result<()> {
         self.charge_space(id).await?;
-        if let Some(org) = self.notify(|| self.store.delete_space(actor, id)).await? {
+        if let Some(org) = self.notify(|| self.store.delete_space(actor, id, etag)).await? {
             self.sync_storage(org).await;
         }
         Ok(())
@@ -506,15 +514,22 @@ impl App {
         space: Uuid,
         user: Uuid,
         role: SpaceRole,
+        etag: Option<&str>,
     ) -> Result<Member> {
         self.charge_space(space).await?;
-        self.notify(|| self.store.update_space_member(actor, space, user, role))
+        self.notify(|| self.store.update_space_member(actor, space, user, role, etag))
             .await
     }
 
-    pub async fn remove_space_member(&self, actor: &Actor, space: Uuid, user: Uuid) -> Result<()> {
+    pub async fn remove_space_member(
+        &self,
+        actor: &Actor,
+        space: Uuid,
+        user: Uuid,
+        etag: Option<&str>,
+    ) -> Result<()> {
         self.charge_space(space).await?;
-        self.notify(|| self.store.remove_space_member(actor, space, user))
+        self.notify(|| self.store.remove_space_member(actor, space, user, etag))
             .await
     }
 

@@ -134,6 +134,7 @@ pub async fn generate(app: &App, plan: &Plan, progress: &dyn Reporter) -> Result
             .create_organization(
                 &actor,
                 NewOrganization {
+                    labels: Default::default(),
                     id: Uuid::now_v7(),
                     name: Name::parse("organization", "name", &format!("Org {i} {run}"))?,
                     slug: slug(&format!("org-{i}-{run}"))?,
@@ -183,6 +184,7 @@ pub async fn generate(app: &App, plan: &Plan, progress: &dyn Reporter) -> Result
             .create_space(
                 &actor,
                 NewSpace {
+                    labels: Default::default(),
                     id: Uuid::now_v7(),
                     name: Name::parse("space", "name", &format!("Space {n} {run}"))?,
                     slug: slug(&format!("space-{n}-{run}"))?,

@@ -199,12 +199,22 @@ fn schema_name(full: &str) -> String {
 }
 
 fn field_schema(
+    messages: &Messages,
     field: &prost_types::FieldDescriptorProto,
     doc: &str,
     wanted: &mut BTreeSet<String>,
 ) -> Value {
-    let mut schema = value_schema(field, wanted);
-    if field.label() == Label::Repeated {
+    // A map is a repeated entry message; its JSON is an object.
+    let map_value = (field.label() == Label::Repeated && field.r#type() == Type::Message)
+        .then(|| messages.by_name.get(field.type_name()))
+        .flatten()
+        .filter(|(entry, _, _)| entry.options.as_ref().is_some_and(|o| o.map_entry()))
+        .and_then(|(entry, _, _)| entry.field.iter().find(|f| f.name() == "value").cloned());
+    let mut schema = match &map_value {
+        Some(value) => json!({"type": "object", "additionalProperties": value_schema(value, wanted)}),
+        None => value_schema(field, wanted),
+    };
+    if field.label() == Label::Repeated && map_value.is_none() {
         schema = json!({"type": "array", "items": schema});
     }
     if !doc.is_empty()
@@ -232,7 +242,10 @@ fn object_schema(
             continue;
         }
         let field_doc = docs.get(field.name()).map(String::as_str).unwrap_or_default();
-        properties.insert(field.name().to_owned(), field_schema(field, field_doc, wanted));
+        properties.insert(
+            field.name().to_owned(),
+            field_schema(messages, field, field_doc, wanted),
+        );
     }
     let mut schema = json!({"type": "object", "properties": properties});
     if !doc.is_empty() {
@@ -382,7 +395,7 @@ fn operation(
                 continue;
             }
             let field_doc = docs.get(field.name()).map(String::as_str).unwrap_or_default();
-            let mut schema = field_schema(field, field_doc, wanted);
+            let mut schema = field_schema(messages, field, field_doc, wanted);
             if let Some(object) = schema.as_object_mut() {
                 object.remove("description");
             }
@@ -453,7 +466,7 @@ fn operation(
                 .by_name
                 .get(output)
                 .and_then(|(m, _, _)| m.field.iter().find(|f| f.name() == "items"))
-                .map(|f| field_schema(f, "", wanted))
+                .map(|f| field_schema(messages, f, "", wanted))
                 .unwrap_or_else(|| json!({"type": "array"}));
             let mut reply = ok(items);
             reply["description"] = json!("the items of the page; the total is in x-total-count");

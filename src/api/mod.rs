@@ -12,7 +12,7 @@ pub mod spaces;
 use std::collections::HashMap;
 
 use tonic::metadata::MetadataValue;
-use tonic::{Code, Response, Status};
+use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::domain::model::{Member, Organization, OrganizationDetails, OrganizationSummary, Space, SpaceRef};
@@ -163,6 +163,59 @@ pub fn count(n: i64) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 
+/// The etag a change is conditioned on: the request's `etag` field, else an
+/// `If-Match` header (quotes and a weak `W/` prefix are dropped; `*` means
+/// any version). `None` applies the change unconditionally.
+pub fn etag_of<T>(request: &Request<T>, field: &str) -> Result<Option<String>, Error> {
+    let raw = if !field.trim().is_empty() {
+        field.trim().to_owned()
+    } else {
+        match request.metadata().get("if-match").map(|v| v.to_str()) {
+            None => return Ok(None),
+            Some(Ok(v)) => {
+                let v = v.trim();
+                let v = v.strip_prefix("W/").unwrap_or(v);
+                let v = v.trim_matches('"');
+                if v == "*" || v.is_empty() {
+                    return Ok(None);
+                }
+                v.to_owned()
+            }
+            Some(Err(_)) => String::from("\u{fffd}"),
+        }
+    };
+    if raw.len() > 64 || !raw.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::invalid(
+            "INVALID_ETAG",
+            "etag",
+            "etag must be the value a read returned",
+        ));
+    }
+    Ok(Some(raw))
+}
+
+/// A label change: `Some` replaces every label (`clear_labels` removes
+/// them all), `None` leaves them.
+pub fn label_update(
+    labels: &HashMap<String, String>,
+    clear: bool,
+) -> Result<Option<crate::domain::labels::Labels>, Error> {
+    if clear && !labels.is_empty() {
+        return Err(Error::invalid(
+            "CONFLICTING_FIELDS",
+            "clear_labels",
+            "clear_labels may not be combined with labels",
+        ));
+    }
+    if clear {
+        return Ok(Some(Default::default()));
+    }
+    if labels.is_empty() {
+        return Ok(None);
+    }
+    crate::domain::labels::Labels::parse("labels", labels).map(Some)
+}
+
 /// Empty strings and absent values mean "no filter".
 pub fn non_empty(s: &str) -> Option<String> {
     let t = s.trim();
@@ -193,6 +246,8 @@ pub fn space(s: &Space) -> proto::Space {
         organization_id: s.organization_id.map(|id| id.to_string()).unwrap_or_default(),
         created_at: timestamp(s.created_at),
         updated_at: timestamp(s.updated_at),
+        labels: s.labels.to_map(),
+        etag: s.etag.clone(),
     }
 }
 
@@ -203,6 +258,7 @@ pub fn member(m: &Member) -> proto::Member {
         display_name: m.display_name.clone(),
         role: m.role.clone(),
         joined_at: timestamp(m.joined_at),
+        etag: m.etag.clone(),
     }
 }
 
@@ -219,6 +275,8 @@ pub fn organization_summary(s: &OrganizationSummary) -> proto::Organization {
         storage_dir: Storage::relative_dir(o.id),
         created_at: timestamp(o.created_at),
         updated_at: timestamp(o.updated_at),
+        labels: o.labels.to_map(),
+        etag: o.etag.clone(),
     }
 }
 
@@ -236,6 +294,8 @@ pub fn organization_details(d: &OrganizationDetails) -> proto::OrganizationDetai
         created_at: timestamp(o.created_at),
         updated_at: timestamp(o.updated_at),
         members: d.members.iter().map(member).collect(),
+        labels: o.labels.to_map(),
+        etag: o.etag.clone(),
     }
 }
 

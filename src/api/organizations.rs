@@ -8,14 +8,15 @@ use tonic::{Request, Response, Status};
 use tracing::instrument;
 
 use super::{
-    bare_list, caller, count, created, member, no_content, non_empty, organization_details,
-    organization_summary, resource, space,
+    bare_list, caller, count, created, etag_of, label_update, member, no_content, non_empty,
+    organization_details, organization_summary, resource, space,
 };
 use crate::App;
 use crate::app::{ChainRef, MAX_PROOF_EVENTS, actor};
 use crate::domain::access::OrgAction;
 use crate::domain::audit::{ActionFilter, EventFilter, Outcome};
 use crate::domain::content::search_term;
+use crate::domain::labels::{LabelFilter, Labels};
 use crate::domain::page::PageRequest;
 use crate::domain::types::{Description, Email, Name, OrgRole, Slug, parse_id};
 use crate::domain::{Error, Result};
@@ -80,6 +81,7 @@ impl OrganizationService for OrganizationApi {
         let filter = OrganizationFilter {
             member: (!caller.is_superadmin).then_some(caller.user_id),
             search: search_term(&req.search)?,
+            labels: LabelFilter::parse("label", &req.label)?,
         };
         let result = self.app.store.list_organizations(&filter, page).await?;
         let total = result.total;
@@ -114,6 +116,7 @@ impl OrganizationService for OrganizationApi {
             },
             name,
             slug,
+            labels: Labels::parse("labels", &req.labels)?,
         };
         let details = self
             .app
@@ -152,6 +155,7 @@ impl OrganizationService for OrganizationApi {
         request: Request<UpdateOrganizationRequest>,
     ) -> Result<Response<UpdateOrganizationResponse>, Status> {
         let caller = caller(&request)?;
+        let etag = etag_of(&request, &request.get_ref().etag)?;
         let req = request.into_inner();
         let slug = required_slug(&req.slug)?;
         let changes = OrganizationChanges {
@@ -170,6 +174,8 @@ impl OrganizationService for OrganizationApi {
                 .as_deref()
                 .map(|d| Description::parse("description", d))
                 .transpose()?,
+            labels: label_update(&req.labels, req.clear_labels)?,
+            etag,
         };
         let details = self
             .app
@@ -187,8 +193,9 @@ impl OrganizationService for OrganizationApi {
     ) -> Result<Response<DeleteOrganizationResponse>, Status> {
         let caller = caller(&request)?;
         let slug = required_slug(&request.get_ref().slug)?;
+        let etag = etag_of(&request, &request.get_ref().etag)?;
         self.app
-            .delete_organization(&actor(&caller, "DeleteOrganization"), slug)
+            .delete_organization(&actor(&caller, "DeleteOrganization"), slug, etag.as_deref())
             .await?;
         Ok(no_content(DeleteOrganizationResponse {}))
     }
@@ -248,13 +255,20 @@ impl OrganizationService for OrganizationApi {
         request: Request<UpdateUserRoleRequest>,
     ) -> Result<Response<UpdateUserRoleResponse>, Status> {
         let caller = caller(&request)?;
+        let etag = etag_of(&request, &request.get_ref().etag)?;
         let req = request.into_inner();
         let slug = required_slug(&req.slug)?;
         let user = parse_id("user_id", &req.user_id)?;
         let role = OrgRole::parse("role", &req.role)?;
         let updated = self
             .app
-            .update_member_role(&actor(&caller, "UpdateUserRole"), slug, user, role)
+            .update_member_role(
+                &actor(&caller, "UpdateUserRole"),
+                slug,
+                user,
+                role,
+                etag.as_deref(),
+            )
             .await?;
         Ok(resource(UpdateUserRoleResponse {
             member: Some(member(&updated)),
@@ -267,11 +281,12 @@ impl OrganizationService for OrganizationApi {
         request: Request<RemoveUserRequest>,
     ) -> Result<Response<RemoveUserResponse>, Status> {
         let caller = caller(&request)?;
+        let etag = etag_of(&request, &request.get_ref().etag)?;
         let req = request.into_inner();
         let slug = required_slug(&req.slug)?;
         let user = parse_id("user_id", &req.user_id)?;
         self.app
-            .remove_member(&actor(&caller, "RemoveUser"), slug, user)
+            .remove_member(&actor(&caller, "RemoveUser"), slug, user, etag.as_deref())
             .await?;
         Ok(no_content(RemoveUserResponse {}))
     }

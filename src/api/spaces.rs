@@ -7,12 +7,15 @@ use tonic::{Request, Response, Status};
 use tracing::instrument;
 use uuid::Uuid;
 
-use super::{caller, content, count, created, member, no_content, non_empty, resource, space};
+use super::{
+    caller, content, count, created, etag_of, label_update, member, no_content, non_empty, resource, space,
+};
 use crate::App;
 use crate::app::actor;
 use crate::domain::access::SpaceAction;
 use crate::domain::audit::Actor;
 use crate::domain::content::{ContentKind, MAX_BATCH, check_batch};
+use crate::domain::labels::{LabelFilter, Labels};
 use crate::domain::page::PageRequest;
 use crate::domain::types::{
     Agent, Description, Email, Name, Slug, SpaceRole, Visibility, parse_id, parse_repo,
@@ -139,6 +142,7 @@ impl SpaceService for SpaceApi {
             },
             name,
             slug,
+            labels: Labels::parse("labels", &req.labels)?,
         };
         let created_space = self.app.create_space(&actor(&caller, "CreateSpace"), new).await?;
         Ok(created(CreateSpaceResponse {
@@ -160,6 +164,7 @@ impl SpaceService for SpaceApi {
             organization_id: non_empty(&req.organization_id)
                 .map(|id| parse_id("organization_id", &id))
                 .transpose()?,
+            labels: LabelFilter::parse("label", &req.label)?,
         };
         let result = self.app.store.list_spaces(&filter, page).await?;
         Ok(Response::new(ListSpacesResponse {
@@ -193,6 +198,7 @@ impl SpaceService for SpaceApi {
         request: Request<UpdateSpaceRequest>,
     ) -> Result<Response<UpdateSpaceResponse>, Status> {
         let caller = caller(&request)?;
+        let etag = etag_of(&request, &request.get_ref().etag)?;
         let req = request.into_inner();
         let id = parse_id("space_id", &req.space_id)?;
         if req.remove_agent && req.agent.is_some() {
@@ -230,6 +236,8 @@ impl SpaceService for SpaceApi {
             } else {
                 req.agent.as_ref().map(agent_from).transpose()?.map(Some)
             },
+            labels: label_update(&req.labels, req.clear_labels)?,
+            etag,
         };
         let updated = self
             .app
@@ -247,7 +255,10 @@ impl SpaceService for SpaceApi {
     ) -> Result<Response<DeleteSpaceResponse>, Status> {
         let caller = caller(&request)?;
         let id = parse_id("space_id", &request.get_ref().space_id)?;
-        self.app.delete_space(&actor(&caller, "DeleteSpace"), id).await?;
+        let etag = etag_of(&request, &request.get_ref().etag)?;
+        self.app
+            .delete_space(&actor(&caller, "DeleteSpace"), id, etag.as_deref())
+            .await?;
         Ok(no_content(DeleteSpaceResponse {}))
     }
 
@@ -293,13 +304,20 @@ impl SpaceService for SpaceApi {
         request: Request<UpdateSpaceMemberRequest>,
     ) -> Result<Response<UpdateSpaceMemberResponse>, Status> {
         let caller = caller(&request)?;
+        let etag = etag_of(&request, &request.get_ref().etag)?;
         let req = request.into_inner();
         let id = parse_id("space_id", &req.space_id)?;
         let user = parse_id("user_id", &req.user_id)?;
         let role = SpaceRole::parse("role", &req.role)?;
         let updated = self
             .app
-            .update_space_member(&actor(&caller, "UpdateSpaceMember"), id, user, role)
+            .update_space_member(
+                &actor(&caller, "UpdateSpaceMember"),
+                id,
+                user,
+                role,
+                etag.as_deref(),
+            )
             .await?;
         Ok(resource(UpdateSpaceMemberResponse {
             member: Some(member(&updated)),
@@ -312,11 +330,12 @@ impl SpaceService for SpaceApi {
         request: Request<RemoveSpaceMemberRequest>,
     ) -> Result<Response<RemoveSpaceMemberResponse>, Status> {
         let caller = caller(&request)?;
+        let etag = etag_of(&request, &request.get_ref().etag)?;
         let req = request.into_inner();
         let id = parse_id("space_id", &req.space_id)?;
         let user = parse_id("user_id", &req.user_id)?;
         self.app
-            .remove_space_member(&actor(&caller, "RemoveSpaceMember"), id, user)
+            .remove_space_member(&actor(&caller, "RemoveSpaceMember"), id, user, etag.as_deref())
             .await?;
         Ok(no_content(RemoveSpaceMemberResponse {}))
     }

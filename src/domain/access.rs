@@ -108,6 +108,8 @@ mod tests {
                 description: String::new(),
                 created_at: 0,
                 updated_at: 0,
+                labels: Default::default(),
+                etag: String::new(),
             },
             role,
         }
@@ -126,6 +128,8 @@ mod tests {
                 organization_id: Some(Uuid::now_v7()),
                 created_at: 0,
                 updated_at: 0,
+                labels: Default::default(),
+                etag: String::new(),
             },
             space_role,
             org_role,

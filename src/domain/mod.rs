@@ -4,6 +4,7 @@ pub mod access;
 pub mod audit;
 pub mod content;
 pub mod error;
+pub mod labels;
 pub mod model;
 pub mod page;
 pub mod types;

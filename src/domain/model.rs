@@ -3,6 +3,7 @@
 
 use uuid::Uuid;
 
+use super::labels::Labels;
 use super::page::Cursor;
 use super::types::{Agent, OrgRole, Visibility};
 
@@ -23,6 +24,9 @@ pub struct Organization {
     pub description: String,
     pub created_at: i64,
     pub updated_at: i64,
+    pub labels: Labels,
+    /// Changes with every change to the organization (AIP-154).
+    pub etag: String,
 }
 
 /// A space's id, name and slug.
@@ -61,6 +65,9 @@ pub struct Space {
     pub organization_id: Option<Uuid>,
     pub created_at: i64,
     pub updated_at: i64,
+    pub labels: Labels,
+    /// Changes with every change to the space (AIP-154).
+    pub etag: String,
 }
 
 /// A user's membership in an organization or a space; `role` is the
@@ -72,6 +79,36 @@ pub struct Member {
     pub display_name: String,
     pub role: String,
     pub joined_at: i64,
+    /// Changes with every change to the membership (AIP-154).
+    pub etag: String,
+}
+
+/// The etag of a resource's state: an opaque digest of its identity (id and
+/// creation time, so a re-created resource never matches an old etag) and
+/// its version, which every change increments.
+pub fn etag(id: Uuid, created_at: i64, version: i64) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(id.as_bytes());
+    h.update(created_at.to_be_bytes());
+    h.update(version.to_be_bytes());
+    hex::encode(&h.finalize()[..10])
+}
+
+/// ABORTED `ETAG_MISMATCH`: the resource changed since the caller read it.
+pub fn check_etag(what: &str, expected: Option<&str>, current: &str) -> super::Result<()> {
+    match expected {
+        Some(expected) if expected != current => Err(super::Error::new(
+            super::ErrorKind::Aborted,
+            "ETAG_MISMATCH",
+            format!(
+                "the {what} changed since it was read (its etag no longer matches); read it again and retry"
+            ),
+        )
+        .with("field", "etag")
+        .with("etag", current)),
+        _ => Ok(()),
+    }
 }
 
 /// What the caller holds in an organization.

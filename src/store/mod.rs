@@ -20,6 +20,7 @@ use crate::domain::content::{
     ContentKind, ContractFilter, ContractInput, IssueFilter, IssueInput, ProductFilter, ProductInput,
     QualityCheckFilter, QualityCheckInput, Scope,
 };
+use crate::domain::labels::{LabelFilter, Labels};
 use crate::domain::model::{Contract, Issue, Product, QualityCheck, Stats};
 use crate::domain::model::{
     Member, OrgAccess, Organization, OrganizationDetails, OrganizationSummary, Page, Space, SpaceAccess, User,
@@ -40,6 +41,7 @@ pub struct NewOrganization {
     pub slug: Slug,
     pub description: Description,
     pub admin_email: Email,
+    pub labels: Labels,
 }
 
 /// Fields to change; `None` leaves a field as it is.
@@ -48,11 +50,16 @@ pub struct OrganizationChanges {
     pub name: Option<Name>,
     pub slug: Option<Slug>,
     pub description: Option<Description>,
+    /// Replaces every label.
+    pub labels: Option<Labels>,
+    /// Applies the change only if the organization's etag is still this.
+    pub etag: Option<String>,
 }
 
 impl OrganizationChanges {
+    /// Whether nothing would change (the etag is a condition, not a change).
     pub fn is_empty(&self) -> bool {
-        self.name.is_none() && self.slug.is_none() && self.description.is_none()
+        self.name.is_none() && self.slug.is_none() && self.description.is_none() && self.labels.is_none()
     }
 }
 
@@ -66,6 +73,7 @@ pub struct NewSpace {
     pub repo: String,
     pub agent: Option<Agent>,
     pub admin_email: Email,
+    pub labels: Labels,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -77,6 +85,10 @@ pub struct SpaceChanges {
     pub repo: Option<String>,
     /// `Some(None)` removes the agent.
     pub agent: Option<Option<Agent>>,
+    /// Replaces every label.
+    pub labels: Option<Labels>,
+    /// Applies the change only if the space's etag is still this.
+    pub etag: Option<String>,
 }
 
 impl SpaceChanges {
@@ -87,6 +99,7 @@ impl SpaceChanges {
             && self.visibility.is_none()
             && self.repo.is_none()
             && self.agent.is_none()
+            && self.labels.is_none()
     }
 }
 
@@ -96,6 +109,8 @@ pub struct OrganizationFilter {
     /// Only organizations this user belongs to (`None`: all, for superadmins).
     pub member: Option<Uuid>,
     pub search: Option<String>,
+    /// Every one of these labels must be set.
+    pub labels: LabelFilter,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -111,6 +126,8 @@ pub struct SpaceFilter {
     pub visible_to: Option<Uuid>,
     pub search: Option<String>,
     pub organization_id: Option<Uuid>,
+    /// Every one of these labels must be set.
+    pub labels: LabelFilter,
 }
 
 /// The content half: batch upserts and deletes by internal writers, and the
@@ -191,7 +208,7 @@ pub trait Store: ContentStore {
         changes: OrganizationChanges,
     ) -> Result<Organization>;
     /// Deletes the organization (its spaces are detached); returns its id.
-    async fn delete_organization(&self, actor: &Actor, slug: &str) -> Result<Uuid>;
+    async fn delete_organization(&self, actor: &Actor, slug: &str, etag: Option<&str>) -> Result<Uuid>;
     async fn attach_space(&self, actor: &Actor, slug: &str, space: Uuid) -> Result<Space>;
     /// Detaches the space; returns the organization's id.
     async fn detach_space(&self, actor: &Actor, slug: &str, space: Uuid) -> Result<Uuid>;
@@ -202,12 +219,13 @@ pub trait Store: ContentStore {
         slug: &str,
         user: Uuid,
         role: OrgRole,
+        etag: Option<&str>,
     ) -> Result<Member>;
-    async fn remove_member(&self, actor: &Actor, slug: &str, user: Uuid) -> Result<()>;
+    async fn remove_member(&self, actor: &Actor, slug: &str, user: Uuid, etag: Option<&str>) -> Result<()>;
     async fn create_space(&self, actor: &Actor, new: NewSpace) -> Result<Space>;
     async fn update_space(&self, actor: &Actor, id: Uuid, changes: SpaceChanges) -> Result<Space>;
     /// Deletes the space; returns the organization it belonged to.
-    async fn delete_space(&self, actor: &Actor, id: Uuid) -> Result<Option<Uuid>>;
+    async fn delete_space(&self, actor: &Actor, id: Uuid, etag: Option<&str>) -> Result<Option<Uuid>>;
     async fn add_space_member(
         &self,
         actor: &Actor,
@@ -221,8 +239,15 @@ pub trait Store: ContentStore {
         space: Uuid,
         user: Uuid,
         role: SpaceRole,
+        etag: Option<&str>,
     ) -> Result<Member>;
-    async fn remove_space_member(&self, actor: &Actor, space: Uuid, user: Uuid) -> Result<()>;
+    async fn remove_space_member(
+        &self,
+        actor: &Actor,
+        space: Uuid,
+        user: Uuid,
+        etag: Option<&str>,
+    ) -> Result<()>;
     /// Records a refused read (reads decide outside a write transaction).
     async fn record_denied(&self, chain: Uuid, draft: Draft) -> Result<()>;
 

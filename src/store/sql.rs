@@ -16,9 +16,10 @@ use uuid::Uuid;
 use super::dialect::{Dialect, SqlStore};
 use crate::domain::access::{Caller, OrgAction, SpaceAction, check_org, check_space};
 use crate::domain::audit::{self, Actor, Draft, Event, EventFilter, Head};
+use crate::domain::labels::{LabelFilter, Labels};
 use crate::domain::model::{
     Member, OrgAccess, Organization, OrganizationDetails, OrganizationSummary, Page, Space, SpaceAccess,
-    SpaceRef, User,
+    SpaceRef, User, check_etag, etag,
 };
 use crate::domain::page::PageRequest;
 use crate::domain::types::{Agent, AgentStatus, Email, OrgRole, SpaceRole, Visibility};
@@ -29,21 +30,29 @@ use crate::store::{
     SpaceFilter, StorageState, Store, is_unique_violation, last_admin, now_micros, targets,
 };
 
+/// Which resource's labels.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum LabelOwner {
+    Organization,
+    Space,
+}
+
 /// A transaction on `DB`.
 pub(super) type Tx<DB> = sqlx::Transaction<'static, DB>;
 
-pub(super) const ORG_COLUMNS: &str = "o.id, o.name, o.slug, o.description, o.created_at, o.updated_at";
+pub(super) const ORG_COLUMNS: &str =
+    "o.id, o.name, o.slug, o.description, o.created_at, o.updated_at, o.labels, o.version";
 
 pub(super) const SPACE_COLUMNS: &str = "s.id, s.name, s.slug, s.description, s.visibility, s.repo, s.agent_id, \
-     s.agent_status, s.agent_autonomy, s.organization_id, s.created_at, s.updated_at";
+     s.agent_status, s.agent_autonomy, s.organization_id, s.created_at, s.updated_at, s.labels, s.version";
 
 pub(super) const SPACE_RETURNING: &str = "id, name, slug, description, visibility, repo, agent_id, agent_status, \
-     agent_autonomy, organization_id, created_at, updated_at";
+     agent_autonomy, organization_id, created_at, updated_at, labels, version";
 
-pub(super) const MEMBER_SELECT: &str = "SELECT u.id AS user_id, u.email, u.display_name, m.role, m.created_at AS joined_at \
+pub(super) const MEMBER_SELECT: &str = "SELECT u.id AS user_id, u.email, u.display_name, m.role, m.created_at AS joined_at, m.version \
      FROM memberships m JOIN users u ON u.id = m.user_id";
 
-pub(super) const SPACE_MEMBER_SELECT: &str = "SELECT u.id AS user_id, u.email, u.display_name, m.role, m.created_at AS joined_at \
+pub(super) const SPACE_MEMBER_SELECT: &str = "SELECT u.id AS user_id, u.email, u.display_name, m.role, m.created_at AS joined_at, m.version \
      FROM space_members m JOIN users u ON u.id = m.user_id";
 
 pub(super) const EVENT_COLUMNS: &str =
@@ -84,14 +93,23 @@ where
         })
     }
 
+    pub(super) fn labels_from(row: &DB::Row) -> std::result::Result<Labels, sqlx::Error> {
+        let raw: String = row.try_get("labels")?;
+        Labels::from_json(&raw).map_err(|_| Self::decode_err("labels", &raw))
+    }
+
     pub(super) fn org_from(row: &DB::Row) -> std::result::Result<Organization, sqlx::Error> {
+        let id = row.try_get("id")?;
+        let created_at = row.try_get("created_at")?;
         Ok(Organization {
-            id: row.try_get("id")?,
+            id,
             name: row.try_get("name")?,
             slug: row.try_get("slug")?,
             description: row.try_get("description")?,
-            created_at: row.try_get("created_at")?,
+            created_at,
             updated_at: row.try_get("updated_at")?,
+            labels: Self::labels_from(row)?,
+            etag: etag(id, created_at, row.try_get("version")?),
         })
     }
 
@@ -112,8 +130,10 @@ where
                 })
             }
         };
+        let id = row.try_get("id")?;
+        let created_at = row.try_get("created_at")?;
         Ok(Space {
-            id: row.try_get("id")?,
+            id,
             name: row.try_get("name")?,
             slug: row.try_get("slug")?,
             description: row.try_get("description")?,
@@ -123,18 +143,23 @@ where
             repo: row.try_get("repo")?,
             agent,
             organization_id: row.try_get("organization_id")?,
-            created_at: row.try_get("created_at")?,
+            created_at,
             updated_at: row.try_get("updated_at")?,
+            labels: Self::labels_from(row)?,
+            etag: etag(id, created_at, row.try_get("version")?),
         })
     }
 
     pub(super) fn member_from(row: &DB::Row) -> std::result::Result<Member, sqlx::Error> {
+        let user_id = row.try_get("user_id")?;
+        let joined_at = row.try_get("joined_at")?;
         Ok(Member {
-            user_id: row.try_get("user_id")?,
+            user_id,
             email: row.try_get("email")?,
             display_name: row.try_get("display_name")?,
             role: row.try_get("role")?,
-            joined_at: row.try_get("joined_at")?,
+            joined_at,
+            etag: etag(user_id, joined_at, row.try_get("version")?),
         })
     }
 
@@ -346,8 +371,8 @@ where
     /// the transaction that will make the change.
     pub(super) async fn lock_org(tx: &mut Tx<DB>, slug: &str, user: Uuid) -> Result<OrgAccess> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT id, name, slug, description, created_at, updated_at FROM organizations \
-             WHERE slug = $1{}",
+            "SELECT id, name, slug, description, created_at, updated_at, labels, version \
+             FROM organizations WHERE slug = $1{}",
             DB::LOCK
         )))
         .bind(slug.to_owned())
@@ -498,6 +523,86 @@ where
         Ok((tx, caller, access))
     }
 
+    /// Replaces the labels of an organization or a space: the JSON on its
+    /// row and the rows its label filters search.
+    pub(super) async fn set_labels(
+        tx: &mut Tx<DB>,
+        owner: LabelOwner,
+        id: Uuid,
+        labels: &Labels,
+    ) -> Result<()> {
+        let (table, side, column) = match owner {
+            LabelOwner::Organization => ("organizations", "organization_labels", "organization_id"),
+            LabelOwner::Space => ("spaces", "space_labels", "space_id"),
+        };
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE {table} SET labels = $2 WHERE id = $1"
+        )))
+        .bind(id)
+        .bind(labels.to_json())
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {side} WHERE {column} = $1"
+        )))
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+        if labels.is_empty() {
+            return Ok(());
+        }
+        let mut qb = QueryBuilder::<DB>::new(format!("INSERT INTO {side} ({column}, key, value) "));
+        qb.push_values(labels.iter(), |mut row, (key, value)| {
+            row.push_bind(id)
+                .push_bind(key.to_owned())
+                .push_bind(value.to_owned());
+        });
+        qb.build().execute(&mut **tx).await?;
+        Ok(())
+    }
+
+    /// Pushes `AND` conditions requiring every label of `filter` on the
+    /// rows of `alias` (an organization or a space), served by the
+    /// (key, value) index of the side table.
+    pub(super) fn push_label_filter(
+        qb: &mut QueryBuilder<DB>,
+        owner: LabelOwner,
+        alias: &str,
+        filter: &LabelFilter,
+    ) {
+        let (side, column) = match owner {
+            LabelOwner::Organization => ("organization_labels", "organization_id"),
+            LabelOwner::Space => ("space_labels", "space_id"),
+        };
+        for (key, value) in filter.iter() {
+            qb.push(format!(
+                " AND {alias}.id IN (SELECT l.{column} FROM {side} l WHERE l.key = "
+            ));
+            qb.push_bind(key.to_owned());
+            qb.push(" AND l.value = ");
+            qb.push_bind(value.to_owned());
+            qb.push(")");
+        }
+    }
+
+    /// A new version of the organization: its etag changes.
+    pub(super) async fn bump_org(tx: &mut Tx<DB>, org: Uuid) -> Result<()> {
+        sqlx::query("UPDATE organizations SET version = version + 1 WHERE id = $1")
+            .bind(org)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    /// A new version of the space: its etag changes.
+    pub(super) async fn bump_space(tx: &mut Tx<DB>, space: Uuid) -> Result<()> {
+        sqlx::query("UPDATE spaces SET version = version + 1 WHERE id = $1")
+            .bind(space)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
     pub(super) fn chain_of(space: &Space) -> Uuid {
         space.organization_id.unwrap_or(audit::SYSTEM_CHAIN)
     }
@@ -633,6 +738,9 @@ where
             Err(e) if is_unique_violation(&e) => return Err(Self::org_slug_taken(new.slug.as_str())),
             other => other?,
         };
+        if !new.labels.is_empty() {
+            Self::set_labels(&mut tx, LabelOwner::Organization, new.id, &new.labels).await?;
+        }
         let admin = Self::upsert_user(&mut tx, &new.admin_email).await?;
         sqlx::query(
             "INSERT INTO memberships (organization_id, user_id, role, created_at) VALUES ($1, $2, 'admin', $3)",
@@ -646,6 +754,11 @@ where
             .with("name", new.name.as_str())
             .with("slug", new.slug.as_str())
             .with("admin_email", new.admin_email.as_str());
+        let draft = if new.labels.is_empty() {
+            draft
+        } else {
+            draft.with("labels", new.labels.to_json())
+        };
         self.append(&mut tx, new.id, draft).await?;
         tx.commit().await?;
         Ok(Organization {
@@ -655,6 +768,8 @@ where
             description: new.description.as_str().to_owned(),
             created_at: now,
             updated_at: now,
+            etag: etag(new.id, now, 1),
+            labels: new.labels,
         })
     }
 
@@ -728,6 +843,7 @@ where
             if let Some(term) = &filter.search {
                 DB::push_search(&mut qb, "o", "organizations_fts", ["name", "slug"], term);
             }
+            Self::push_label_filter(&mut qb, LabelOwner::Organization, "o", &filter.labels);
             qb
         };
         let total: i64 = build("SELECT count(*)")
@@ -813,11 +929,15 @@ where
             .org_guard(actor, slug, OrgAction::Manage, "organization.update")
             .await?;
         let org = access.org;
+        check_etag("organization", changes.etag.as_deref(), &org.etag)?;
         if changes.is_empty() {
             tx.commit().await?;
             return Ok(org);
         }
-        let mut qb = QueryBuilder::<DB>::new("UPDATE organizations SET updated_at = ");
+        if let Some(labels) = &changes.labels {
+            Self::set_labels(&mut tx, LabelOwner::Organization, org.id, labels).await?;
+        }
+        let mut qb = QueryBuilder::<DB>::new("UPDATE organizations SET version = version + 1, updated_at = ");
         qb.push_bind(now_micros());
         let mut draft = Draft::success(actor, "organization.update", targets::org(org.id));
         if let Some(name) = &changes.name {
@@ -837,9 +957,12 @@ where
             qb.push_bind(description.as_str().to_owned());
             draft = draft.with("description", "changed");
         }
+        if let Some(labels) = &changes.labels {
+            draft = draft.with("labels", labels.to_json());
+        }
         qb.push(" WHERE id = ");
         qb.push_bind(org.id);
-        qb.push(" RETURNING id, name, slug, description, created_at, updated_at");
+        qb.push(" RETURNING id, name, slug, description, created_at, updated_at, labels, version");
         let updated = match qb.build().fetch_one(&mut *tx).await {
             Ok(row) => Self::org_from(&row)?,
             Err(e) if is_unique_violation(&e) => {
@@ -855,10 +978,11 @@ where
     }
 
     #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "delete_organization"))]
-    async fn delete_organization(&self, actor: &Actor, slug: &str) -> Result<Uuid> {
+    async fn delete_organization(&self, actor: &Actor, slug: &str, etag: Option<&str>) -> Result<Uuid> {
         let (mut tx, _, access) = self
             .org_guard(actor, slug, OrgAction::Manage, "organization.delete")
             .await?;
+        check_etag("organization", etag, &access.org.etag)?;
         let id = access.org.id;
         let detached: Vec<Uuid> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT id FROM spaces WHERE organization_id = $1{}",
@@ -925,7 +1049,8 @@ where
             }
         }
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE spaces SET organization_id = $1, updated_at = $3 WHERE id = $2 RETURNING {SPACE_RETURNING}"
+            "UPDATE spaces SET organization_id = $1, updated_at = $3, version = version + 1 \
+             WHERE id = $2 RETURNING {SPACE_RETURNING}"
         )))
         .bind(org)
         .bind(space)
@@ -933,6 +1058,7 @@ where
         .fetch_one(&mut *tx)
         .await?;
         Self::set_content_org(&mut tx, space, Some(org)).await?;
+        Self::bump_org(&mut tx, org).await?;
         let draft = Draft::success(actor, "space.attach", target).with("space_id", space.to_string());
         self.append(&mut tx, org, draft).await?;
         tx.commit().await?;
@@ -946,7 +1072,8 @@ where
             .await?;
         let org = access.org.id;
         let done = sqlx::query(
-            "UPDATE spaces SET organization_id = NULL, updated_at = $3 WHERE id = $2 AND organization_id = $1",
+            "UPDATE spaces SET organization_id = NULL, updated_at = $3, version = version + 1 \
+             WHERE id = $2 AND organization_id = $1",
         )
         .bind(org)
         .bind(space)
@@ -961,6 +1088,7 @@ where
             .with("space_id", space.to_string()));
         }
         Self::set_content_org(&mut tx, space, None).await?;
+        Self::bump_org(&mut tx, org).await?;
         let draft = Draft::success(actor, "space.detach", targets::org_space(org, space))
             .with("space_id", space.to_string());
         self.append(&mut tx, org, draft).await?;
@@ -993,6 +1121,7 @@ where
             .with("user_email", email.as_str()));
         }
         let member = Self::org_member(&mut tx, org, user).await?;
+        Self::bump_org(&mut tx, org).await?;
         let draft = Draft::success(actor, "member.add", targets::org_user(org, user))
             .with("user_id", user.to_string())
             .with("email", email.as_str())
@@ -1009,6 +1138,7 @@ where
         slug: &str,
         user: Uuid,
         role: OrgRole,
+        etag: Option<&str>,
     ) -> Result<Member> {
         let (mut tx, _, access) = self
             .org_guard(actor, slug, OrgAction::Manage, "member.update_role")
@@ -1017,17 +1147,24 @@ where
         let current = Self::lock_membership(&mut tx, org, user)
             .await?
             .ok_or_else(|| Self::member_not_found(user))?;
+        if etag.is_some() {
+            let before = Self::org_member(&mut tx, org, user).await?;
+            check_etag("membership", etag, &before.etag)?;
+        }
         if current == OrgRole::Admin && role != OrgRole::Admin && Self::admin_count(&mut tx, org).await? <= 1
         {
             return Err(last_admin());
         }
-        sqlx::query("UPDATE memberships SET role = $3 WHERE organization_id = $1 AND user_id = $2")
-            .bind(org)
-            .bind(user)
-            .bind(role.as_str())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE memberships SET role = $3, version = version + 1 WHERE organization_id = $1 AND user_id = $2",
+        )
+        .bind(org)
+        .bind(user)
+        .bind(role.as_str())
+        .execute(&mut *tx)
+        .await?;
         let member = Self::org_member(&mut tx, org, user).await?;
+        Self::bump_org(&mut tx, org).await?;
         let draft = Draft::success(actor, "member.update_role", targets::org_user(org, user))
             .with("user_id", user.to_string())
             .with("previous_role", current.as_str())
@@ -1038,7 +1175,7 @@ where
     }
 
     #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "remove_member"))]
-    async fn remove_member(&self, actor: &Actor, slug: &str, user: Uuid) -> Result<()> {
+    async fn remove_member(&self, actor: &Actor, slug: &str, user: Uuid, etag: Option<&str>) -> Result<()> {
         // Any member may leave; removing someone else takes an admin.
         let action = if user == actor.user_id {
             OrgAction::Read
@@ -1050,6 +1187,10 @@ where
         let current = Self::lock_membership(&mut tx, org, user)
             .await?
             .ok_or_else(|| Self::member_not_found(user))?;
+        if etag.is_some() {
+            let before = Self::org_member(&mut tx, org, user).await?;
+            check_etag("membership", etag, &before.etag)?;
+        }
         if current == OrgRole::Admin && Self::admin_count(&mut tx, org).await? <= 1 {
             return Err(last_admin());
         }
@@ -1058,6 +1199,7 @@ where
             .bind(user)
             .execute(&mut *tx)
             .await?;
+        Self::bump_org(&mut tx, org).await?;
         let draft = Draft::success(actor, "member.remove", targets::org_user(org, user))
             .with("user_id", user.to_string())
             .with("role", current.as_str());
@@ -1090,8 +1232,9 @@ where
             .build_query_scalar()
             .fetch_one(self.reader())
             .await?;
-        let mut qb =
-            build("SELECT u.id AS user_id, u.email, u.display_name, m.role, m.created_at AS joined_at");
+        let mut qb = build(
+            "SELECT u.id AS user_id, u.email, u.display_name, m.role, m.created_at AS joined_at, m.version",
+        );
         Self::push_page(&mut qb, "m.created_at", "m.user_id", &page);
         let rows = qb
             .build()
@@ -1127,10 +1270,19 @@ where
         .bind(now)
         .fetch_one(&mut *tx)
         .await;
-        let row = match row {
+        let mut row = match row {
             Err(e) if is_unique_violation(&e) => return Err(Self::space_slug_taken(new.slug.as_str())),
             other => other?,
         };
+        if !new.labels.is_empty() {
+            Self::set_labels(&mut tx, LabelOwner::Space, new.id, &new.labels).await?;
+            row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {SPACE_RETURNING} FROM spaces WHERE id = $1"
+            )))
+            .bind(new.id)
+            .fetch_one(&mut *tx)
+            .await?;
+        }
         let admin = Self::upsert_user(&mut tx, &new.admin_email).await?;
         sqlx::query(
             "INSERT INTO space_members (space_id, user_id, role, created_at) VALUES ($1, $2, 'admin', $3)",
@@ -1145,6 +1297,11 @@ where
             .with("slug", new.slug.as_str())
             .with("visibility", new.visibility.as_str())
             .with("admin_email", new.admin_email.as_str());
+        let draft = if new.labels.is_empty() {
+            draft
+        } else {
+            draft.with("labels", new.labels.to_json())
+        };
         self.append(&mut tx, audit::SYSTEM_CHAIN, draft).await?;
         tx.commit().await?;
         Ok(Self::space_from(&row)?)
@@ -1193,6 +1350,7 @@ where
             if let Some(term) = &filter.search {
                 DB::push_search(&mut qb, "s", "spaces_fts", ["name", "slug"], term);
             }
+            Self::push_label_filter(&mut qb, LabelOwner::Space, "s", &filter.labels);
             qb
         };
         let total: i64 = build("SELECT count(*)")
@@ -1216,12 +1374,17 @@ where
         let (mut tx, _, access) = self
             .space_guard(actor, id, SpaceAction::Manage, "space.update", targets::space)
             .await?;
+        check_etag("space", changes.etag.as_deref(), &access.space.etag)?;
         if changes.is_empty() {
             tx.commit().await?;
             return Ok(access.space);
         }
         let mut draft = Draft::success(actor, "space.update", targets::space(id));
-        let mut qb = QueryBuilder::<DB>::new("UPDATE spaces SET updated_at = ");
+        if let Some(labels) = &changes.labels {
+            Self::set_labels(&mut tx, LabelOwner::Space, id, labels).await?;
+            draft = draft.with("labels", labels.to_json());
+        }
+        let mut qb = QueryBuilder::<DB>::new("UPDATE spaces SET version = version + 1, updated_at = ");
         qb.push_bind(now_micros());
         if let Some(name) = &changes.name {
             qb.push(", name = ");
@@ -1283,10 +1446,11 @@ where
     }
 
     #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "delete_space"))]
-    async fn delete_space(&self, actor: &Actor, id: Uuid) -> Result<Option<Uuid>> {
+    async fn delete_space(&self, actor: &Actor, id: Uuid, etag: Option<&str>) -> Result<Option<Uuid>> {
         let (mut tx, _, access) = self
             .space_guard(actor, id, SpaceAction::Manage, "space.delete", targets::space)
             .await?;
+        check_etag("space", etag, &access.space.etag)?;
         sqlx::query("DELETE FROM spaces WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
@@ -1349,6 +1513,7 @@ where
             .with("user_email", email.as_str()));
         }
         let member = Self::space_member(&mut tx, space, user).await?;
+        Self::bump_space(&mut tx, space).await?;
         let draft = Draft::success(actor, "space_member.add", targets::space_member(space, user))
             .with("user_id", user.to_string())
             .with("email", email.as_str())
@@ -1365,6 +1530,7 @@ where
         space: Uuid,
         user: Uuid,
         role: SpaceRole,
+        etag: Option<&str>,
     ) -> Result<Member> {
         let target = |s: Uuid| targets::space_member(s, user);
         let (mut tx, _, access) = self
@@ -1383,13 +1549,20 @@ where
                 .fetch_optional(&mut *tx)
                 .await?;
         let previous = previous.ok_or_else(|| Self::member_not_found(user))?;
-        sqlx::query("UPDATE space_members SET role = $3 WHERE space_id = $1 AND user_id = $2")
-            .bind(space)
-            .bind(user)
-            .bind(role.as_str())
-            .execute(&mut *tx)
-            .await?;
+        if etag.is_some() {
+            let before = Self::space_member(&mut tx, space, user).await?;
+            check_etag("membership", etag, &before.etag)?;
+        }
+        sqlx::query(
+            "UPDATE space_members SET role = $3, version = version + 1 WHERE space_id = $1 AND user_id = $2",
+        )
+        .bind(space)
+        .bind(user)
+        .bind(role.as_str())
+        .execute(&mut *tx)
+        .await?;
         let member = Self::space_member(&mut tx, space, user).await?;
+        Self::bump_space(&mut tx, space).await?;
         let draft = Draft::success(
             actor,
             "space_member.update_role",
@@ -1404,7 +1577,13 @@ where
     }
 
     #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "remove_space_member"))]
-    async fn remove_space_member(&self, actor: &Actor, space: Uuid, user: Uuid) -> Result<()> {
+    async fn remove_space_member(
+        &self,
+        actor: &Actor,
+        space: Uuid,
+        user: Uuid,
+        etag: Option<&str>,
+    ) -> Result<()> {
         // Members may leave a space they can see; removing others takes
         // a space admin.
         let action = if user == actor.user_id {
@@ -1416,6 +1595,10 @@ where
         let (mut tx, _, access) = self
             .space_guard(actor, space, action, "space_member.remove", target)
             .await?;
+        if etag.is_some() {
+            let before = Self::space_member(&mut tx, space, user).await?;
+            check_etag("membership", etag, &before.etag)?;
+        }
         let removed: Option<String> = sqlx::query_scalar(
             "DELETE FROM space_members WHERE space_id = $1 AND user_id = $2 RETURNING role",
         )
@@ -1424,6 +1607,7 @@ where
         .fetch_optional(&mut *tx)
         .await?;
         let role = removed.ok_or_else(|| Self::member_not_found(user))?;
+        Self::bump_space(&mut tx, space).await?;
         let draft = Draft::success(actor, "space_member.remove", targets::space_member(space, user))
             .with("user_id", user.to_string())
             .with("role", role);
@@ -1443,7 +1627,8 @@ where
     #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "storage_state"))]
     async fn storage_state(&self, org: Uuid) -> Result<Option<StorageState>> {
         let row = sqlx::query(
-            "SELECT id, name, slug, description, created_at, updated_at FROM organizations WHERE id = $1",
+            "SELECT id, name, slug, description, created_at, updated_at, labels, version FROM organizations \
+             WHERE id = $1",
         )
         .bind(org)
         .fetch_optional(self.reader())

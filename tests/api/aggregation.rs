@@ -1389,7 +1389,13 @@ async fn content_follows_its_space_between_organizations() {
     app.attach(&w.slug, &w.open).await;
     assert_eq!(names(w.slug.clone()).await, vec!["while detached", "traveller"]);
     app.orgs()
-        .delete_organization(req(&root, DeleteOrganizationRequest { slug: w.slug.clone() }))
+        .delete_organization(req(
+            &root,
+            DeleteOrganizationRequest {
+                slug: w.slug.clone(),
+                ..Default::default()
+            },
+        ))
         .await
         .expect("delete");
     app.attach(&next, &w.open).await;

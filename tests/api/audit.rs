@@ -534,6 +534,7 @@ async fn every_mutating_rpc_appends_exactly_one_event_saying_who_did_what_to_wha
                 slug: Some("audit-walk".into()),
                 description: String::new(),
                 admin_email: admin_email.into(),
+                ..Default::default()
             },
         ))
         .await
@@ -619,6 +620,7 @@ async fn every_mutating_rpc_appends_exactly_one_event_saying_who_did_what_to_wha
             slug: "audit-walk".into(),
             user_id: m.user_id.clone(),
             role: "admin".into(),
+            ..Default::default()
         },
     ))
     .await
@@ -641,6 +643,7 @@ async fn every_mutating_rpc_appends_exactly_one_event_saying_who_did_what_to_wha
         RemoveUserRequest {
             slug: "audit-walk".into(),
             user_id: m.user_id.clone(),
+            ..Default::default()
         },
     ))
     .await
@@ -784,6 +787,7 @@ async fn every_mutating_rpc_appends_exactly_one_event_saying_who_did_what_to_wha
                 space_id: space.clone(),
                 user_id: sm.user_id.clone(),
                 role: "editor".into(),
+                ..Default::default()
             },
         ))
         .await
@@ -807,6 +811,7 @@ async fn every_mutating_rpc_appends_exactly_one_event_saying_who_did_what_to_wha
             RemoveSpaceMemberRequest {
                 space_id: space.clone(),
                 user_id: sm.user_id.clone(),
+                ..Default::default()
             },
         ))
         .await
@@ -1005,6 +1010,7 @@ async fn every_mutating_rpc_appends_exactly_one_event_saying_who_did_what_to_wha
             &a,
             DeleteSpaceRequest {
                 space_id: space.clone(),
+                ..Default::default()
             },
         ))
         .await
@@ -1071,6 +1077,7 @@ async fn every_mutating_rpc_appends_exactly_one_event_saying_who_did_what_to_wha
             &a,
             DeleteSpaceRequest {
                 space_id: doomed.clone(),
+                ..Default::default()
             },
         ))
         .await
@@ -1089,6 +1096,7 @@ async fn every_mutating_rpc_appends_exactly_one_event_saying_who_did_what_to_wha
         &a,
         DeleteOrganizationRequest {
             slug: "audit-walk".into(),
+            ..Default::default()
         },
     ))
     .await
@@ -1449,6 +1457,7 @@ async fn a_change_that_fails_for_any_other_reason_appends_nothing() {
                 slug: "careful".into(),
                 user_id: admin_id.clone(),
                 role: "member".into(),
+                ..Default::default()
             },
         ))
         .await
@@ -1465,6 +1474,7 @@ async fn a_change_that_fails_for_any_other_reason_appends_nothing() {
             RemoveUserRequest {
                 slug: "careful".into(),
                 user_id: admin_id.clone(),
+                ..Default::default()
             },
         ))
         .await
@@ -1482,6 +1492,7 @@ async fn a_change_that_fails_for_any_other_reason_appends_nothing() {
                 slug: "careful".into(),
                 user_id: stranger.clone(),
                 role: "admin".into(),
+                ..Default::default()
             },
         ))
         .await
@@ -1498,6 +1509,7 @@ async fn a_change_that_fails_for_any_other_reason_appends_nothing() {
             RemoveUserRequest {
                 slug: "careful".into(),
                 user_id: stranger.clone(),
+                ..Default::default()
             },
         ))
         .await
@@ -1574,6 +1586,7 @@ async fn a_change_that_fails_for_any_other_reason_appends_nothing() {
                 slug: Some("careful".into()),
                 description: String::new(),
                 admin_email: admin.into(),
+                ..Default::default()
             },
         ))
         .await
@@ -1815,6 +1828,7 @@ async fn five_event_org(app: &TestApp, name: &str) -> String {
                 slug,
                 user_id: first.expect("a member"),
                 role: "admin".into(),
+                ..Default::default()
             },
         ))
         .await
@@ -1968,6 +1982,7 @@ async fn a_removal_racing_the_remover_s_demotion_is_ordered_in_the_trail_by_the_
                 RemoveUserRequest {
                     slug: slug.clone(),
                     user_id: c_id.clone(),
+                    ..Default::default()
                 },
             )),
             by_b.update_user_role(req(
@@ -1976,6 +1991,7 @@ async fn a_removal_racing_the_remover_s_demotion_is_ordered_in_the_trail_by_the_
                     slug: slug.clone(),
                     user_id: a_id.clone(),
                     role: "member".into(),
+                    ..Default::default()
                 },
             )),
         );
@@ -2066,7 +2082,10 @@ async fn deleting_an_organization_while_spaces_are_added_and_it_is_renamed_fails
         let (deleted, added, renamed) = tokio::join!(
             c1.delete_organization(req(
                 &token(&admin),
-                DeleteOrganizationRequest { slug: slug.clone() }
+                DeleteOrganizationRequest {
+                    slug: slug.clone(),
+                    ..Default::default()
+                }
             )),
             c2.add_space(req(
                 &root(),
@@ -2281,6 +2300,7 @@ async fn audit_events_filter_by_action_actor_result_and_time_newest_first_in_pag
                 slug: "filtered".into(),
                 user_id: users[0].clone(),
                 role: "admin".into(),
+                ..Default::default()
             },
         ))
         .await
@@ -2303,6 +2323,7 @@ async fn audit_events_filter_by_action_actor_result_and_time_newest_first_in_pag
             RemoveUserRequest {
                 slug: "filtered".into(),
                 user_id: users[2].clone(),
+                ..Default::default()
             },
         ))
         .await
@@ -2545,6 +2566,7 @@ async fn audit_events_filter_by_action_actor_result_and_time_newest_first_in_pag
             &a,
             DeleteOrganizationRequest {
                 slug: "filtered".into(),
+                ..Default::default()
             },
         ))
         .await

@@ -480,7 +480,13 @@ async fn pruning_keeps_the_chain_verifiable_from_a_signed_checkpoint() {
         .id;
     first
         .orgs()
-        .delete_organization(req(&root(), DeleteOrganizationRequest { slug: "gone".into() }))
+        .delete_organization(req(
+            &root(),
+            DeleteOrganizationRequest {
+                slug: "gone".into(),
+                ..Default::default()
+            },
+        ))
         .await
         .expect("delete");
     first.stop().await;
@@ -672,6 +678,7 @@ async fn watch_delivers_every_event_of_a_thousand_concurrent_changes_in_order_an
             &root(),
             DeleteOrganizationRequest {
                 slug: "watched".into(),
+                ..Default::default()
             },
         ))
         .await
@@ -722,6 +729,7 @@ async fn watching_takes_an_admin_and_ends_when_the_right_goes() {
                 slug: "kept".into(),
                 user_id: second.user_id.clone(),
                 role: "member".into(),
+                ..Default::default()
             },
         ))
         .await

@@ -147,6 +147,7 @@ async fn create_org_as(app: &TestApp, tok: &str, name: &str) -> Result<Organizat
                 slug: None,
                 description: String::new(),
                 admin_email: String::new(),
+                ..Default::default()
             },
         ))
         .await

@@ -21,20 +21,22 @@ fn python() -> PathBuf {
         .unwrap_or_else(|| repo().join(".venv/bin/python"))
 }
 
-/// The shell lines between the README's curl-story markers.
+/// The shell lines between the README's curl-story markers: every marked
+/// block, in order (the feature sections continue the first one's story).
 fn curl_story() -> String {
     let readme = std::fs::read_to_string(repo().join("README.md")).expect("README.md");
-    let start = readme
-        .find("<!-- curl-story -->")
-        .expect("the curl-story start marker");
-    let end = readme
-        .find("<!-- /curl-story -->")
-        .expect("the curl-story end marker");
-    readme[start..end]
-        .lines()
-        .filter_map(|l| l.strip_prefix("    "))
-        .collect::<Vec<_>>()
-        .join("\n")
+    let mut story = Vec::new();
+    let mut rest = readme.as_str();
+    while let Some(start) = rest.find("<!-- curl-story -->") {
+        let end = rest[start..]
+            .find("<!-- /curl-story -->")
+            .expect("a curl-story end marker after each start marker")
+            + start;
+        story.extend(rest[start..end].lines().filter_map(|l| l.strip_prefix("    ")));
+        rest = &rest[end..];
+    }
+    assert!(!story.is_empty(), "no curl-story block in the README");
+    story.join("\n")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -61,11 +63,27 @@ async fn the_readme_curl_story_runs_through_envoy() {
         "the README's curl story failed:\n{script}\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // The last command printed the statistics of what the story wrote.
-    let stats: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("the story's last line is not the stats JSON ({e}): {stdout}"));
+    let replies: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    // The statistics of what the story wrote.
+    let stats = replies
+        .iter()
+        .find(|r| r.get("total_products").is_some())
+        .unwrap_or_else(|| panic!("no statistics in the story's output: {stdout}"));
     assert_eq!(stats["total_products"], 1, "{stats}");
     assert_eq!(stats["total_users"], 2, "{stats}");
+    // The label filter found the labelled organization.
+    assert!(
+        replies.iter().any(|r| r.as_array().is_some_and(|a| {
+            a.len() == 1 && a[0]["slug"] == "acme-corp" && a[0]["labels"]["tier"] == "gold"
+        })),
+        "no labelled organization listed: {stdout}"
+    );
+    // The conditional update applied.
+    assert!(replies.iter().any(|r| r["description"] == "Widgets"), "{stdout}");
+    assert!(stdout.contains("x-ratelimit-remaining"), "{stdout}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -77,6 +77,7 @@ async fn create(app: &TestApp, slug: &str) -> Result<(), tonic::Status> {
                 slug: Some(slug.into()),
                 description: "x".repeat(2000),
                 admin_email: format!("admin@{slug}.test"),
+                ..Default::default()
             },
         ))
         .await
@@ -601,6 +602,7 @@ async fn a_full_disk_under_postgres_loses_no_acknowledged_write_and_recovers() {
                 slug: Some(slug.clone()),
                 description: "x".repeat(2000),
                 admin_email: format!("admin@{slug}.test"),
+                ..Default::default()
             },
         );
         request.set_timeout(Duration::from_secs(10));

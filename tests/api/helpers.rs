@@ -220,6 +220,7 @@ impl TestApp {
                     slug: Some(slug.into()),
                     description: String::new(),
                     admin_email: admin.into(),
+                    ..Default::default()
                 },
             ))
             .await
@@ -259,6 +260,7 @@ impl TestApp {
                     repo: String::new(),
                     agent: None,
                     admin_email: admin.into(),
+                    ..Default::default()
                 },
             ))
             .await

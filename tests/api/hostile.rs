@@ -96,6 +96,7 @@ async fn control_characters_in_names_slugs_and_descriptions_are_invalid() {
             slug: Some(slug.into()),
             description: description.into(),
             admin_email: String::new(),
+            ..Default::default()
         };
         async move { orgs.create_organization(req(&root(), request)).await }
     };

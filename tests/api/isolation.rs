@@ -60,9 +60,15 @@ async fn an_admin_of_one_organization_cannot_touch_another() {
         ),
         (
             "DeleteOrganization",
-            o.delete_organization(req(&eve, DeleteOrganizationRequest { slug: slug() }))
-                .await
-                .map(drop),
+            o.delete_organization(req(
+                &eve,
+                DeleteOrganizationRequest {
+                    slug: slug(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop),
         ),
         (
             "AddSpace",
@@ -109,6 +115,7 @@ async fn an_admin_of_one_organization_cannot_touch_another() {
                     slug: slug(),
                     user_id: tom_id.clone(),
                     role: "member".into(),
+                    ..Default::default()
                 },
             ))
             .await
@@ -121,6 +128,7 @@ async fn an_admin_of_one_organization_cannot_touch_another() {
                 RemoveUserRequest {
                     slug: slug(),
                     user_id: tom_id.clone(),
+                    ..Default::default()
                 },
             ))
             .await
@@ -168,6 +176,7 @@ async fn an_admin_of_one_organization_cannot_touch_another() {
                 &eve,
                 DeleteSpaceRequest {
                     space_id: their_space.id.clone(),
+                    ..Default::default()
                 },
             ))
             .await
@@ -206,6 +215,7 @@ async fn an_admin_of_one_organization_cannot_touch_another() {
                     space_id: their_space.id.clone(),
                     user_id: tom_id.clone(),
                     role: "viewer".into(),
+                    ..Default::default()
                 },
             ))
             .await
@@ -218,6 +228,7 @@ async fn an_admin_of_one_organization_cannot_touch_another() {
                 RemoveSpaceMemberRequest {
                     space_id: their_space.id.clone(),
                     user_id: tom_id.clone(),
+                    ..Default::default()
                 },
             ))
             .await

@@ -19,6 +19,7 @@ async fn the_last_admin_can_be_neither_demoted_nor_removed() {
                 slug: "solo".into(),
                 user_id: only.clone(),
                 role: "member".into(),
+                ..Default::default()
             },
         ))
         .await;
@@ -30,6 +31,7 @@ async fn the_last_admin_can_be_neither_demoted_nor_removed() {
             RemoveUserRequest {
                 slug: "solo".into(),
                 user_id: only.clone(),
+                ..Default::default()
             },
         ))
         .await;
@@ -43,6 +45,7 @@ async fn the_last_admin_can_be_neither_demoted_nor_removed() {
                 slug: "solo".into(),
                 user_id: only.clone(),
                 role: "member".into(),
+                ..Default::default()
             },
         ))
         .await
@@ -54,6 +57,7 @@ async fn the_last_admin_can_be_neither_demoted_nor_removed() {
             RemoveUserRequest {
                 slug: "solo".into(),
                 user_id: second.user_id.clone(),
+                ..Default::default()
             },
         ))
         .await;
@@ -102,6 +106,7 @@ async fn two_admins_demoting_or_removing_each_other_at_once_leave_one_admin() {
                             RemoveUserRequest {
                                 slug,
                                 user_id: target,
+                                ..Default::default()
                             },
                         ))
                         .await
@@ -114,6 +119,7 @@ async fn two_admins_demoting_or_removing_each_other_at_once_leave_one_admin() {
                                 slug,
                                 user_id: target,
                                 role: "member".into(),
+                                ..Default::default()
                             },
                         ))
                         .await
@@ -171,6 +177,7 @@ async fn concurrent_superadmin_demotions_keep_an_admin() {
                             slug,
                             user_id: target,
                             role: "member".into(),
+                            ..Default::default()
                         },
                     ))
                     .await

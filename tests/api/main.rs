@@ -13,6 +13,7 @@ mod faults;
 mod helpers;
 mod hostile;
 mod isolation;
+mod labels_etags;
 mod last_admin;
 mod observability;
 mod organizations;

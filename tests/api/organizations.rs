@@ -17,6 +17,7 @@ async fn creating_an_organization_returns_its_details_and_makes_the_admin() {
                 slug: None,
                 description: "Makers of everything".into(),
                 admin_email: "Boss@Acme.test".into(),
+                ..Default::default()
             },
         ))
         .await
@@ -98,6 +99,7 @@ async fn the_storage_directory_follows_the_organization_and_its_spaces() {
                 name: Some("Stored Things".into()),
                 new_slug: Some("stored-things".into()),
                 description: None,
+                ..Default::default()
             },
         ))
         .await
@@ -125,6 +127,7 @@ async fn the_storage_directory_follows_the_organization_and_its_spaces() {
             &root(),
             DeleteOrganizationRequest {
                 slug: "stored-things".into(),
+                ..Default::default()
             },
         ))
         .await
@@ -222,6 +225,7 @@ async fn deleting_an_organization_detaches_its_spaces() {
             &token("a@del.test"),
             DeleteOrganizationRequest {
                 slug: "doomed".into(),
+                ..Default::default()
             },
         ))
         .await
@@ -394,6 +398,7 @@ async fn members_are_added_changed_listed_and_removed() {
                 slug: "team".into(),
                 user_id: added.user_id.clone(),
                 role: "admin".into(),
+                ..Default::default()
             },
         ))
         .await
@@ -425,6 +430,7 @@ async fn members_are_added_changed_listed_and_removed() {
             RemoveUserRequest {
                 slug: "team".into(),
                 user_id: added.user_id.clone(),
+                ..Default::default()
             },
         ))
         .await
@@ -436,6 +442,7 @@ async fn members_are_added_changed_listed_and_removed() {
             RemoveUserRequest {
                 slug: "team".into(),
                 user_id: added.user_id.clone(),
+                ..Default::default()
             },
         ))
         .await;

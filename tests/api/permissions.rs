@@ -195,7 +195,13 @@ async fn call(app: &TestApp, fx: &Fixture, rpc: &str, t: &str) -> Result<(), Sta
             .await
             .map(drop),
         "DeleteOrganization" => orgs
-            .delete_organization(req(t, DeleteOrganizationRequest { slug }))
+            .delete_organization(req(
+                t,
+                DeleteOrganizationRequest {
+                    slug,
+                    ..Default::default()
+                },
+            ))
             .await
             .map(drop),
         "AddSpace" => orgs
@@ -236,6 +242,7 @@ async fn call(app: &TestApp, fx: &Fixture, rpc: &str, t: &str) -> Result<(), Sta
                     slug,
                     user_id: fx.member2_id.clone(),
                     role: "admin".into(),
+                    ..Default::default()
                 },
             ))
             .await
@@ -246,6 +253,7 @@ async fn call(app: &TestApp, fx: &Fixture, rpc: &str, t: &str) -> Result<(), Sta
                 RemoveUserRequest {
                     slug,
                     user_id: fx.member2_id.clone(),
+                    ..Default::default()
                 },
             ))
             .await
@@ -299,6 +307,7 @@ async fn call(app: &TestApp, fx: &Fixture, rpc: &str, t: &str) -> Result<(), Sta
                 t,
                 DeleteSpaceRequest {
                     space_id: fx.space_x.clone(),
+                    ..Default::default()
                 },
             ))
             .await
@@ -331,6 +340,7 @@ async fn call(app: &TestApp, fx: &Fixture, rpc: &str, t: &str) -> Result<(), Sta
                     space_id: fx.space_x.clone(),
                     user_id: fx.member2_id.clone(),
                     role: "editor".into(),
+                    ..Default::default()
                 },
             ))
             .await
@@ -341,6 +351,7 @@ async fn call(app: &TestApp, fx: &Fixture, rpc: &str, t: &str) -> Result<(), Sta
                 RemoveSpaceMemberRequest {
                     space_id: fx.space_x.clone(),
                     user_id: fx.member2_id.clone(),
+                    ..Default::default()
                 },
             ))
             .await
@@ -707,6 +718,7 @@ async fn a_member_may_remove_themself_but_not_others() {
             RemoveUserRequest {
                 slug: fx.slug.clone(),
                 user_id: fx.member2_id.clone(),
+                ..Default::default()
             },
         ))
         .await;
@@ -717,6 +729,7 @@ async fn a_member_may_remove_themself_but_not_others() {
             RemoveUserRequest {
                 slug: fx.slug.clone(),
                 user_id: fx.member_id.clone(),
+                ..Default::default()
             },
         ))
         .await

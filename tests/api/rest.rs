@@ -194,7 +194,8 @@ async fn organizations_answer_in_the_seed_shapes() {
     assert_eq!(details["spaces"][0]["visibility"], "organization");
     assert_eq!(
         keys(&details["members"][0]),
-        vec!["display_name", "email", "joined_at", "role", "user_id"]
+        // The seed's fields, and the etag of SPEC §7.
+        vec!["display_name", "email", "etag", "joined_at", "role", "user_id"]
     );
 
     let patched = rest

@@ -24,6 +24,7 @@ async fn spaces_are_created_read_updated_and_deleted() {
                     autonomy_level: 3,
                 }),
                 admin_email: "keeper@spaces.test".into(),
+                ..Default::default()
             },
         ))
         .await
@@ -116,6 +117,7 @@ async fn spaces_are_created_read_updated_and_deleted() {
             &keeper,
             DeleteSpaceRequest {
                 space_id: created.id.clone(),
+                ..Default::default()
             },
         ))
         .await
@@ -194,6 +196,7 @@ async fn space_members_are_added_changed_listed_and_removed() {
                 space_id: space.id.clone(),
                 user_id: added.user_id.clone(),
                 role: "editor".into(),
+                ..Default::default()
             },
         ))
         .await
@@ -230,6 +233,7 @@ async fn space_members_are_added_changed_listed_and_removed() {
             RemoveSpaceMemberRequest {
                 space_id: space.id.clone(),
                 user_id: added.user_id.clone(),
+                ..Default::default()
             },
         ))
         .await
@@ -241,6 +245,7 @@ async fn space_members_are_added_changed_listed_and_removed() {
             RemoveSpaceMemberRequest {
                 space_id: space.id.clone(),
                 user_id: added.user_id.clone(),
+                ..Default::default()
             },
         ))
         .await;

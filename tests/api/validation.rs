@@ -208,6 +208,7 @@ async fn bad_emails_roles_ids_and_pages_name_their_field() {
                     slug: "checks".into(),
                     user_id: "42".into(),
                     role: "admin".into(),
+                    ..Default::default()
                 },
             ))
             .await
