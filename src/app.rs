@@ -476,6 +476,23 @@ impl App {
             .await
     }
 
+    pub async fn batch_add_members(
+        &self,
+        actor: &Actor,
+        slug: &str,
+        entries: &[(Email, OrgRole)],
+    ) -> Result<Vec<Member>> {
+        self.charge_slug(slug).await?;
+        self.notify(|| self.store.batch_add_members(actor, slug, entries))
+            .await
+    }
+
+    pub async fn batch_remove_members(&self, actor: &Actor, slug: &str, users: &[Uuid]) -> Result<u64> {
+        self.charge_slug(slug).await?;
+        self.notify(|| self.store.batch_remove_members(actor, slug, users))
+            .await
+    }
+
     // ---- spaces ---------------------------------------------------------------
 
     pub async fn create_space(&self, actor: &Actor, new: NewSpace) -> Result<Space> {
@@ -530,6 +547,28 @@ impl App {
     ) -> Result<()> {
         self.charge_space(space).await?;
         self.notify(|| self.store.remove_space_member(actor, space, user, etag))
+            .await
+    }
+
+    pub async fn batch_add_space_members(
+        &self,
+        actor: &Actor,
+        space: Uuid,
+        entries: &[(Email, SpaceRole)],
+    ) -> Result<Vec<Member>> {
+        self.charge_space(space).await?;
+        self.notify(|| self.store.batch_add_space_members(actor, space, entries))
+            .await
+    }
+
+    pub async fn batch_remove_space_members(
+        &self,
+        actor: &Actor,
+        space: Uuid,
+        users: &[Uuid],
+    ) -> Result<u64> {
+        self.charge_space(space).await?;
+        self.notify(|| self.store.batch_remove_space_members(actor, space, users))
             .await
     }
 

@@ -15,6 +15,7 @@ use crate::App;
 use crate::app::{ChainRef, MAX_PROOF_EVENTS, actor};
 use crate::domain::access::OrgAction;
 use crate::domain::audit::{ActionFilter, EventFilter, Outcome};
+use crate::domain::batch;
 use crate::domain::content::search_term;
 use crate::domain::labels::{LabelFilter, Labels};
 use crate::domain::page::PageRequest;
@@ -289,6 +290,44 @@ impl OrganizationService for OrganizationApi {
             .remove_member(&actor(&caller, "RemoveUser"), slug, user, etag.as_deref())
             .await?;
         Ok(no_content(RemoveUserResponse {}))
+    }
+
+    #[instrument(skip_all, fields(rpc = "BatchAddUsers"))]
+    async fn batch_add_users(
+        &self,
+        request: Request<BatchAddUsersRequest>,
+    ) -> Result<Response<BatchAddUsersResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.into_inner();
+        let slug = required_slug(&req.slug)?;
+        let raw: Vec<(String, String)> = req.entries.into_iter().map(|e| (e.user_email, e.role)).collect();
+        let entries = batch::additions(&raw, OrgRole::parse)?;
+        let added = self
+            .app
+            .batch_add_members(&actor(&caller, "BatchAddUsers"), slug, &entries)
+            .await?;
+        Ok(Response::new(BatchAddUsersResponse {
+            members: added.iter().map(member).collect(),
+        }))
+    }
+
+    #[instrument(skip_all, fields(rpc = "BatchRemoveUsers"))]
+    async fn batch_remove_users(
+        &self,
+        request: Request<BatchRemoveUsersRequest>,
+    ) -> Result<Response<BatchRemoveUsersResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.into_inner();
+        let slug = required_slug(&req.slug)?;
+        let raw: Vec<String> = req.entries.into_iter().map(|e| e.user_id).collect();
+        let users = batch::removals(&raw)?;
+        let removed = self
+            .app
+            .batch_remove_members(&actor(&caller, "BatchRemoveUsers"), slug, &users)
+            .await?;
+        Ok(Response::new(BatchRemoveUsersResponse {
+            removed: count(removed as i64),
+        }))
     }
 
     #[instrument(skip_all, fields(rpc = "ListUsers"))]

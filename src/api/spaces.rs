@@ -14,6 +14,7 @@ use crate::App;
 use crate::app::actor;
 use crate::domain::access::SpaceAction;
 use crate::domain::audit::Actor;
+use crate::domain::batch;
 use crate::domain::content::{ContentKind, MAX_BATCH, check_batch};
 use crate::domain::labels::{LabelFilter, Labels};
 use crate::domain::page::PageRequest;
@@ -338,6 +339,44 @@ impl SpaceService for SpaceApi {
             .remove_space_member(&actor(&caller, "RemoveSpaceMember"), id, user, etag.as_deref())
             .await?;
         Ok(no_content(RemoveSpaceMemberResponse {}))
+    }
+
+    #[instrument(skip_all, fields(rpc = "BatchAddSpaceMembers"))]
+    async fn batch_add_space_members(
+        &self,
+        request: Request<BatchAddSpaceMembersRequest>,
+    ) -> Result<Response<BatchAddSpaceMembersResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.into_inner();
+        let id = parse_id("space_id", &req.space_id)?;
+        let raw: Vec<(String, String)> = req.entries.into_iter().map(|e| (e.user_email, e.role)).collect();
+        let entries = batch::additions(&raw, SpaceRole::parse)?;
+        let added = self
+            .app
+            .batch_add_space_members(&actor(&caller, "BatchAddSpaceMembers"), id, &entries)
+            .await?;
+        Ok(Response::new(BatchAddSpaceMembersResponse {
+            members: added.iter().map(member).collect(),
+        }))
+    }
+
+    #[instrument(skip_all, fields(rpc = "BatchRemoveSpaceMembers"))]
+    async fn batch_remove_space_members(
+        &self,
+        request: Request<BatchRemoveSpaceMembersRequest>,
+    ) -> Result<Response<BatchRemoveSpaceMembersResponse>, Status> {
+        let caller = caller(&request)?;
+        let req = request.into_inner();
+        let id = parse_id("space_id", &req.space_id)?;
+        let raw: Vec<String> = req.entries.into_iter().map(|e| e.user_id).collect();
+        let users = batch::removals(&raw)?;
+        let removed = self
+            .app
+            .batch_remove_space_members(&actor(&caller, "BatchRemoveSpaceMembers"), id, &users)
+            .await?;
+        Ok(Response::new(BatchRemoveSpaceMembersResponse {
+            removed: count(removed as i64),
+        }))
     }
 
     #[instrument(skip_all, fields(rpc = "BatchUpsertProducts"))]

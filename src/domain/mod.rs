@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod batch;
 pub mod content;
 pub mod error;
 pub mod labels;

@@ -222,6 +222,22 @@ pub trait Store: ContentStore {
         etag: Option<&str>,
     ) -> Result<Member>;
     async fn remove_member(&self, actor: &Actor, slug: &str, user: Uuid, etag: Option<&str>) -> Result<()>;
+    /// Adds every entry or none (one audit event); the members in entry order.
+    async fn batch_add_members(
+        &self,
+        actor: &Actor,
+        slug: &str,
+        entries: &[(Email, OrgRole)],
+    ) -> Result<Vec<Member>>;
+    /// Removes every user or none (one audit event); how many were removed.
+    async fn batch_remove_members(&self, actor: &Actor, slug: &str, users: &[Uuid]) -> Result<u64>;
+    async fn batch_add_space_members(
+        &self,
+        actor: &Actor,
+        space: Uuid,
+        entries: &[(Email, SpaceRole)],
+    ) -> Result<Vec<Member>>;
+    async fn batch_remove_space_members(&self, actor: &Actor, space: Uuid, users: &[Uuid]) -> Result<u64>;
     async fn create_space(&self, actor: &Actor, new: NewSpace) -> Result<Space>;
     async fn update_space(&self, actor: &Actor, id: Uuid, changes: SpaceChanges) -> Result<Space>;
     /// Deletes the space; returns the organization it belonged to.
@@ -318,6 +334,10 @@ pub mod targets {
 
     pub fn space(space: Uuid) -> String {
         format!("spaces/{space}")
+    }
+
+    pub fn org_users(org: Uuid) -> String {
+        format!("organizations/{org}/users")
     }
 
     pub fn space_members(space: Uuid) -> String {

@@ -37,6 +37,23 @@ pub(super) enum LabelOwner {
     Space,
 }
 
+/// Which memberships: of organizations or of spaces.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum MemberTable {
+    Organization,
+    Space,
+}
+
+impl MemberTable {
+    /// The table, its owner column and the select of a member.
+    fn sql(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            MemberTable::Organization => ("memberships", "organization_id", MEMBER_SELECT),
+            MemberTable::Space => ("space_members", "space_id", SPACE_MEMBER_SELECT),
+        }
+    }
+}
+
 /// A transaction on `DB`.
 pub(super) type Tx<DB> = sqlx::Transaction<'static, DB>;
 
@@ -601,6 +618,149 @@ where
             .execute(&mut **tx)
             .await?;
         Ok(())
+    }
+
+    /// Inserts memberships for every entry, or none: users are found or
+    /// created in one statement, an entry already a member is ALREADY_EXISTS
+    /// naming it. Returns the members in entry order.
+    pub(super) async fn insert_members(
+        tx: &mut Tx<DB>,
+        table: MemberTable,
+        owner: Uuid,
+        entries: &[(&Email, &'static str)],
+    ) -> Result<Vec<Member>> {
+        let (members, column, select) = table.sql();
+        let now = now_micros();
+        let mut qb = QueryBuilder::<DB>::new(
+            "INSERT INTO users (id, email, display_name, is_superadmin, created_at) ",
+        );
+        qb.push_values(entries, |mut row, (email, _)| {
+            row.push_bind(Uuid::now_v7())
+                .push_bind(email.as_str().to_owned())
+                .push_bind("")
+                .push_bind(false)
+                .push_bind(now);
+        });
+        qb.push(" ON CONFLICT (email) DO NOTHING");
+        qb.build().execute(&mut **tx).await?;
+        let mut qb = QueryBuilder::<DB>::new("SELECT id, email FROM users WHERE email IN (");
+        let mut list = qb.separated(", ");
+        for (email, _) in entries {
+            list.push_bind(email.as_str().to_owned());
+        }
+        qb.push(")");
+        let mut ids = std::collections::HashMap::with_capacity(entries.len());
+        for row in qb.build().fetch_all(&mut **tx).await? {
+            let email: String = row.try_get("email")?;
+            ids.insert(email, row.try_get::<Uuid, _>("id")?);
+        }
+        let users = entries
+            .iter()
+            .map(|(email, _)| {
+                ids.get(email.as_str()).copied().ok_or_else(|| {
+                    Error::internal("batch add", format!("user {email} not found after insert"))
+                })
+            })
+            .collect::<Result<Vec<Uuid>>>()?;
+        let mut qb = QueryBuilder::<DB>::new(format!("SELECT user_id FROM {members} WHERE {column} = "));
+        qb.push_bind(owner);
+        Self::push_ids(&mut qb, " AND user_id IN (", &users);
+        let existing: std::collections::HashSet<Uuid> = qb
+            .build_query_scalar()
+            .fetch_all(&mut **tx)
+            .await?
+            .into_iter()
+            .collect();
+        if let Some(i) = users.iter().position(|u| existing.contains(u)) {
+            let email = entries[i].0.as_str();
+            return Err(Error::already_exists(
+                "MEMBER_ALREADY_EXISTS",
+                format!("entries[{i}]: {email} is already a member"),
+            )
+            .with("field", format!("entries[{i}].user_email"))
+            .with("user_email", email));
+        }
+        let mut qb = QueryBuilder::<DB>::new(format!(
+            "INSERT INTO {members} ({column}, user_id, role, created_at) "
+        ));
+        qb.push_values(users.iter().zip(entries), |mut row, (user, (_, role))| {
+            row.push_bind(owner)
+                .push_bind(*user)
+                .push_bind(*role)
+                .push_bind(now);
+        });
+        qb.build().execute(&mut **tx).await?;
+        let mut qb = QueryBuilder::<DB>::new(format!("{select} WHERE m.{column} = "));
+        qb.push_bind(owner);
+        Self::push_ids(&mut qb, " AND m.user_id IN (", &users);
+        let mut found = std::collections::HashMap::with_capacity(users.len());
+        for row in qb.build().fetch_all(&mut **tx).await? {
+            let member = Self::member_from(&row)?;
+            found.insert(member.user_id, member);
+        }
+        users
+            .iter()
+            .map(|u| {
+                found.remove(u).ok_or_else(|| {
+                    Error::internal("batch add", format!("membership of {u} not found after insert"))
+                })
+            })
+            .collect()
+    }
+
+    /// Deletes the memberships of every user, or none: a user who is not a
+    /// member is NOT_FOUND naming the entry. Returns each removed role.
+    pub(super) async fn delete_members(
+        tx: &mut Tx<DB>,
+        table: MemberTable,
+        owner: Uuid,
+        users: &[Uuid],
+    ) -> Result<Vec<String>> {
+        let (members, column, _) = table.sql();
+        let mut qb =
+            QueryBuilder::<DB>::new(format!("SELECT user_id, role FROM {members} WHERE {column} = "));
+        qb.push_bind(owner);
+        Self::push_ids(&mut qb, " AND user_id IN (", users);
+        let mut roles = std::collections::HashMap::with_capacity(users.len());
+        for row in qb.build().fetch_all(&mut **tx).await? {
+            roles.insert(
+                row.try_get::<Uuid, _>("user_id")?,
+                row.try_get::<String, _>("role")?,
+            );
+        }
+        let removed = users
+            .iter()
+            .enumerate()
+            .map(|(i, u)| {
+                roles
+                    .remove(u)
+                    .ok_or_else(|| Self::member_not_found(*u).with("field", format!("entries[{i}].user_id")))
+            })
+            .collect::<Result<Vec<String>>>()?;
+        if matches!(table, MemberTable::Organization) {
+            let admins_removed = removed
+                .iter()
+                .filter(|r| r.as_str() == OrgRole::Admin.as_str())
+                .count() as i64;
+            if admins_removed > 0 && Self::admin_count(tx, owner).await? <= admins_removed {
+                return Err(last_admin());
+            }
+        }
+        let mut qb = QueryBuilder::<DB>::new(format!("DELETE FROM {members} WHERE {column} = "));
+        qb.push_bind(owner);
+        Self::push_ids(&mut qb, " AND user_id IN (", users);
+        qb.build().execute(&mut **tx).await?;
+        Ok(removed)
+    }
+
+    /// `<prefix>$1, $2, ...)`: a list of ids.
+    pub(super) fn push_ids(qb: &mut QueryBuilder<DB>, prefix: &str, ids: &[Uuid]) {
+        qb.push(prefix);
+        let mut list = qb.separated(", ");
+        for id in ids {
+            list.push_bind(*id);
+        }
+        qb.push(")");
     }
 
     pub(super) fn chain_of(space: &Space) -> Uuid {
@@ -1206,6 +1366,110 @@ where
         self.append(&mut tx, org, draft).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "batch_add_members"))]
+    async fn batch_add_members(
+        &self,
+        actor: &Actor,
+        slug: &str,
+        entries: &[(Email, OrgRole)],
+    ) -> Result<Vec<Member>> {
+        let (mut tx, _, access) = self
+            .org_guard(actor, slug, OrgAction::Manage, "member.batch_add")
+            .await?;
+        let org = access.org.id;
+        let rows: Vec<(&Email, &'static str)> = entries.iter().map(|(e, r)| (e, r.as_str())).collect();
+        let added = Self::insert_members(&mut tx, MemberTable::Organization, org, &rows).await?;
+        Self::bump_org(&mut tx, org).await?;
+        let listed: Vec<serde_json::Value> = added
+            .iter()
+            .map(|m| serde_json::json!({"user_id": m.user_id.to_string(), "email": m.email, "role": m.role}))
+            .collect();
+        let draft = Draft::success(actor, "member.batch_add", targets::org_users(org))
+            .with("count", added.len().to_string())
+            .with("members", serde_json::Value::Array(listed).to_string());
+        self.append(&mut tx, org, draft).await?;
+        tx.commit().await?;
+        Ok(added)
+    }
+
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "batch_remove_members"))]
+    async fn batch_remove_members(&self, actor: &Actor, slug: &str, users: &[Uuid]) -> Result<u64> {
+        let (mut tx, _, access) = self
+            .org_guard(actor, slug, OrgAction::Manage, "member.batch_remove")
+            .await?;
+        let org = access.org.id;
+        let roles = Self::delete_members(&mut tx, MemberTable::Organization, org, users).await?;
+        Self::bump_org(&mut tx, org).await?;
+        let listed: Vec<serde_json::Value> = users
+            .iter()
+            .zip(&roles)
+            .map(|(u, r)| serde_json::json!({"user_id": u.to_string(), "role": r}))
+            .collect();
+        let draft = Draft::success(actor, "member.batch_remove", targets::org_users(org))
+            .with("count", roles.len().to_string())
+            .with("members", serde_json::Value::Array(listed).to_string());
+        self.append(&mut tx, org, draft).await?;
+        tx.commit().await?;
+        Ok(roles.len() as u64)
+    }
+
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "batch_add_space_members"))]
+    async fn batch_add_space_members(
+        &self,
+        actor: &Actor,
+        space: Uuid,
+        entries: &[(Email, SpaceRole)],
+    ) -> Result<Vec<Member>> {
+        let (mut tx, _, access) = self
+            .space_guard(
+                actor,
+                space,
+                SpaceAction::Manage,
+                "space_member.batch_add",
+                targets::space_members,
+            )
+            .await?;
+        let rows: Vec<(&Email, &'static str)> = entries.iter().map(|(e, r)| (e, r.as_str())).collect();
+        let added = Self::insert_members(&mut tx, MemberTable::Space, space, &rows).await?;
+        Self::bump_space(&mut tx, space).await?;
+        let listed: Vec<serde_json::Value> = added
+            .iter()
+            .map(|m| serde_json::json!({"user_id": m.user_id.to_string(), "email": m.email, "role": m.role}))
+            .collect();
+        let draft = Draft::success(actor, "space_member.batch_add", targets::space_members(space))
+            .with("count", added.len().to_string())
+            .with("members", serde_json::Value::Array(listed).to_string());
+        self.append(&mut tx, Self::chain_of(&access.space), draft).await?;
+        tx.commit().await?;
+        Ok(added)
+    }
+
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "batch_remove_space_members"))]
+    async fn batch_remove_space_members(&self, actor: &Actor, space: Uuid, users: &[Uuid]) -> Result<u64> {
+        let (mut tx, _, access) = self
+            .space_guard(
+                actor,
+                space,
+                SpaceAction::Manage,
+                "space_member.batch_remove",
+                targets::space_members,
+            )
+            .await?;
+        let roles = Self::delete_members(&mut tx, MemberTable::Space, space, users).await?;
+        Self::bump_space(&mut tx, space).await?;
+        let listed: Vec<serde_json::Value> = users
+            .iter()
+            .zip(&roles)
+            .map(|(u, r)| serde_json::json!({"user_id": u.to_string(), "role": r}))
+            .collect();
+        let draft = Draft::success(actor, "space_member.batch_remove", targets::space_members(space))
+            .with("count", roles.len().to_string())
+            .with("members", serde_json::Value::Array(listed).to_string());
+        self.append(&mut tx, Self::chain_of(&access.space), draft).await?;
+        tx.commit().await?;
+        Ok(roles.len() as u64)
     }
 
     #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "list_members"))]

@@ -84,6 +84,13 @@ async fn the_readme_curl_story_runs_through_envoy() {
     // The conditional update applied.
     assert!(replies.iter().any(|r| r["description"] == "Widgets"), "{stdout}");
     assert!(stdout.contains("x-ratelimit-remaining"), "{stdout}");
+    // The batch added both entries.
+    assert!(
+        replies.iter().any(|r| r["members"]
+            .as_array()
+            .is_some_and(|m| m.len() == 2 && m[1]["role"] == "admin")),
+        "{stdout}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

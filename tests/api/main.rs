@@ -6,6 +6,7 @@ mod aggregation;
 mod audit;
 mod audit_trail;
 mod auth;
+mod bulk;
 mod cli;
 mod clients;
 mod envoy;

@@ -258,6 +258,56 @@ async fn call(app: &TestApp, fx: &Fixture, rpc: &str, t: &str) -> Result<(), Sta
             ))
             .await
             .map(drop),
+        "BatchAddUsers" => orgs
+            .batch_add_users(req(
+                t,
+                BatchAddUsersRequest {
+                    slug,
+                    entries: vec![UserEntry {
+                        user_email: format!("{fresh}@perm.test"),
+                        role: "member".into(),
+                    }],
+                },
+            ))
+            .await
+            .map(drop),
+        "BatchRemoveUsers" => orgs
+            .batch_remove_users(req(
+                t,
+                BatchRemoveUsersRequest {
+                    slug,
+                    entries: vec![MemberRef {
+                        user_id: fx.member2_id.clone(),
+                    }],
+                },
+            ))
+            .await
+            .map(drop),
+        "BatchAddSpaceMembers" => spaces
+            .batch_add_space_members(req(
+                t,
+                BatchAddSpaceMembersRequest {
+                    space_id: fx.space_x.clone(),
+                    entries: vec![SpaceMemberEntry {
+                        user_email: format!("{fresh}@perm.test"),
+                        role: "viewer".into(),
+                    }],
+                },
+            ))
+            .await
+            .map(drop),
+        "BatchRemoveSpaceMembers" => spaces
+            .batch_remove_space_members(req(
+                t,
+                BatchRemoveSpaceMembersRequest {
+                    space_id: fx.space_x.clone(),
+                    entries: vec![MemberRef {
+                        user_id: fx.member2_id.clone(),
+                    }],
+                },
+            ))
+            .await
+            .map(drop),
         "ListUsers" => orgs
             .list_users(req(
                 t,
@@ -625,6 +675,8 @@ async fn membership_changes_follow_the_permission_table() {
         ("AddUser", Allowed::Admins),
         ("UpdateUserRole", Allowed::Admins),
         ("RemoveUser", Allowed::Admins),
+        ("BatchAddUsers", Allowed::Admins),
+        ("BatchRemoveUsers", Allowed::Admins),
     ])
     .await;
 }
@@ -650,6 +702,8 @@ async fn space_member_changes_follow_the_permission_table() {
         ("AddSpaceMember", Allowed::Admins),
         ("UpdateSpaceMember", Allowed::Admins),
         ("RemoveSpaceMember", Allowed::Admins),
+        ("BatchAddSpaceMembers", Allowed::Admins),
+        ("BatchRemoveSpaceMembers", Allowed::Admins),
     ])
     .await;
 }
