@@ -32,6 +32,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         // Generated next to orgd.v1 (see `proto::google_api` in lib.rs).
         .extern_path(".google.api.HttpBody", "crate::proto::google_api::HttpBody")
+        // Maps encode in key order, so equal requests encode to equal
+        // bytes (request fingerprints of idempotent retries).
+        .btree_map(".")
         .build_client(true)
         .build_server(true)
         .compile_fds(compiler.file_descriptor_set())?;

@@ -385,7 +385,7 @@ impl App {
         new: NewOrganization,
     ) -> Result<OrganizationDetails> {
         let org = self
-            .notify(|| self.store.create_organization(actor, new.clone()))
+            .notify(actor, || self.store.create_organization(actor, new.clone()))
             .await?;
         self.sync_storage(org.id).await;
         tracing::info!(org = %org.id, slug = %org.slug, actor = %actor.user_id, "organization created");
@@ -401,7 +401,9 @@ impl App {
         self.charge_slug(slug).await?;
         let renamed = changes.name.is_some() || changes.slug.is_some();
         let org = self
-            .notify(|| self.store.update_organization(actor, slug, changes.clone()))
+            .notify(actor, || {
+                self.store.update_organization(actor, slug, changes.clone())
+            })
             .await?;
         if renamed {
             self.sync_storage(org.id).await;
@@ -412,7 +414,7 @@ impl App {
     pub async fn delete_organization(&self, actor: &Actor, slug: &str, etag: Option<&str>) -> Result<()> {
         self.charge_slug(slug).await?;
         let id = self
-            .notify(|| self.store.delete_organization(actor, slug, etag))
+            .notify(actor, || self.store.delete_organization(actor, slug, etag))
             .await?;
         self.sync_storage(id).await;
         tracing::info!(org = %id, actor = %actor.user_id, "organization deleted");
@@ -422,7 +424,7 @@ impl App {
     pub async fn add_space(&self, actor: &Actor, slug: &str, space: Uuid) -> Result<Space> {
         self.charge_slug(slug).await?;
         let attached = self
-            .notify(|| self.store.attach_space(actor, slug, space))
+            .notify(actor, || self.store.attach_space(actor, slug, space))
             .await?;
         if let Some(org) = attached.organization_id {
             self.sync_storage(org).await;
@@ -433,7 +435,7 @@ impl App {
     pub async fn remove_space(&self, actor: &Actor, slug: &str, space: Uuid) -> Result<()> {
         self.charge_slug(slug).await?;
         let org = self
-            .notify(|| self.store.detach_space(actor, slug, space))
+            .notify(actor, || self.store.detach_space(actor, slug, space))
             .await?;
         self.sync_storage(org).await;
         Ok(())
@@ -447,7 +449,7 @@ impl App {
         role: OrgRole,
     ) -> Result<Member> {
         self.charge_slug(slug).await?;
-        self.notify(|| self.store.add_member(actor, slug, email, role))
+        self.notify(actor, || self.store.add_member(actor, slug, email, role))
             .await
     }
 
@@ -460,8 +462,10 @@ impl App {
         etag: Option<&str>,
     ) -> Result<Member> {
         self.charge_slug(slug).await?;
-        self.notify(|| self.store.update_member_role(actor, slug, user, role, etag))
-            .await
+        self.notify(actor, || {
+            self.store.update_member_role(actor, slug, user, role, etag)
+        })
+        .await
     }
 
     pub async fn remove_member(
@@ -472,7 +476,7 @@ impl App {
         etag: Option<&str>,
     ) -> Result<()> {
         self.charge_slug(slug).await?;
-        self.notify(|| self.store.remove_member(actor, slug, user, etag))
+        self.notify(actor, || self.store.remove_member(actor, slug, user, etag))
             .await
     }
 
@@ -483,31 +487,35 @@ impl App {
         entries: &[(Email, OrgRole)],
     ) -> Result<Vec<Member>> {
         self.charge_slug(slug).await?;
-        self.notify(|| self.store.batch_add_members(actor, slug, entries))
+        self.notify(actor, || self.store.batch_add_members(actor, slug, entries))
             .await
     }
 
     pub async fn batch_remove_members(&self, actor: &Actor, slug: &str, users: &[Uuid]) -> Result<u64> {
         self.charge_slug(slug).await?;
-        self.notify(|| self.store.batch_remove_members(actor, slug, users))
+        self.notify(actor, || self.store.batch_remove_members(actor, slug, users))
             .await
     }
 
     // ---- spaces ---------------------------------------------------------------
 
     pub async fn create_space(&self, actor: &Actor, new: NewSpace) -> Result<Space> {
-        self.notify(|| self.store.create_space(actor, new.clone())).await
+        self.notify(actor, || self.store.create_space(actor, new.clone()))
+            .await
     }
 
     pub async fn update_space(&self, actor: &Actor, id: Uuid, changes: SpaceChanges) -> Result<Space> {
         self.charge_space(id).await?;
-        self.notify(|| self.store.update_space(actor, id, changes.clone()))
+        self.notify(actor, || self.store.update_space(actor, id, changes.clone()))
             .await
     }
 
     pub async fn delete_space(&self, actor: &Actor, id: Uuid, etag: Option<&str>) -> Result<()> {
         self.charge_space(id).await?;
-        if let Some(org) = self.notify(|| self.store.delete_space(actor, id, etag)).await? {
+        if let Some(org) = self
+            .notify(actor, || self.store.delete_space(actor, id, etag))
+            .await?
+        {
             self.sync_storage(org).await;
         }
         Ok(())
@@ -521,7 +529,7 @@ impl App {
         role: SpaceRole,
     ) -> Result<Member> {
         self.charge_space(space).await?;
-        self.notify(|| self.store.add_space_member(actor, space, email, role))
+        self.notify(actor, || self.store.add_space_member(actor, space, email, role))
             .await
     }
 
@@ -534,8 +542,10 @@ impl App {
         etag: Option<&str>,
     ) -> Result<Member> {
         self.charge_space(space).await?;
-        self.notify(|| self.store.update_space_member(actor, space, user, role, etag))
-            .await
+        self.notify(actor, || {
+            self.store.update_space_member(actor, space, user, role, etag)
+        })
+        .await
     }
 
     pub async fn remove_space_member(
@@ -546,7 +556,7 @@ impl App {
         etag: Option<&str>,
     ) -> Result<()> {
         self.charge_space(space).await?;
-        self.notify(|| self.store.remove_space_member(actor, space, user, etag))
+        self.notify(actor, || self.store.remove_space_member(actor, space, user, etag))
             .await
     }
 
@@ -557,8 +567,10 @@ impl App {
         entries: &[(Email, SpaceRole)],
     ) -> Result<Vec<Member>> {
         self.charge_space(space).await?;
-        self.notify(|| self.store.batch_add_space_members(actor, space, entries))
-            .await
+        self.notify(actor, || {
+            self.store.batch_add_space_members(actor, space, entries)
+        })
+        .await
     }
 
     pub async fn batch_remove_space_members(
@@ -568,27 +580,29 @@ impl App {
         users: &[Uuid],
     ) -> Result<u64> {
         self.charge_space(space).await?;
-        self.notify(|| self.store.batch_remove_space_members(actor, space, users))
-            .await
+        self.notify(actor, || {
+            self.store.batch_remove_space_members(actor, space, users)
+        })
+        .await
     }
 
     // ---- content --------------------------------------------------------------
 
     pub async fn upsert_products(&self, actor: &Actor, space: Uuid, items: &[ProductInput]) -> Result<u64> {
         self.charge_space(space).await?;
-        self.notify(|| self.store.upsert_products(actor, space, items))
+        self.notify(actor, || self.store.upsert_products(actor, space, items))
             .await
     }
 
     pub async fn upsert_contracts(&self, actor: &Actor, space: Uuid, items: &[ContractInput]) -> Result<u64> {
         self.charge_space(space).await?;
-        self.notify(|| self.store.upsert_contracts(actor, space, items))
+        self.notify(actor, || self.store.upsert_contracts(actor, space, items))
             .await
     }
 
     pub async fn upsert_issues(&self, actor: &Actor, space: Uuid, items: &[IssueInput]) -> Result<u64> {
         self.charge_space(space).await?;
-        self.notify(|| self.store.upsert_issues(actor, space, items))
+        self.notify(actor, || self.store.upsert_issues(actor, space, items))
             .await
     }
 
@@ -599,7 +613,7 @@ impl App {
         items: &[QualityCheckInput],
     ) -> Result<u64> {
         self.charge_space(space).await?;
-        self.notify(|| self.store.upsert_quality_checks(actor, space, items))
+        self.notify(actor, || self.store.upsert_quality_checks(actor, space, items))
             .await
     }
 
@@ -611,7 +625,7 @@ impl App {
         id: Uuid,
     ) -> Result<()> {
         self.charge_space(space).await?;
-        self.notify(|| self.store.delete_content(actor, kind, space, id))
+        self.notify(actor, || self.store.delete_content(actor, kind, space, id))
             .await
     }
 
@@ -988,18 +1002,77 @@ impl App {
 
     /// Makes a change (once more if the database aborted it), then wakes
     /// the watchers, whatever the outcome (a refusal appends an event too).
-    async fn notify<T, F, Fut>(&self, change: F) -> Result<T>
+    /// Runs a change (once more if the database aborted it), wakes the
+    /// watchers, and with a request id (AIP-155) makes it happen at most
+    /// once: a retry of a change that committed, or of a refusal, answers
+    /// what the first attempt answered.
+    async fn notify<T, F, Fut>(&self, actor: &Actor, change: F) -> Result<T>
     where
+        T: serde::Serialize + serde::de::DeserializeOwned,
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
     {
+        let Some(key) = actor.request else {
+            let result = retry_conflict_once(change).await;
+            self.changed();
+            return result;
+        };
+        if let Some(record) = self.store.request_record(actor.user_id, key.request_id).await? {
+            return replay(actor, &key, record);
+        }
         let result = retry_conflict_once(change).await;
         self.changed();
-        result
+        match result {
+            Err(e) if e.reason == "REQUEST_REPLAY" => {
+                // Another attempt claimed the id and has committed by now.
+                let record = self
+                    .store
+                    .request_record(actor.user_id, key.request_id)
+                    .await?
+                    .ok_or_else(|| Error::internal("request id", "a claimed request id has no record"))?;
+                replay(actor, &key, record)
+            }
+            Err(e) if !e.is_transient() => {
+                if let Err(failed) = self.store.record_request_error(actor, &e).await {
+                    tracing::warn!(error = %failed, "could not remember a refusal for its request id");
+                }
+                Err(e)
+            }
+            other => other,
+        }
     }
 
     fn changed(&self) {
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+/// The first answer to a request id, or REQUEST_ID_REUSED when the id came
+/// with another request.
+fn replay<T: serde::de::DeserializeOwned>(
+    actor: &Actor,
+    key: &crate::domain::audit::RequestKey,
+    record: crate::store::RequestRecord,
+) -> Result<T> {
+    if record.rpc != actor.rpc || record.fingerprint != key.fingerprint_hex() {
+        return Err(Error::failed_precondition(
+            "REQUEST_ID_REUSED",
+            "this request_id was already used with a different request; use a new id for a new request",
+        )
+        .with("field", "request_id")
+        .with("request_id", key.request_id.to_string()));
+    }
+    tracing::info!(request_id = %key.request_id, rpc = actor.rpc, "answering a retried request from its record");
+    if let Some(error) = &record.error {
+        return Err(Error::from_json(error)
+            .unwrap_or_else(|| Error::internal("request id", "a recorded refusal does not decode")));
+    }
+    match &record.outcome {
+        Some(outcome) => serde_json::from_str(outcome).map_err(|e| Error::internal("request id", e)),
+        None => Err(Error::internal(
+            "request id",
+            "a request id was recorded without its outcome",
+        )),
     }
 }
 
@@ -1025,6 +1098,7 @@ pub fn actor(caller: &Caller, rpc: &'static str) -> Actor {
     Actor {
         user_id: caller.user_id,
         rpc,
+        request: None,
     }
 }
 

@@ -208,6 +208,20 @@ pub async fn serve(
         let app = app.clone();
         tokio::spawn(async move { app.retry_storage_forever().await })
     };
+    // Request ids are remembered for a day (AIP-155); older ones go hourly.
+    let forgetter = {
+        let store = app.store.clone();
+        tokio::spawn(async move {
+            loop {
+                match store.prune_request_ids().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(forgotten = n, "expired request ids pruned"),
+                    Err(e) => tracing::warn!(error = %e, "could not prune expired request ids"),
+                }
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+            }
+        })
+    };
     let pruner = app.audit_retention.map(|retention| {
         let app = app.clone();
         tokio::spawn(async move { app.prune_forever(retention).await })
@@ -238,6 +252,7 @@ pub async fn serve(
         .await;
     watcher.abort();
     retrier.abort();
+    forgetter.abort();
     if let Some(pruner) = pruner {
         pruner.abort();
     }

@@ -197,7 +197,7 @@ pub fn etag_of<T>(request: &Request<T>, field: &str) -> Result<Option<String>, E
 /// A label change: `Some` replaces every label (`clear_labels` removes
 /// them all), `None` leaves them.
 pub fn label_update(
-    labels: &HashMap<String, String>,
+    labels: &std::collections::BTreeMap<String, String>,
     clear: bool,
 ) -> Result<Option<crate::domain::labels::Labels>, Error> {
     if clear && !labels.is_empty() {
@@ -214,6 +214,91 @@ pub fn label_update(
         return Ok(None);
     }
     crate::domain::labels::Labels::parse("labels", labels).map(Some)
+}
+
+/// A request that changes something, and so carries a `request_id`
+/// (AIP-155).
+pub trait Idempotent: prost::Message + Clone {
+    fn request_id(&self) -> &str;
+    fn clear_request_id(&mut self);
+}
+
+macro_rules! idempotent {
+    ($($t:ty),+ $(,)?) => {$(
+        impl Idempotent for $t {
+            fn request_id(&self) -> &str {
+                &self.request_id
+            }
+            fn clear_request_id(&mut self) {
+                self.request_id.clear();
+            }
+        }
+    )+};
+}
+
+idempotent!(
+    proto::CreateOrganizationRequest,
+    proto::UpdateOrganizationRequest,
+    proto::DeleteOrganizationRequest,
+    proto::AddSpaceRequest,
+    proto::RemoveSpaceRequest,
+    proto::AddUserRequest,
+    proto::UpdateUserRoleRequest,
+    proto::RemoveUserRequest,
+    proto::BatchAddUsersRequest,
+    proto::BatchRemoveUsersRequest,
+    proto::CreateSpaceRequest,
+    proto::UpdateSpaceRequest,
+    proto::DeleteSpaceRequest,
+    proto::AddSpaceMemberRequest,
+    proto::UpdateSpaceMemberRequest,
+    proto::RemoveSpaceMemberRequest,
+    proto::BatchAddSpaceMembersRequest,
+    proto::BatchRemoveSpaceMembersRequest,
+    proto::BatchUpsertProductsRequest,
+    proto::BatchUpsertContractsRequest,
+    proto::BatchUpsertIssuesRequest,
+    proto::BatchUpsertQualityChecksRequest,
+    proto::DeleteProductRequest,
+    proto::DeleteContractRequest,
+    proto::DeleteIssueRequest,
+    proto::DeleteQualityCheckRequest,
+);
+
+/// The request id of a change and the fingerprint of what it asks: the
+/// RPC, the message without its id (maps encode in key order, so equal
+/// requests give equal bytes) and an `If-Match` header. `None` without an id.
+pub fn request_key<M: Idempotent>(
+    request: &Request<M>,
+    rpc: &str,
+) -> Result<Option<crate::domain::audit::RequestKey>, Error> {
+    use sha2::{Digest, Sha256};
+    let raw = request.get_ref().request_id().trim();
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    let request_id = crate::domain::types::parse_id("request_id", raw)?;
+    if request_id.is_nil() {
+        return Err(Error::invalid(
+            "INVALID_ID",
+            "request_id",
+            "request_id must be a UUID other than the nil one",
+        ));
+    }
+    let mut bare = request.get_ref().clone();
+    bare.clear_request_id();
+    let mut hash = Sha256::new();
+    hash.update(rpc.as_bytes());
+    hash.update([0]);
+    hash.update(bare.encode_to_vec());
+    hash.update([0]);
+    if let Some(if_match) = request.metadata().get("if-match") {
+        hash.update(if_match.as_bytes());
+    }
+    Ok(Some(crate::domain::audit::RequestKey {
+        request_id,
+        fingerprint: hash.finalize().into(),
+    }))
 }
 
 /// Empty strings and absent values mean "no filter".

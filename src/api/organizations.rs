@@ -9,7 +9,7 @@ use tracing::instrument;
 
 use super::{
     bare_list, caller, count, created, etag_of, label_update, member, no_content, non_empty,
-    organization_details, organization_summary, resource, space,
+    organization_details, organization_summary, request_key, resource, space,
 };
 use crate::App;
 use crate::app::{ChainRef, MAX_PROOF_EVENTS, actor};
@@ -102,6 +102,7 @@ impl OrganizationService for OrganizationApi {
         request: Request<CreateOrganizationRequest>,
     ) -> Result<Response<CreateOrganizationResponse>, Status> {
         let caller = caller(&request)?;
+        let key = request_key(&request, "CreateOrganization")?;
         let req = request.into_inner();
         let name = Name::parse("organization", "name", &req.name)?;
         let slug = match req.slug.as_deref() {
@@ -121,7 +122,7 @@ impl OrganizationService for OrganizationApi {
         };
         let details = self
             .app
-            .create_organization(&actor(&caller, "CreateOrganization"), new)
+            .create_organization(&actor(&caller, "CreateOrganization").with_request(key), new)
             .await?;
         Ok(created(CreateOrganizationResponse {
             organization: Some(organization_details(&details)),
@@ -156,6 +157,7 @@ impl OrganizationService for OrganizationApi {
         request: Request<UpdateOrganizationRequest>,
     ) -> Result<Response<UpdateOrganizationResponse>, Status> {
         let caller = caller(&request)?;
+        let key = request_key(&request, "UpdateOrganization")?;
         let etag = etag_of(&request, &request.get_ref().etag)?;
         let req = request.into_inner();
         let slug = required_slug(&req.slug)?;
@@ -180,7 +182,11 @@ impl OrganizationService for OrganizationApi {
         };
         let details = self
             .app
-            .update_organization(&actor(&caller, "UpdateOrganization"), slug, changes)
+            .update_organization(
+                &actor(&caller, "UpdateOrganization").with_request(key),
+                slug,
+                changes,
+            )
             .await?;
         Ok(resource(UpdateOrganizationResponse {
             organization: Some(organization_details(&details)),
@@ -193,10 +199,15 @@ impl OrganizationService for OrganizationApi {
         request: Request<DeleteOrganizationRequest>,
     ) -> Result<Response<DeleteOrganizationResponse>, Status> {
         let caller = caller(&request)?;
+        let key = request_key(&request, "DeleteOrganization")?;
         let slug = required_slug(&request.get_ref().slug)?;
         let etag = etag_of(&request, &request.get_ref().etag)?;
         self.app
-            .delete_organization(&actor(&caller, "DeleteOrganization"), slug, etag.as_deref())
+            .delete_organization(
+                &actor(&caller, "DeleteOrganization").with_request(key),
+                slug,
+                etag.as_deref(),
+            )
             .await?;
         Ok(no_content(DeleteOrganizationResponse {}))
     }
@@ -207,12 +218,13 @@ impl OrganizationService for OrganizationApi {
         request: Request<AddSpaceRequest>,
     ) -> Result<Response<AddSpaceResponse>, Status> {
         let caller = caller(&request)?;
+        let key = request_key(&request, "AddSpace")?;
         let req = request.into_inner();
         let slug = required_slug(&req.slug)?;
         let space_id = parse_id("space_id", &req.space_id)?;
         let attached = self
             .app
-            .add_space(&actor(&caller, "AddSpace"), slug, space_id)
+            .add_space(&actor(&caller, "AddSpace").with_request(key), slug, space_id)
             .await?;
         Ok(created(AddSpaceResponse {
             space: Some(space(&attached)),
@@ -225,11 +237,12 @@ impl OrganizationService for OrganizationApi {
         request: Request<RemoveSpaceRequest>,
     ) -> Result<Response<RemoveSpaceResponse>, Status> {
         let caller = caller(&request)?;
+        let key = request_key(&request, "RemoveSpace")?;
         let req = request.into_inner();
         let slug = required_slug(&req.slug)?;
         let space_id = parse_id("space_id", &req.space_id)?;
         self.app
-            .remove_space(&actor(&caller, "RemoveSpace"), slug, space_id)
+            .remove_space(&actor(&caller, "RemoveSpace").with_request(key), slug, space_id)
             .await?;
         Ok(no_content(RemoveSpaceResponse {}))
     }
@@ -237,13 +250,14 @@ impl OrganizationService for OrganizationApi {
     #[instrument(skip_all, fields(rpc = "AddUser"))]
     async fn add_user(&self, request: Request<AddUserRequest>) -> Result<Response<AddUserResponse>, Status> {
         let caller = caller(&request)?;
+        let key = request_key(&request, "AddUser")?;
         let req = request.into_inner();
         let slug = required_slug(&req.slug)?;
         let email = Email::parse("user_email", &req.user_email)?;
         let role = OrgRole::parse("role", &req.role)?;
         let added = self
             .app
-            .add_member(&actor(&caller, "AddUser"), slug, &email, role)
+            .add_member(&actor(&caller, "AddUser").with_request(key), slug, &email, role)
             .await?;
         Ok(created(AddUserResponse {
             member: Some(member(&added)),
@@ -256,6 +270,7 @@ impl OrganizationService for OrganizationApi {
         request: Request<UpdateUserRoleRequest>,
     ) -> Result<Response<UpdateUserRoleResponse>, Status> {
         let caller = caller(&request)?;
+        let key = request_key(&request, "UpdateUserRole")?;
         let etag = etag_of(&request, &request.get_ref().etag)?;
         let req = request.into_inner();
         let slug = required_slug(&req.slug)?;
@@ -264,7 +279,7 @@ impl OrganizationService for OrganizationApi {
         let updated = self
             .app
             .update_member_role(
-                &actor(&caller, "UpdateUserRole"),
+                &actor(&caller, "UpdateUserRole").with_request(key),
                 slug,
                 user,
                 role,
@@ -282,12 +297,18 @@ impl OrganizationService for OrganizationApi {
         request: Request<RemoveUserRequest>,
     ) -> Result<Response<RemoveUserResponse>, Status> {
         let caller = caller(&request)?;
+        let key = request_key(&request, "RemoveUser")?;
         let etag = etag_of(&request, &request.get_ref().etag)?;
         let req = request.into_inner();
         let slug = required_slug(&req.slug)?;
         let user = parse_id("user_id", &req.user_id)?;
         self.app
-            .remove_member(&actor(&caller, "RemoveUser"), slug, user, etag.as_deref())
+            .remove_member(
+                &actor(&caller, "RemoveUser").with_request(key),
+                slug,
+                user,
+                etag.as_deref(),
+            )
             .await?;
         Ok(no_content(RemoveUserResponse {}))
     }
@@ -298,13 +319,14 @@ impl OrganizationService for OrganizationApi {
         request: Request<BatchAddUsersRequest>,
     ) -> Result<Response<BatchAddUsersResponse>, Status> {
         let caller = caller(&request)?;
+        let key = request_key(&request, "BatchAddUsers")?;
         let req = request.into_inner();
         let slug = required_slug(&req.slug)?;
         let raw: Vec<(String, String)> = req.entries.into_iter().map(|e| (e.user_email, e.role)).collect();
         let entries = batch::additions(&raw, OrgRole::parse)?;
         let added = self
             .app
-            .batch_add_members(&actor(&caller, "BatchAddUsers"), slug, &entries)
+            .batch_add_members(&actor(&caller, "BatchAddUsers").with_request(key), slug, &entries)
             .await?;
         Ok(Response::new(BatchAddUsersResponse {
             members: added.iter().map(member).collect(),
@@ -317,13 +339,18 @@ impl OrganizationService for OrganizationApi {
         request: Request<BatchRemoveUsersRequest>,
     ) -> Result<Response<BatchRemoveUsersResponse>, Status> {
         let caller = caller(&request)?;
+        let key = request_key(&request, "BatchRemoveUsers")?;
         let req = request.into_inner();
         let slug = required_slug(&req.slug)?;
         let raw: Vec<String> = req.entries.into_iter().map(|e| e.user_id).collect();
         let users = batch::removals(&raw)?;
         let removed = self
             .app
-            .batch_remove_members(&actor(&caller, "BatchRemoveUsers"), slug, &users)
+            .batch_remove_members(
+                &actor(&caller, "BatchRemoveUsers").with_request(key),
+                slug,
+                &users,
+            )
             .await?;
         Ok(Response::new(BatchRemoveUsersResponse {
             removed: count(removed as i64),

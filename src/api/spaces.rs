@@ -8,7 +8,8 @@ use tracing::instrument;
 use uuid::Uuid;
 
 use super::{
-    caller, content, count, created, etag_of, label_update, member, no_content, non_empty, resource, space,
+    caller, content, count, created, etag_of, label_update, member, no_content, non_empty, request_key,
+    resource, space,
 };
 use crate::App;
 use crate::app::actor;
@@ -41,13 +42,17 @@ impl SpaceApi {
 
     /// The actor and the addressed space of a content write; the store
     /// checks the actor's rights in the write's transaction.
-    fn writer<T: SpaceScoped>(request: Request<T>, rpc: &'static str) -> Result<(Actor, Uuid, T)> {
+    fn writer<T: SpaceScoped + super::Idempotent>(
+        request: Request<T>,
+        rpc: &'static str,
+    ) -> Result<(Actor, Uuid, T)> {
         let caller = caller(&request)?;
+        let key = request_key(&request, rpc)?;
         let space = parse_id("space_id", request.get_ref().space_id())?;
-        Ok((actor(&caller, rpc), space, request.into_inner()))
+        Ok((actor(&caller, rpc).with_request(key), space, request.into_inner()))
     }
 
-    async fn delete<T: SpaceScoped, R: Default>(
+    async fn delete<T: SpaceScoped + super::Idempotent, R: Default>(
         &self,
         request: Request<T>,
         rpc: &'static str,
@@ -122,6 +127,7 @@ impl SpaceService for SpaceApi {
         request: Request<CreateSpaceRequest>,
     ) -> Result<Response<CreateSpaceResponse>, Status> {
         let caller = caller(&request)?;
+        let key = request_key(&request, "CreateSpace")?;
         let req = request.into_inner();
         let name = Name::parse("space", "name", &req.name)?;
         let slug = match req.slug.as_deref() {
@@ -145,7 +151,10 @@ impl SpaceService for SpaceApi {
             slug,
             labels: Labels::parse("labels", &req.labels)?,
         };
-        let created_space = self.app.create_space(&actor(&caller, "CreateSpace"), new).await?;
+        let created_space = self
+            .app
+            .create_space(&actor(&caller, "CreateSpace").with_request(key), new)
+            .await?;
         Ok(created(CreateSpaceResponse {
             space: Some(space(&created_space)),
         }))
@@ -199,6 +208,7 @@ impl SpaceService for SpaceApi {
         request: Request<UpdateSpaceRequest>,
     ) -> Result<Response<UpdateSpaceResponse>, Status> {
         let caller = caller(&request)?;
+        let key = request_key(&request, "UpdateSpace")?;
         let etag = etag_of(&request, &request.get_ref().etag)?;
         let req = request.into_inner();
         let id = parse_id("space_id", &req.space_id)?;
@@ -242,7 +252,7 @@ impl SpaceService for SpaceApi {
         };
         let updated = self
             .app
-            .update_space(&actor(&caller, "UpdateSpace"), id, changes)
+            .update_space(&actor(&caller, "UpdateSpace").with_request(key), id, changes)
             .await?;
         Ok(resource(UpdateSpaceResponse {
             space: Some(space(&updated)),
@@ -255,10 +265,15 @@ impl SpaceService for SpaceApi {
         request: Request<DeleteSpaceRequest>,
     ) -> Result<Response<DeleteSpaceResponse>, Status> {
         let caller = caller(&request)?;
+        let key = request_key(&request, "DeleteSpace")?;
         let id = parse_id("space_id", &request.get_ref().space_id)?;
         let etag = etag_of(&request, &request.get_ref().etag)?;
         self.app
-            .delete_space(&actor(&caller, "DeleteSpace"), id, etag.as_deref())
+            .delete_space(
+                &actor(&caller, "DeleteSpace").with_request(key),
+                id,
+                etag.as_deref(),
+            )
             .await?;
         Ok(no_content(DeleteSpaceResponse {}))
     }
@@ -286,13 +301,19 @@ impl SpaceService for SpaceApi {
         request: Request<AddSpaceMemberRequest>,
     ) -> Result<Response<AddSpaceMemberResponse>, Status> {
         let caller = caller(&request)?;
+        let key = request_key(&request, "AddSpaceMember")?;
         let req = request.into_inner();
         let id = parse_id("space_id", &req.space_id)?;
         let email = Email::parse("user_email", &req.user_email)?;
         let role = SpaceRole::parse("role", &req.role)?;
         let added = self
             .app
-            .add_space_member(&actor(&caller, "AddSpaceMember"), id, &email, role)
+            .add_space_member(
+                &actor(&caller, "AddSpaceMember").with_request(key),
+                id,
+                &email,
+                role,
+            )
             .await?;
         Ok(created(AddSpaceMemberResponse {
             member: Some(member(&added)),
@@ -305,6 +326,7 @@ impl SpaceService for SpaceApi {
         request: Request<UpdateSpaceMemberRequest>,
     ) -> Result<Response<UpdateSpaceMemberResponse>, Status> {
         let caller = caller(&request)?;
+        let key = request_key(&request, "UpdateSpaceMember")?;
         let etag = etag_of(&request, &request.get_ref().etag)?;
         let req = request.into_inner();
         let id = parse_id("space_id", &req.space_id)?;
@@ -313,7 +335,7 @@ impl SpaceService for SpaceApi {
         let updated = self
             .app
             .update_space_member(
-                &actor(&caller, "UpdateSpaceMember"),
+                &actor(&caller, "UpdateSpaceMember").with_request(key),
                 id,
                 user,
                 role,
@@ -331,12 +353,18 @@ impl SpaceService for SpaceApi {
         request: Request<RemoveSpaceMemberRequest>,
     ) -> Result<Response<RemoveSpaceMemberResponse>, Status> {
         let caller = caller(&request)?;
+        let key = request_key(&request, "RemoveSpaceMember")?;
         let etag = etag_of(&request, &request.get_ref().etag)?;
         let req = request.into_inner();
         let id = parse_id("space_id", &req.space_id)?;
         let user = parse_id("user_id", &req.user_id)?;
         self.app
-            .remove_space_member(&actor(&caller, "RemoveSpaceMember"), id, user, etag.as_deref())
+            .remove_space_member(
+                &actor(&caller, "RemoveSpaceMember").with_request(key),
+                id,
+                user,
+                etag.as_deref(),
+            )
             .await?;
         Ok(no_content(RemoveSpaceMemberResponse {}))
     }
@@ -347,13 +375,18 @@ impl SpaceService for SpaceApi {
         request: Request<BatchAddSpaceMembersRequest>,
     ) -> Result<Response<BatchAddSpaceMembersResponse>, Status> {
         let caller = caller(&request)?;
+        let key = request_key(&request, "BatchAddSpaceMembers")?;
         let req = request.into_inner();
         let id = parse_id("space_id", &req.space_id)?;
         let raw: Vec<(String, String)> = req.entries.into_iter().map(|e| (e.user_email, e.role)).collect();
         let entries = batch::additions(&raw, SpaceRole::parse)?;
         let added = self
             .app
-            .batch_add_space_members(&actor(&caller, "BatchAddSpaceMembers"), id, &entries)
+            .batch_add_space_members(
+                &actor(&caller, "BatchAddSpaceMembers").with_request(key),
+                id,
+                &entries,
+            )
             .await?;
         Ok(Response::new(BatchAddSpaceMembersResponse {
             members: added.iter().map(member).collect(),
@@ -366,13 +399,18 @@ impl SpaceService for SpaceApi {
         request: Request<BatchRemoveSpaceMembersRequest>,
     ) -> Result<Response<BatchRemoveSpaceMembersResponse>, Status> {
         let caller = caller(&request)?;
+        let key = request_key(&request, "BatchRemoveSpaceMembers")?;
         let req = request.into_inner();
         let id = parse_id("space_id", &req.space_id)?;
         let raw: Vec<String> = req.entries.into_iter().map(|e| e.user_id).collect();
         let users = batch::removals(&raw)?;
         let removed = self
             .app
-            .batch_remove_space_members(&actor(&caller, "BatchRemoveSpaceMembers"), id, &users)
+            .batch_remove_space_members(
+                &actor(&caller, "BatchRemoveSpaceMembers").with_request(key),
+                id,
+                &users,
+            )
             .await?;
         Ok(Response::new(BatchRemoveSpaceMembersResponse {
             removed: count(removed as i64),

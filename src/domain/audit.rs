@@ -75,6 +75,22 @@ impl Outcome {
 pub struct Actor {
     pub user_id: Uuid,
     pub rpc: &'static str,
+    /// The caller's idempotency key, when the request carried one.
+    pub request: Option<RequestKey>,
+}
+
+/// A request_id (AIP-155) and the fingerprint of the request it came with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestKey {
+    pub request_id: Uuid,
+    /// SHA-256 of the RPC's name and the request without its id.
+    pub fingerprint: [u8; 32],
+}
+
+impl RequestKey {
+    pub fn fingerprint_hex(&self) -> String {
+        hex::encode(self.fingerprint)
+    }
 }
 
 impl Actor {
@@ -83,7 +99,14 @@ impl Actor {
         Self {
             user_id: SYSTEM_ACTOR,
             rpc,
+            request: None,
         }
+    }
+
+    /// The same actor, acting under a request id.
+    pub fn with_request(mut self, request: Option<RequestKey>) -> Self {
+        self.request = request;
+        self
     }
 
     pub fn is_system(&self) -> bool {
@@ -442,6 +465,7 @@ mod tests {
     fn chain(n: i64) -> Vec<Event> {
         let org = Uuid::now_v7();
         let actor = Actor {
+            request: None,
             user_id: Uuid::now_v7(),
             rpc: "Test",
         };

@@ -140,3 +140,132 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+impl ErrorKind {
+    const NAMES: [(ErrorKind, &'static str); 11] = [
+        (ErrorKind::InvalidArgument, "INVALID_ARGUMENT"),
+        (ErrorKind::Unauthenticated, "UNAUTHENTICATED"),
+        (ErrorKind::PermissionDenied, "PERMISSION_DENIED"),
+        (ErrorKind::NotFound, "NOT_FOUND"),
+        (ErrorKind::AlreadyExists, "ALREADY_EXISTS"),
+        (ErrorKind::FailedPrecondition, "FAILED_PRECONDITION"),
+        (ErrorKind::Aborted, "ABORTED"),
+        (ErrorKind::ResourceExhausted, "RESOURCE_EXHAUSTED"),
+        (ErrorKind::Unavailable, "UNAVAILABLE"),
+        (ErrorKind::Unimplemented, "UNIMPLEMENTED"),
+        (ErrorKind::Internal, "INTERNAL"),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES
+            .iter()
+            .find(|(k, _)| *k == self)
+            .map_or("INTERNAL", |(_, n)| n)
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::NAMES.iter().find(|(_, n)| *n == name).map(|(k, _)| *k)
+    }
+}
+
+/// The most distinct strings [`intern`] keeps.
+const INTERNED_MAX: usize = 4_096;
+
+/// A `&'static str` equal to `s`: reasons and metadata keys read back from
+/// the database (replayed refusals) are few, and each is kept once.
+fn intern(s: &str) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static SEEN: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let Ok(mut seen) = SEEN.get_or_init(Default::default).lock() else {
+        return "UNKNOWN";
+    };
+    if let Some(known) = seen.get(s) {
+        return known;
+    }
+    if seen.len() >= INTERNED_MAX {
+        return "UNKNOWN";
+    }
+    let leaked: &'static str = Box::leak(s.to_owned().into_boxed_str());
+    seen.insert(leaked);
+    leaked
+}
+
+impl Error {
+    /// Whether a retry could succeed where this failed (a dependency down, a
+    /// limit, a conflict, a bug): such failures are not remembered for
+    /// idempotent retries.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self.kind,
+            ErrorKind::Unavailable
+                | ErrorKind::ResourceExhausted
+                | ErrorKind::Internal
+                | ErrorKind::Unauthenticated
+        ) || (self.kind == ErrorKind::Aborted && self.reason != "ETAG_MISMATCH")
+    }
+
+    /// The refusal as stored with a request id.
+    pub fn to_json(&self) -> String {
+        let metadata: serde_json::Map<String, serde_json::Value> = self
+            .metadata
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), serde_json::Value::String(v.clone())))
+            .collect();
+        serde_json::json!({
+            "kind": self.kind.name(),
+            "reason": self.reason,
+            "message": self.message,
+            "metadata": metadata,
+        })
+        .to_string()
+    }
+
+    /// A stored refusal, as it was first answered.
+    pub fn from_json(raw: &str) -> Option<Self> {
+        let v: serde_json::Value = serde_json::from_str(raw).ok()?;
+        let mut e = Error::new(
+            ErrorKind::from_name(v["kind"].as_str()?)?,
+            intern(v["reason"].as_str()?),
+            v["message"].as_str()?,
+        );
+        if let Some(metadata) = v["metadata"].as_object() {
+            for (k, value) in metadata {
+                e = e.with(intern(k), value.as_str().unwrap_or_default());
+            }
+        }
+        Some(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_survives_its_json() {
+        let e = Error::already_exists("MEMBER_ALREADY_EXISTS", "x is already a member")
+            .with("field", "entries[2].user_email")
+            .with("user_email", "x@y.org");
+        let back = Error::from_json(&e.to_json()).expect("decodes");
+        assert_eq!(back.kind, e.kind);
+        assert_eq!(back.reason, e.reason);
+        assert_eq!(back.message, e.message);
+        let mut got = back.metadata.clone();
+        let mut want = e.metadata.clone();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want);
+        assert!(Error::from_json("{}").is_none());
+        assert!(Error::from_json(r#"{"kind": "NOPE", "reason": "X", "message": ""}"#).is_none());
+    }
+
+    #[test]
+    fn transient_failures_are_told_apart() {
+        assert!(Error::unavailable("db down").is_transient());
+        assert!(Error::new(ErrorKind::Aborted, "CONFLICT", "x").is_transient());
+        assert!(!Error::new(ErrorKind::Aborted, "ETAG_MISMATCH", "x").is_transient());
+        assert!(!Error::denied("no").is_transient());
+        assert!(!Error::org_not_found("x").is_transient());
+    }
+}

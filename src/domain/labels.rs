@@ -1,7 +1,7 @@
 //! Labels on organizations and spaces (SPEC §7) and the `label=key:value`
 //! filters of their lists.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use super::{Error, ErrorKind, Result};
 
@@ -15,7 +15,8 @@ pub const MAX_FILTERS: usize = 16;
 const MAX_KEY_BYTES: usize = 63;
 
 /// A validated set of labels, in key order (so their JSON is canonical).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct Labels(BTreeMap<String, String>);
 
 fn invalid(reason: &'static str, field: String, message: String) -> Error {
@@ -62,7 +63,7 @@ fn check_value(field: String, value: &str) -> Result<()> {
 
 impl Labels {
     /// Validates labels as a request carries them; `field` names the map.
-    pub fn parse(field: &'static str, raw: &HashMap<String, String>) -> Result<Self> {
+    pub fn parse(field: &'static str, raw: &BTreeMap<String, String>) -> Result<Self> {
         if raw.len() > MAX_LABELS {
             return Err(invalid(
                 "TOO_MANY_LABELS",
@@ -74,8 +75,7 @@ impl Labels {
             ));
         }
         // Checked in key order, so the first error is always the same one.
-        let sorted: BTreeMap<&String, &String> = raw.iter().collect();
-        for (key, value) in &sorted {
+        for (key, value) in raw {
             if !valid_key(key) {
                 return Err(invalid(
                     "INVALID_LABEL_KEY",
@@ -89,7 +89,7 @@ impl Labels {
             }
             check_value(format!("{field}.{key}"), value)?;
         }
-        Ok(Self(raw.iter().map(|(k, v)| (k.clone(), v.clone())).collect()))
+        Ok(Self(raw.clone()))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -100,8 +100,8 @@ impl Labels {
         self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
-    pub fn to_map(&self) -> HashMap<String, String> {
-        self.0.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    pub fn to_map(&self) -> BTreeMap<String, String> {
+        self.0.clone()
     }
 
     /// The canonical JSON object stored with the resource.
@@ -162,7 +162,7 @@ impl LabelFilter {
 mod tests {
     use super::*;
 
-    fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -208,12 +208,12 @@ mod tests {
         assert!(Labels::parse("labels", &map(&[("env", &"é".repeat(256))])).is_ok());
         let e = Labels::parse("labels", &map(&[("env", "a\0b")])).expect_err("NUL");
         assert_eq!(e.reason, "INVALID_TEXT");
-        let many: HashMap<String, String> = (0..65).map(|i| (format!("k{i}"), String::new())).collect();
+        let many: BTreeMap<String, String> = (0..65).map(|i| (format!("k{i}"), String::new())).collect();
         assert_eq!(
             Labels::parse("labels", &many).expect_err("65").reason,
             "TOO_MANY_LABELS"
         );
-        let enough: HashMap<String, String> = (0..64).map(|i| (format!("k{i}"), String::new())).collect();
+        let enough: BTreeMap<String, String> = (0..64).map(|i| (format!("k{i}"), String::new())).collect();
         assert!(Labels::parse("labels", &enough).is_ok());
     }
 

@@ -16,7 +16,7 @@ pub struct User {
     pub created_at: i64,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Organization {
     pub id: Uuid,
     pub name: String,
@@ -53,7 +53,7 @@ pub struct OrganizationDetails {
     pub user_count: i64,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Space {
     pub id: Uuid,
     pub name: String,
@@ -72,7 +72,7 @@ pub struct Space {
 
 /// A user's membership in an organization or a space; `role` is the
 /// lowercase role name of either kind.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Member {
     pub user_id: Uuid,
     pub email: String,

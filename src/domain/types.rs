@@ -276,6 +276,20 @@ macro_rules! string_enum {
                 f.write_str(self.as_str())
             }
         }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                let raw = String::deserialize(d)?;
+                raw.parse()
+                    .map_err(|_| serde::de::Error::custom(format!("unexpected {} '{raw}'", $what)))
+            }
+        }
     };
 }
 
@@ -335,7 +349,7 @@ string_enum!(
 );
 
 /// The agent of a space, validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Agent {
     pub agent_id: String,
     pub status: AgentStatus,

@@ -476,8 +476,9 @@ where
         store
             .append(&mut tx, org.unwrap_or(audit::SYSTEM_CHAIN), draft)
             .await?;
-        tx.commit().await?;
-        Ok(ids.len() as u64)
+        let upserted = ids.len() as u64;
+        store.finish(tx, actor, &upserted).await?;
+        Ok(upserted)
     }
 
     /// Names are unique within a space, checked row by row: a batch that
@@ -750,7 +751,7 @@ where
             draft,
         )
         .await?;
-        tx.commit().await?;
+        self.finish(tx, actor, &()).await?;
         Ok(())
     }
 

@@ -267,6 +267,14 @@ pub trait Store: ContentStore {
     /// Records a refused read (reads decide outside a write transaction).
     async fn record_denied(&self, chain: Uuid, draft: Draft) -> Result<()>;
 
+    /// The record of a request id (unexpired), if any.
+    async fn request_record(&self, caller: Uuid, request_id: Uuid) -> Result<Option<RequestRecord>>;
+    /// Remembers a definitive refusal of a change made with a request id
+    /// (a change that failed wrote nothing, its record included).
+    async fn record_request_error(&self, actor: &Actor, error: &Error) -> Result<()>;
+    /// Forgets request ids older than a day; how many went.
+    async fn prune_request_ids(&self) -> Result<u64>;
+
     /// The organization with this slug and the user's role in it.
     async fn organization_access(&self, slug: &str, user: Uuid) -> Result<Option<OrgAccess>>;
     async fn organization_details(&self, org: Organization) -> Result<OrganizationDetails>;
@@ -314,6 +322,30 @@ pub trait Store: ContentStore {
 pub struct StorageState {
     pub org: Organization,
     pub spaces: Vec<Uuid>,
+}
+
+/// How long a request id is remembered (AIP-155: at least a day).
+pub const REQUEST_ID_TTL_MICROS: i64 = 24 * 3600 * 1_000_000;
+
+/// What a change made with a request id left behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestRecord {
+    pub rpc: String,
+    pub fingerprint: String,
+    /// JSON of the result, for a change that succeeded.
+    pub outcome: Option<String>,
+    /// JSON of the refusal, for one that did not.
+    pub error: Option<String>,
+}
+
+/// The signal that a change's request id was claimed by an earlier attempt
+/// that committed: the caller answers from the record.
+pub(crate) fn request_replay() -> Error {
+    Error::new(
+        crate::domain::ErrorKind::Aborted,
+        "REQUEST_REPLAY",
+        "this request was already made; its first answer applies",
+    )
 }
 
 /// Audit event targets, named like resources (`organizations/<id>/users/<id>`).

@@ -26,8 +26,8 @@ use crate::domain::types::{Agent, AgentStatus, Email, OrgRole, SpaceRole, Visibi
 use crate::domain::{Error, Result};
 use crate::progress::Reporter;
 use crate::store::{
-    MemberFilter, NewOrganization, NewSpace, OrganizationChanges, OrganizationFilter, SpaceChanges,
-    SpaceFilter, StorageState, Store, is_unique_violation, last_admin, now_micros, targets,
+    MemberFilter, NewOrganization, NewSpace, OrganizationChanges, OrganizationFilter, RequestRecord,
+    SpaceChanges, SpaceFilter, StorageState, Store, is_unique_violation, last_admin, now_micros, targets,
 };
 
 /// Which resource's labels.
@@ -491,11 +491,80 @@ where
 
     /// Records a refused attempt, commits that record alone, and returns
     /// the refusal.
-    pub(super) async fn refuse<T>(&self, mut tx: Tx<DB>, org: Uuid, draft: Draft, error: Error) -> Result<T> {
+    pub(super) async fn refuse<T>(
+        &self,
+        mut tx: Tx<DB>,
+        actor: &Actor,
+        org: Uuid,
+        draft: Draft,
+        error: Error,
+    ) -> Result<T> {
         self.append(&mut tx, org, draft.with("reason", error.reason))
             .await?;
+        if let Some(key) = actor.request {
+            sqlx::query("UPDATE request_ids SET error = $3 WHERE caller = $1 AND request_id = $2")
+                .bind(actor.user_id)
+                .bind(key.request_id)
+                .bind(error.to_json())
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Err(error)
+    }
+
+    /// Begins the transaction of a change. With a request id, its record
+    /// is claimed first: a retry whose first attempt committed (or is
+    /// committing: the claim waits for it) gets `REQUEST_REPLAY` and
+    /// answers from the record instead.
+    pub(super) async fn begin_change(&self, actor: &Actor) -> Result<Tx<DB>> {
+        let mut tx = self.write_tx().await?;
+        if let Some(key) = actor.request {
+            let now = now_micros();
+            sqlx::query("DELETE FROM request_ids WHERE caller = $1 AND request_id = $2 AND created_at < $3")
+                .bind(actor.user_id)
+                .bind(key.request_id)
+                .bind(now - crate::store::REQUEST_ID_TTL_MICROS)
+                .execute(&mut *tx)
+                .await?;
+            let claimed = sqlx::query(
+                "INSERT INTO request_ids (caller, request_id, rpc, fingerprint, created_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (caller, request_id) DO NOTHING",
+            )
+            .bind(actor.user_id)
+            .bind(key.request_id)
+            .bind(actor.rpc)
+            .bind(key.fingerprint_hex())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if DB::rows_affected(&claimed) == 0 {
+                return Err(crate::store::request_replay());
+            }
+        }
+        Ok(tx)
+    }
+
+    /// Commits a change, recording its outcome with its request id (in the
+    /// same transaction: a committed change always has its answer).
+    pub(super) async fn finish<T: serde::Serialize>(
+        &self,
+        mut tx: Tx<DB>,
+        actor: &Actor,
+        outcome: &T,
+    ) -> Result<()> {
+        if let Some(key) = actor.request {
+            let json = serde_json::to_string(outcome)
+                .map_err(|e| Error::internal("recording a change's outcome", e))?;
+            sqlx::query("UPDATE request_ids SET outcome = $3 WHERE caller = $1 AND request_id = $2")
+                .bind(actor.user_id)
+                .bind(key.request_id)
+                .bind(json)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Begins the transaction of an organization change: the caller, the
@@ -508,12 +577,12 @@ where
         action: OrgAction,
         attempt: &'static str,
     ) -> Result<(Tx<DB>, Caller, OrgAccess)> {
-        let mut tx = self.write_tx().await?;
+        let mut tx = self.begin_change(actor).await?;
         let caller = Self::caller_in(&mut tx, actor).await?;
         let access = Self::lock_org(&mut tx, slug, caller.user_id).await?;
         if let Err(e) = check_org(&caller, &access, action) {
             let draft = Draft::denied(actor, attempt, targets::org(access.org.id));
-            return self.refuse(tx, access.org.id, draft, e).await;
+            return self.refuse(tx, actor, access.org.id, draft, e).await;
         }
         Ok((tx, caller, access))
     }
@@ -528,13 +597,13 @@ where
         attempt: &'static str,
         target: impl FnOnce(Uuid) -> String,
     ) -> Result<(Tx<DB>, Caller, SpaceAccess)> {
-        let mut tx = self.write_tx().await?;
+        let mut tx = self.begin_change(actor).await?;
         let caller = Self::caller_in(&mut tx, actor).await?;
         let access = Self::lock_space_access(&mut tx, space, caller.user_id).await?;
         if let Err(e) = check_space(&caller, &access, action) {
             let chain = access.space.organization_id.unwrap_or(audit::SYSTEM_CHAIN);
             return self
-                .refuse(tx, chain, Draft::denied(actor, attempt, target(space)), e)
+                .refuse(tx, actor, chain, Draft::denied(actor, attempt, target(space)), e)
                 .await;
         }
         Ok((tx, caller, access))
@@ -879,7 +948,7 @@ where
     #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "create_organization"))]
     async fn create_organization(&self, actor: &Actor, new: NewOrganization) -> Result<Organization> {
         let now = now_micros();
-        let mut tx = self.write_tx().await?;
+        let mut tx = self.begin_change(actor).await?;
         Self::caller_in(&mut tx, actor)
             .await?
             .require_superadmin("create organizations")?;
@@ -920,8 +989,7 @@ where
             draft.with("labels", new.labels.to_json())
         };
         self.append(&mut tx, new.id, draft).await?;
-        tx.commit().await?;
-        Ok(Organization {
+        let created = Organization {
             id: new.id,
             name: new.name.as_str().to_owned(),
             slug: new.slug.as_str().to_owned(),
@@ -930,7 +998,9 @@ where
             updated_at: now,
             etag: etag(new.id, now, 1),
             labels: new.labels,
-        })
+        };
+        self.finish(tx, actor, &created).await?;
+        Ok(created)
     }
 
     #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "organization_access"))]
@@ -1091,7 +1161,7 @@ where
         let org = access.org;
         check_etag("organization", changes.etag.as_deref(), &org.etag)?;
         if changes.is_empty() {
-            tx.commit().await?;
+            self.finish(tx, actor, &org).await?;
             return Ok(org);
         }
         if let Some(labels) = &changes.labels {
@@ -1133,7 +1203,7 @@ where
             Err(e) => return Err(e.into()),
         };
         self.append(&mut tx, org.id, draft).await?;
-        tx.commit().await?;
+        self.finish(tx, actor, &updated).await?;
         Ok(updated)
     }
 
@@ -1172,7 +1242,7 @@ where
             .bind(now_micros())
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
+        self.finish(tx, actor, &id).await?;
         Ok(id)
     }
 
@@ -1188,7 +1258,7 @@ where
             let e = Error::denied("only an admin of the space may add it to an organization")
                 .with("space_id", space.to_string());
             return self
-                .refuse(tx, org, Draft::denied(actor, "space.attach", target), e)
+                .refuse(tx, actor, org, Draft::denied(actor, "space.attach", target), e)
                 .await;
         }
         match current.space.organization_id {
@@ -1221,8 +1291,9 @@ where
         Self::bump_org(&mut tx, org).await?;
         let draft = Draft::success(actor, "space.attach", target).with("space_id", space.to_string());
         self.append(&mut tx, org, draft).await?;
-        tx.commit().await?;
-        Ok(Self::space_from(&row)?)
+        let space = Self::space_from(&row)?;
+        self.finish(tx, actor, &space).await?;
+        Ok(space)
     }
 
     #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "detach_space"))]
@@ -1252,7 +1323,7 @@ where
         let draft = Draft::success(actor, "space.detach", targets::org_space(org, space))
             .with("space_id", space.to_string());
         self.append(&mut tx, org, draft).await?;
-        tx.commit().await?;
+        self.finish(tx, actor, &org).await?;
         Ok(org)
     }
 
@@ -1287,7 +1358,7 @@ where
             .with("email", email.as_str())
             .with("role", role.as_str());
         self.append(&mut tx, org, draft).await?;
-        tx.commit().await?;
+        self.finish(tx, actor, &member).await?;
         Ok(member)
     }
 
@@ -1330,7 +1401,7 @@ where
             .with("previous_role", current.as_str())
             .with("role", role.as_str());
         self.append(&mut tx, org, draft).await?;
-        tx.commit().await?;
+        self.finish(tx, actor, &member).await?;
         Ok(member)
     }
 
@@ -1364,7 +1435,7 @@ where
             .with("user_id", user.to_string())
             .with("role", current.as_str());
         self.append(&mut tx, org, draft).await?;
-        tx.commit().await?;
+        self.finish(tx, actor, &()).await?;
         Ok(())
     }
 
@@ -1390,7 +1461,7 @@ where
             .with("count", added.len().to_string())
             .with("members", serde_json::Value::Array(listed).to_string());
         self.append(&mut tx, org, draft).await?;
-        tx.commit().await?;
+        self.finish(tx, actor, &added).await?;
         Ok(added)
     }
 
@@ -1411,8 +1482,9 @@ where
             .with("count", roles.len().to_string())
             .with("members", serde_json::Value::Array(listed).to_string());
         self.append(&mut tx, org, draft).await?;
-        tx.commit().await?;
-        Ok(roles.len() as u64)
+        let removed = roles.len() as u64;
+        self.finish(tx, actor, &removed).await?;
+        Ok(removed)
     }
 
     #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "batch_add_space_members"))]
@@ -1442,7 +1514,7 @@ where
             .with("count", added.len().to_string())
             .with("members", serde_json::Value::Array(listed).to_string());
         self.append(&mut tx, Self::chain_of(&access.space), draft).await?;
-        tx.commit().await?;
+        self.finish(tx, actor, &added).await?;
         Ok(added)
     }
 
@@ -1468,8 +1540,9 @@ where
             .with("count", roles.len().to_string())
             .with("members", serde_json::Value::Array(listed).to_string());
         self.append(&mut tx, Self::chain_of(&access.space), draft).await?;
-        tx.commit().await?;
-        Ok(roles.len() as u64)
+        let removed = roles.len() as u64;
+        self.finish(tx, actor, &removed).await?;
+        Ok(removed)
     }
 
     #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "list_members"))]
@@ -1513,7 +1586,7 @@ where
     #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "create_space"))]
     async fn create_space(&self, actor: &Actor, new: NewSpace) -> Result<Space> {
         let now = now_micros();
-        let mut tx = self.write_tx().await?;
+        let mut tx = self.begin_change(actor).await?;
         Self::caller_in(&mut tx, actor)
             .await?
             .require_superadmin("create spaces")?;
@@ -1567,8 +1640,9 @@ where
             draft.with("labels", new.labels.to_json())
         };
         self.append(&mut tx, audit::SYSTEM_CHAIN, draft).await?;
-        tx.commit().await?;
-        Ok(Self::space_from(&row)?)
+        let space = Self::space_from(&row)?;
+        self.finish(tx, actor, &space).await?;
+        Ok(space)
     }
 
     #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "space_access"))]
@@ -1640,7 +1714,7 @@ where
             .await?;
         check_etag("space", changes.etag.as_deref(), &access.space.etag)?;
         if changes.is_empty() {
-            tx.commit().await?;
+            self.finish(tx, actor, &access.space).await?;
             return Ok(access.space);
         }
         let mut draft = Draft::success(actor, "space.update", targets::space(id));
@@ -1705,7 +1779,7 @@ where
             Err(e) => return Err(e.into()),
         };
         self.append(&mut tx, Self::chain_of(&access.space), draft).await?;
-        tx.commit().await?;
+        self.finish(tx, actor, &updated).await?;
         Ok(updated)
     }
 
@@ -1722,7 +1796,7 @@ where
         let draft = Draft::success(actor, "space.delete", targets::space(id))
             .with("slug", access.space.slug.as_str());
         self.append(&mut tx, Self::chain_of(&access.space), draft).await?;
-        tx.commit().await?;
+        self.finish(tx, actor, &access.space.organization_id).await?;
         Ok(access.space.organization_id)
     }
 
@@ -1783,7 +1857,7 @@ where
             .with("email", email.as_str())
             .with("role", role.as_str());
         self.append(&mut tx, Self::chain_of(&access.space), draft).await?;
-        tx.commit().await?;
+        self.finish(tx, actor, &member).await?;
         Ok(member)
     }
 
@@ -1836,7 +1910,7 @@ where
         .with("previous_role", previous)
         .with("role", role.as_str());
         self.append(&mut tx, Self::chain_of(&access.space), draft).await?;
-        tx.commit().await?;
+        self.finish(tx, actor, &member).await?;
         Ok(member)
     }
 
@@ -1876,8 +1950,59 @@ where
             .with("user_id", user.to_string())
             .with("role", role);
         self.append(&mut tx, Self::chain_of(&access.space), draft).await?;
+        self.finish(tx, actor, &()).await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "request_record"))]
+    async fn request_record(&self, caller: Uuid, request_id: Uuid) -> Result<Option<RequestRecord>> {
+        let row = sqlx::query(
+            "SELECT rpc, fingerprint, outcome, error FROM request_ids \
+             WHERE caller = $1 AND request_id = $2 AND created_at >= $3",
+        )
+        .bind(caller)
+        .bind(request_id)
+        .bind(now_micros() - crate::store::REQUEST_ID_TTL_MICROS)
+        .fetch_optional(self.reader())
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(RequestRecord {
+            rpc: row.try_get("rpc")?,
+            fingerprint: row.try_get("fingerprint")?,
+            outcome: row.try_get("outcome")?,
+            error: row.try_get("error")?,
+        }))
+    }
+
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "record_request_error"))]
+    async fn record_request_error(&self, actor: &Actor, error: &Error) -> Result<()> {
+        let Some(key) = actor.request else { return Ok(()) };
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "INSERT INTO request_ids (caller, request_id, rpc, fingerprint, error, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (caller, request_id) DO NOTHING",
+        )
+        .bind(actor.user_id)
+        .bind(key.request_id)
+        .bind(actor.rpc)
+        .bind(key.fingerprint_hex())
+        .bind(error.to_json())
+        .bind(now_micros())
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "prune_request_ids"))]
+    async fn prune_request_ids(&self) -> Result<u64> {
+        let mut tx = self.write_tx().await?;
+        let done = sqlx::query("DELETE FROM request_ids WHERE created_at < $1")
+            .bind(now_micros() - crate::store::REQUEST_ID_TTL_MICROS)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(DB::rows_affected(&done))
     }
 
     #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "record_denied"))]

@@ -101,6 +101,7 @@ async fn put_products(
             BatchUpsertProductsRequest {
                 space_id: space.into(),
                 items,
+                ..Default::default()
             },
         ))
         .await
@@ -145,6 +146,7 @@ async fn world(app: &TestApp) -> World {
                 space_id: invited.id.clone(),
                 user_email: member.clone(),
                 role: "viewer".into(),
+                ..Default::default()
             },
         ))
         .await
@@ -394,6 +396,7 @@ async fn contracts_issues_and_checks_filter_by_status_and_more() {
                     contract("Billing export", "draft", 2, None),
                     contract("Legacy sync", "deprecated", 3, None),
                 ],
+                ..Default::default()
             },
         ))
         .await
@@ -412,6 +415,7 @@ async fn contracts_issues_and_checks_filter_by_status_and_more() {
                     issue("Typo", "resolved", "high", 3),
                     issue("Stale", "wont_fix", "critical", 4),
                 ],
+                ..Default::default()
             },
         ))
         .await
@@ -427,6 +431,7 @@ async fn contracts_issues_and_checks_filter_by_status_and_more() {
                     check("fresh", "", false, 3),
                     check("old", "pass", true, 4),
                 ],
+                ..Default::default()
             },
         ))
         .await
@@ -603,6 +608,7 @@ async fn statistics_match_values_computed_by_hand() {
                     issue("i4", "resolved", "low", 4),
                     issue("i5", "wont_fix", "low", 5),
                 ],
+                ..Default::default()
             },
         ))
         .await
@@ -618,6 +624,7 @@ async fn statistics_match_values_computed_by_hand() {
                     contract("c3", "active", 3, past),
                     contract("c4", "draft", 4, None),
                 ],
+                ..Default::default()
             },
         ))
         .await
@@ -634,6 +641,7 @@ async fn statistics_match_values_computed_by_hand() {
                     check("q4", "", false, 4),
                     check("q5", "fail", true, 5),
                 ],
+                ..Default::default()
             },
         ))
         .await
@@ -654,6 +662,7 @@ async fn statistics_match_values_computed_by_hand() {
             BatchUpsertIssuesRequest {
                 space_id: w.locked.clone(),
                 items: vec![issue("li", "open", "high", 1)],
+                ..Default::default()
             },
         ))
         .await
@@ -664,6 +673,7 @@ async fn statistics_match_values_computed_by_hand() {
             BatchUpsertContractsRequest {
                 space_id: w.locked.clone(),
                 items: vec![contract("lc", "active", 1, None)],
+                ..Default::default()
             },
         ))
         .await
@@ -674,6 +684,7 @@ async fn statistics_match_values_computed_by_hand() {
             BatchUpsertQualityChecksRequest {
                 space_id: w.locked.clone(),
                 items: vec![check("lq", "fail", false, 1)],
+                ..Default::default()
             },
         ))
         .await
@@ -763,6 +774,7 @@ async fn statistics_match_values_computed_by_hand() {
             DeleteIssueRequest {
                 space_id: w.open.clone(),
                 issue_id: open_issue.id,
+                ..Default::default()
             },
         ))
         .await
@@ -1004,6 +1016,7 @@ async fn a_batch_with_one_bad_item_changes_nothing() {
                     BatchUpsertIssuesRequest {
                         space_id: w.open.clone(),
                         items: vec![issue("ok", "open", "low", 1), issue("x", "open", "urgent", 2)],
+                        ..Default::default()
                     },
                 ))
                 .await
@@ -1018,6 +1031,7 @@ async fn a_batch_with_one_bad_item_changes_nothing() {
                     BatchUpsertIssuesRequest {
                         space_id: w.open.clone(),
                         items: vec![issue("x", "closed", "low", 1)],
+                        ..Default::default()
                     },
                 ))
                 .await
@@ -1039,6 +1053,7 @@ async fn a_batch_with_one_bad_item_changes_nothing() {
                             });
                             c
                         }],
+                        ..Default::default()
                     },
                 ))
                 .await
@@ -1060,6 +1075,7 @@ async fn a_batch_with_one_bad_item_changes_nothing() {
                             });
                             c
                         }],
+                        ..Default::default()
                     },
                 ))
                 .await
@@ -1078,6 +1094,7 @@ async fn a_batch_with_one_bad_item_changes_nothing() {
                             q.severity = "fatal".into();
                             q
                         }],
+                        ..Default::default()
                     },
                 ))
                 .await
@@ -1092,6 +1109,7 @@ async fn a_batch_with_one_bad_item_changes_nothing() {
                     BatchUpsertQualityChecksRequest {
                         space_id: w.open.clone(),
                         items: vec![check("x", "passed", false, 1)],
+                        ..Default::default()
                     },
                 ))
                 .await
@@ -1233,6 +1251,7 @@ async fn content_writes_take_a_space_editor_or_admin() {
                     space_id: w.open.clone(),
                     user_email: email.into(),
                     role: role.into(),
+                    ..Default::default()
                 },
             ))
             .await
@@ -1291,6 +1310,7 @@ async fn content_writes_take_a_space_editor_or_admin() {
             DeleteProductRequest {
                 space_id: w.open.clone(),
                 product_id: victim.clone(),
+                ..Default::default()
             },
         ))
         .await;
@@ -1302,6 +1322,7 @@ async fn content_writes_take_a_space_editor_or_admin() {
             DeleteProductRequest {
                 space_id: w.locked.clone(),
                 product_id: victim.clone(),
+                ..Default::default()
             },
         ))
         .await;
@@ -1312,6 +1333,7 @@ async fn content_writes_take_a_space_editor_or_admin() {
             DeleteProductRequest {
                 space_id: w.open.clone(),
                 product_id: victim.clone(),
+                ..Default::default()
             },
         ))
         .await
@@ -1322,6 +1344,7 @@ async fn content_writes_take_a_space_editor_or_admin() {
             DeleteProductRequest {
                 space_id: w.open.clone(),
                 product_id: victim,
+                ..Default::default()
             },
         ))
         .await;
@@ -1353,6 +1376,7 @@ async fn content_follows_its_space_between_organizations() {
             RemoveSpaceRequest {
                 slug: w.slug.clone(),
                 space_id: w.open.clone(),
+                ..Default::default()
             },
         ))
         .await
@@ -1379,6 +1403,7 @@ async fn content_follows_its_space_between_organizations() {
             RemoveSpaceRequest {
                 slug: next.clone(),
                 space_id: w.open.clone(),
+                ..Default::default()
             },
         ))
         .await
@@ -1417,6 +1442,7 @@ async fn restricted_content_is_invisible_to_plain_members_in_every_view() {
             BatchUpsertContractsRequest {
                 space_id: w.locked.clone(),
                 items: vec![contract("secret contract", "active", 1, None)],
+                ..Default::default()
             },
         ))
         .await
@@ -1427,6 +1453,7 @@ async fn restricted_content_is_invisible_to_plain_members_in_every_view() {
             BatchUpsertIssuesRequest {
                 space_id: w.locked.clone(),
                 items: vec![issue("secret issue", "open", "high", 1)],
+                ..Default::default()
             },
         ))
         .await
@@ -1437,6 +1464,7 @@ async fn restricted_content_is_invisible_to_plain_members_in_every_view() {
             BatchUpsertQualityChecksRequest {
                 space_id: w.locked.clone(),
                 items: vec![check("secret check", "pass", false, 1)],
+                ..Default::default()
             },
         ))
         .await
@@ -1520,6 +1548,7 @@ async fn restricted_content_is_invisible_to_plain_members_in_every_view() {
                 space_id: w.locked.clone(),
                 user_email: w.member.clone(),
                 role: "viewer".into(),
+                ..Default::default()
             },
         ))
         .await

@@ -353,6 +353,7 @@ async fn put_products(app: &TestApp, tok: &str, space: &str, items: Vec<Product>
             BatchUpsertProductsRequest {
                 space_id: space.into(),
                 items,
+                ..Default::default()
             },
         ))
         .await
@@ -593,6 +594,7 @@ async fn every_mutating_rpc_appends_exactly_one_event_saying_who_did_what_to_wha
                 slug: "audit-walk".into(),
                 user_email: "joiner@audit.test".into(),
                 role: "member".into(),
+                ..Default::default()
             },
         ))
         .await
@@ -718,6 +720,7 @@ async fn every_mutating_rpc_appends_exactly_one_event_saying_who_did_what_to_wha
                 space_id: space.clone(),
                 user_email: "editor@audit.test".into(),
                 role: "viewer".into(),
+                ..Default::default()
             },
         ))
         .await
@@ -746,6 +749,7 @@ async fn every_mutating_rpc_appends_exactly_one_event_saying_who_did_what_to_wha
         AddSpaceRequest {
             slug: "audit-walk".into(),
             space_id: space.clone(),
+            ..Default::default()
         },
     ))
     .await
@@ -870,6 +874,7 @@ async fn every_mutating_rpc_appends_exactly_one_event_saying_who_did_what_to_wha
                     BatchUpsertContractsRequest {
                         space_id: space.clone(),
                         items: contracts.clone(),
+                        ..Default::default()
                     },
                 ))
                 .await
@@ -880,6 +885,7 @@ async fn every_mutating_rpc_appends_exactly_one_event_saying_who_did_what_to_wha
                     BatchUpsertIssuesRequest {
                         space_id: space.clone(),
                         items: issues.clone(),
+                        ..Default::default()
                     },
                 ))
                 .await
@@ -890,6 +896,7 @@ async fn every_mutating_rpc_appends_exactly_one_event_saying_who_did_what_to_wha
                     BatchUpsertQualityChecksRequest {
                         space_id: space.clone(),
                         items: checks.clone(),
+                        ..Default::default()
                     },
                 ))
                 .await
@@ -939,6 +946,7 @@ async fn every_mutating_rpc_appends_exactly_one_event_saying_who_did_what_to_wha
                     DeleteProductRequest {
                         space_id,
                         product_id: id.clone(),
+                        ..Default::default()
                     },
                 ))
                 .await
@@ -949,6 +957,7 @@ async fn every_mutating_rpc_appends_exactly_one_event_saying_who_did_what_to_wha
                     DeleteContractRequest {
                         space_id,
                         contract_id: id.clone(),
+                        ..Default::default()
                     },
                 ))
                 .await
@@ -959,6 +968,7 @@ async fn every_mutating_rpc_appends_exactly_one_event_saying_who_did_what_to_wha
                     DeleteIssueRequest {
                         space_id,
                         issue_id: id.clone(),
+                        ..Default::default()
                     },
                 ))
                 .await
@@ -969,6 +979,7 @@ async fn every_mutating_rpc_appends_exactly_one_event_saying_who_did_what_to_wha
                     DeleteQualityCheckRequest {
                         space_id,
                         quality_check_id: id.clone(),
+                        ..Default::default()
                     },
                 ))
                 .await
@@ -992,6 +1003,7 @@ async fn every_mutating_rpc_appends_exactly_one_event_saying_who_did_what_to_wha
         RemoveSpaceRequest {
             slug: "audit-walk".into(),
             space_id: space.clone(),
+            ..Default::default()
         },
     ))
     .await
@@ -1184,6 +1196,7 @@ async fn a_refused_attempt_appends_one_denied_event_naming_the_caller_and_change
                 slug: "guarded".into(),
                 user_email: "intruder@audit.test".into(),
                 role: "admin".into(),
+                ..Default::default()
             },
         ))
         .await;
@@ -1273,6 +1286,7 @@ async fn a_refused_attempt_appends_one_denied_event_naming_the_caller_and_change
             AddSpaceRequest {
                 slug: "guarded".into(),
                 space_id: outsider_space.clone(),
+                ..Default::default()
             },
         ))
         .await;
@@ -1440,6 +1454,7 @@ async fn a_change_that_fails_for_any_other_reason_appends_nothing() {
                 slug: "careful".into(),
                 user_email: "member@audit.test".into(),
                 role: "admin".into(),
+                ..Default::default()
             },
         ))
         .await
@@ -1527,6 +1542,7 @@ async fn a_change_that_fails_for_any_other_reason_appends_nothing() {
                 slug: "careful".into(),
                 user_email: "not-an-email".into(),
                 role: "member".into(),
+                ..Default::default()
             },
         ))
         .await
@@ -1539,6 +1555,7 @@ async fn a_change_that_fails_for_any_other_reason_appends_nothing() {
                 slug: "careful".into(),
                 user_email: "fine@audit.test".into(),
                 role: "owner".into(),
+                ..Default::default()
             },
         ))
         .await
@@ -1604,6 +1621,7 @@ async fn a_change_that_fails_for_any_other_reason_appends_nothing() {
                 slug: "no-such-org".into(),
                 user_email: "fine@audit.test".into(),
                 role: "member".into(),
+                ..Default::default()
             },
         ))
         .await
@@ -1620,6 +1638,7 @@ async fn a_change_that_fails_for_any_other_reason_appends_nothing() {
             AddSpaceRequest {
                 slug: "careful".into(),
                 space_id: space.clone(),
+                ..Default::default()
             },
         ))
         .await
@@ -1636,6 +1655,7 @@ async fn a_change_that_fails_for_any_other_reason_appends_nothing() {
             RemoveSpaceRequest {
                 slug: "careful".into(),
                 space_id: other_space.id.clone(),
+                ..Default::default()
             },
         ))
         .await
@@ -1653,6 +1673,7 @@ async fn a_change_that_fails_for_any_other_reason_appends_nothing() {
                 space_id: space.clone(),
                 user_email: admin.into(),
                 role: "viewer".into(),
+                ..Default::default()
             },
         ))
         .await
@@ -1686,6 +1707,7 @@ async fn a_change_that_fails_for_any_other_reason_appends_nothing() {
             DeleteProductRequest {
                 space_id: space.clone(),
                 product_id: new_id(),
+                ..Default::default()
             },
         ))
         .await
@@ -1738,6 +1760,7 @@ async fn fifty_concurrent_writers_to_one_organization_leave_a_gapless_verifiable
                 AddSpaceRequest {
                     slug: "busy".into(),
                     space_id: s.clone(),
+                    ..Default::default()
                 },
             ))
             .await
@@ -1758,6 +1781,7 @@ async fn fifty_concurrent_writers_to_one_organization_leave_a_gapless_verifiable
                             slug: "busy".into(),
                             user_email: format!("writer{i}@audit.test"),
                             role: "member".into(),
+                            ..Default::default()
                         },
                     ))
                     .await
@@ -1769,6 +1793,7 @@ async fn fifty_concurrent_writers_to_one_organization_leave_a_gapless_verifiable
                             BatchUpsertProductsRequest {
                                 space_id: space,
                                 items: vec![product(&format!("p{i}a")), product(&format!("p{i}b"))],
+                                ..Default::default()
                             },
                         ))
                         .await
@@ -2092,6 +2117,7 @@ async fn deleting_an_organization_while_spaces_are_added_and_it_is_renamed_fails
                 AddSpaceRequest {
                     slug: slug.clone(),
                     space_id: joining.clone(),
+                    ..Default::default()
                 },
             )),
             c3.update_organization(req(
@@ -2281,6 +2307,7 @@ async fn audit_events_filter_by_action_actor_result_and_time_newest_first_in_pag
                     slug: "filtered".into(),
                     user_email: format!("u{i}@audit.test"),
                     role: "member".into(),
+                    ..Default::default()
                 },
             ))
             .await
@@ -2313,6 +2340,7 @@ async fn audit_events_filter_by_action_actor_result_and_time_newest_first_in_pag
                 slug: "filtered".into(),
                 user_email: "nope@audit.test".into(),
                 role: "member".into(),
+                ..Default::default()
             },
         ))
         .await;

@@ -645,6 +645,7 @@ async fn watch_delivers_every_event_of_a_thousand_concurrent_changes_in_order_an
                             BatchUpsertProductsRequest {
                                 space_id: space.clone(),
                                 items: vec![item],
+                                ..Default::default()
                             },
                         ))
                         .await

@@ -27,6 +27,7 @@ async fn batch_add(
             BatchAddUsersRequest {
                 slug: slug.into(),
                 entries,
+                ..Default::default()
             },
         ))
         .await
@@ -45,6 +46,7 @@ async fn batch_remove(app: &TestApp, t: &str, slug: &str, ids: &[&str]) -> Resul
                         user_id: (*id).into(),
                     })
                     .collect(),
+                ..Default::default()
             },
         ))
         .await
@@ -302,6 +304,7 @@ async fn space_members_are_added_and_removed_in_batches() {
             BatchAddSpaceMembersRequest {
                 space_id: space.id.clone(),
                 entries,
+                ..Default::default()
             },
         );
         async move {
@@ -351,6 +354,7 @@ async fn space_members_are_added_and_removed_in_batches() {
             BatchRemoveSpaceMembersRequest {
                 space_id: space.id.clone(),
                 entries: ids.into_iter().map(|user_id| MemberRef { user_id }).collect(),
+                ..Default::default()
             },
         );
         async move {

@@ -223,6 +223,7 @@ async fn token_generates_a_secret_in_the_data_dir_that_the_server_accepts() {
                 slug: org.slug,
                 user_email: "cli-user@orgd.test".into(),
                 role: "member".into(),
+                ..Default::default()
             },
         ))
         .await

@@ -358,6 +358,7 @@ async fn postgres_going_away_is_unavailable_and_loses_no_acknowledged_write() {
                             slug: "steady".into(),
                             user_email: email.clone(),
                             role: "member".into(),
+                            ..Default::default()
                         },
                     );
                     request.set_timeout(Duration::from_secs(5));
@@ -522,6 +523,7 @@ async fn the_same_new_ids_upserted_into_two_spaces_at_once_are_stored_in_both() 
                             BatchUpsertProductsRequest {
                                 space_id: space,
                                 items,
+                                ..Default::default()
                             },
                         ))
                         .await

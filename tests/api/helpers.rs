@@ -238,6 +238,7 @@ impl TestApp {
                     slug: slug.into(),
                     user_email: email.into(),
                     role: role.into(),
+                    ..Default::default()
                 },
             ))
             .await
@@ -277,6 +278,7 @@ impl TestApp {
                 AddSpaceRequest {
                     slug: slug.into(),
                     space_id: space_id.into(),
+                    ..Default::default()
                 },
             ))
             .await

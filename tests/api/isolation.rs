@@ -29,6 +29,7 @@ async fn an_admin_of_one_organization_cannot_touch_another() {
                     name: "Crown jewels".into(),
                     ..Default::default()
                 }],
+                ..Default::default()
             },
         ))
         .await
@@ -77,6 +78,7 @@ async fn an_admin_of_one_organization_cannot_touch_another() {
                 AddSpaceRequest {
                     slug: slug(),
                     space_id: eve_space.id.clone(),
+                    ..Default::default()
                 },
             ))
             .await
@@ -89,6 +91,7 @@ async fn an_admin_of_one_organization_cannot_touch_another() {
                 RemoveSpaceRequest {
                     slug: slug(),
                     space_id: their_space.id.clone(),
+                    ..Default::default()
                 },
             ))
             .await
@@ -102,6 +105,7 @@ async fn an_admin_of_one_organization_cannot_touch_another() {
                     slug: slug(),
                     user_email: "eve@iso.test".into(),
                     role: "admin".into(),
+                    ..Default::default()
                 },
             ))
             .await
@@ -202,6 +206,7 @@ async fn an_admin_of_one_organization_cannot_touch_another() {
                     space_id: their_space.id.clone(),
                     user_email: "eve@iso.test".into(),
                     role: "admin".into(),
+                    ..Default::default()
                 },
             ))
             .await
@@ -303,6 +308,7 @@ async fn an_admin_of_one_organization_cannot_touch_another() {
                         name: "planted".into(),
                         ..Default::default()
                     }],
+                    ..Default::default()
                 },
             ))
             .await
@@ -315,6 +321,7 @@ async fn an_admin_of_one_organization_cannot_touch_another() {
                 DeleteProductRequest {
                     space_id: their_space.id.clone(),
                     product_id: their_product.clone(),
+                    ..Default::default()
                 },
             ))
             .await
@@ -333,6 +340,7 @@ async fn an_admin_of_one_organization_cannot_touch_another() {
                     name: "taken over".into(),
                     ..Default::default()
                 }],
+                ..Default::default()
             },
         ))
         .await;

@@ -1,7 +1,7 @@
 //! Labels on organizations and spaces, and etags (optimistic concurrency,
 //! AIP-154) on organizations, spaces and memberships (SPEC §7).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use orgd::proto::*;
 use serde_json::json;
@@ -10,7 +10,7 @@ use tonic::Code;
 use crate::helpers::*;
 use crate::rest::Rest;
 
-fn labels(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -172,7 +172,7 @@ async fn organizations_carry_labels_that_lists_filter_on() {
 
     // Bad labels name the problem and change nothing.
     let many: Vec<(String, String)> = (0..65).map(|i| (format!("k{i}"), "v".to_owned())).collect();
-    let cases: Vec<(HashMap<String, String>, bool, &str, &str)> = vec![
+    let cases: Vec<(BTreeMap<String, String>, bool, &str, &str)> = vec![
         (labels(&[("Env", "x")]), false, "INVALID_LABEL_KEY", "labels"),
         (
             labels(&[("env", &"v".repeat(257))]),
@@ -206,7 +206,7 @@ async fn organizations_carry_labels_that_lists_filter_on() {
     }
     assert_eq!(get(&app, &t, "prod-gold").await.labels, prod.labels);
     // 64 labels, 256-character values and a 63-character key are fine.
-    let most: HashMap<String, String> = (0..63)
+    let most: BTreeMap<String, String> = (0..63)
         .map(|i| (format!("k{i}"), "é".repeat(256)))
         .chain([(format!("a{}", "b".repeat(62)), String::new())])
         .collect();
@@ -249,7 +249,7 @@ async fn spaces_carry_labels_and_label_filters_keep_visibility() {
     let member = format!("member@{slug}.test");
     app.create_org("Space labels", &slug, &admin).await;
     app.add_user(&slug, &member, "member").await;
-    let mut ids = HashMap::new();
+    let mut ids = BTreeMap::new();
     for (name, visibility, env) in [
         ("open-prod", "organization", "prod"),
         ("locked-prod", "restricted", "prod"),
@@ -446,6 +446,7 @@ async fn an_etag_guards_updates_and_deletes_of_an_organization() {
             DeleteOrganizationRequest {
                 slug: slug.clone(),
                 etag,
+                ..Default::default()
             },
         );
         async move { client.delete_organization(request).await }
@@ -486,6 +487,7 @@ async fn memberships_and_spaces_have_their_own_etags() {
                 user_id: joined.user_id.clone(),
                 role: role.into(),
                 etag: etag.into(),
+                ..Default::default()
             },
         );
         async move { client.update_user_role(request).await }
@@ -510,6 +512,7 @@ async fn memberships_and_spaces_have_their_own_etags() {
                 slug: slug.clone(),
                 user_id: joined.user_id.clone(),
                 etag: etag.into(),
+                ..Default::default()
             },
         );
         async move { client.remove_user(request).await }
@@ -529,6 +532,7 @@ async fn memberships_and_spaces_have_their_own_etags() {
                 space_id: space.id.clone(),
                 user_email: format!("e@{slug}.test"),
                 role: "editor".into(),
+                ..Default::default()
             },
         ))
         .await
@@ -572,6 +576,7 @@ async fn memberships_and_spaces_have_their_own_etags() {
                 user_id: editor.user_id.clone(),
                 role: "viewer".into(),
                 etag: etag.into(),
+                ..Default::default()
             },
         );
         async move { client.update_space_member(request).await }
@@ -591,6 +596,7 @@ async fn memberships_and_spaces_have_their_own_etags() {
                 space_id: space.id.clone(),
                 user_id: editor.user_id.clone(),
                 etag: etag.into(),
+                ..Default::default()
             },
         );
         async move { client.remove_space_member(request).await }
@@ -621,6 +627,7 @@ async fn memberships_and_spaces_have_their_own_etags() {
             DeleteSpaceRequest {
                 space_id: space.id.clone(),
                 etag: etag.into(),
+                ..Default::default()
             },
         );
         async move { client.delete_space(request).await }
@@ -685,7 +692,7 @@ async fn racing_read_modify_writes_lose_no_update() {
         conflicts += task.await.expect("task");
     }
     let last = get(&app, &t, &slug).await;
-    let expected: HashMap<String, String> = (0..50).map(|i| (format!("w{i}"), i.to_string())).collect();
+    let expected: BTreeMap<String, String> = (0..50).map(|i| (format!("w{i}"), i.to_string())).collect();
     assert_eq!(last.labels, expected, "{conflicts} conflicts");
     assert!(conflicts > 0, "the updates never raced; the test proves nothing");
 }

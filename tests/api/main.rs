@@ -20,6 +20,7 @@ mod observability;
 mod organizations;
 mod permissions;
 mod rate_limits;
+mod request_ids;
 mod rest;
 mod spaces;
 mod validation;

@@ -116,6 +116,7 @@ async fn the_storage_directory_follows_the_organization_and_its_spaces() {
             RemoveSpaceRequest {
                 slug: "stored-things".into(),
                 space_id: space.id.clone(),
+                ..Default::default()
             },
         ))
         .await
@@ -271,6 +272,7 @@ async fn spaces_attach_to_one_organization_at_a_time() {
             AddSpaceRequest {
                 slug: "org-one".into(),
                 space_id: space.id.clone(),
+                ..Default::default()
             },
         ))
         .await
@@ -302,6 +304,7 @@ async fn spaces_attach_to_one_organization_at_a_time() {
             AddSpaceRequest {
                 slug: "org-one".into(),
                 space_id: space.id.clone(),
+                ..Default::default()
             },
         ))
         .await;
@@ -313,6 +316,7 @@ async fn spaces_attach_to_one_organization_at_a_time() {
             AddSpaceRequest {
                 slug: "org-two".into(),
                 space_id: space.id.clone(),
+                ..Default::default()
             },
         ))
         .await;
@@ -324,6 +328,7 @@ async fn spaces_attach_to_one_organization_at_a_time() {
             AddSpaceRequest {
                 slug: "org-two".into(),
                 space_id: uuid::Uuid::new_v4().to_string(),
+                ..Default::default()
             },
         ))
         .await;
@@ -335,6 +340,7 @@ async fn spaces_attach_to_one_organization_at_a_time() {
             RemoveSpaceRequest {
                 slug: "org-one".into(),
                 space_id: space.id.clone(),
+                ..Default::default()
             },
         ))
         .await
@@ -346,6 +352,7 @@ async fn spaces_attach_to_one_organization_at_a_time() {
             RemoveSpaceRequest {
                 slug: "org-one".into(),
                 space_id: space.id.clone(),
+                ..Default::default()
             },
         ))
         .await;
@@ -366,6 +373,7 @@ async fn members_are_added_changed_listed_and_removed() {
                 slug: "team".into(),
                 user_email: "New.Hire@Team.test".into(),
                 role: "member".into(),
+                ..Default::default()
             },
         ))
         .await
@@ -385,6 +393,7 @@ async fn members_are_added_changed_listed_and_removed() {
                 slug: "team".into(),
                 user_email: "new.hire@team.test".into(),
                 role: "admin".into(),
+                ..Default::default()
             },
         ))
         .await;

@@ -99,6 +99,7 @@ async fn fixture(app: &TestApp) -> Fixture {
                 space_id: x.id.clone(),
                 user_email: member2,
                 role: "viewer".into(),
+                ..Default::default()
             },
         ))
         .await
@@ -114,6 +115,7 @@ async fn fixture(app: &TestApp) -> Fixture {
                     name: "Fixture".into(),
                     ..Default::default()
                 }],
+                ..Default::default()
             },
         ))
         .await
@@ -210,6 +212,7 @@ async fn call(app: &TestApp, fx: &Fixture, rpc: &str, t: &str) -> Result<(), Sta
                 AddSpaceRequest {
                     slug,
                     space_id: fx.space_y.clone(),
+                    ..Default::default()
                 },
             ))
             .await
@@ -220,6 +223,7 @@ async fn call(app: &TestApp, fx: &Fixture, rpc: &str, t: &str) -> Result<(), Sta
                 RemoveSpaceRequest {
                     slug,
                     space_id: fx.space_x.clone(),
+                    ..Default::default()
                 },
             ))
             .await
@@ -231,6 +235,7 @@ async fn call(app: &TestApp, fx: &Fixture, rpc: &str, t: &str) -> Result<(), Sta
                     slug,
                     user_email: format!("{fresh}@perm.test"),
                     role: "member".into(),
+                    ..Default::default()
                 },
             ))
             .await
@@ -267,6 +272,7 @@ async fn call(app: &TestApp, fx: &Fixture, rpc: &str, t: &str) -> Result<(), Sta
                         user_email: format!("{fresh}@perm.test"),
                         role: "member".into(),
                     }],
+                    ..Default::default()
                 },
             ))
             .await
@@ -279,6 +285,7 @@ async fn call(app: &TestApp, fx: &Fixture, rpc: &str, t: &str) -> Result<(), Sta
                     entries: vec![MemberRef {
                         user_id: fx.member2_id.clone(),
                     }],
+                    ..Default::default()
                 },
             ))
             .await
@@ -292,6 +299,7 @@ async fn call(app: &TestApp, fx: &Fixture, rpc: &str, t: &str) -> Result<(), Sta
                         user_email: format!("{fresh}@perm.test"),
                         role: "viewer".into(),
                     }],
+                    ..Default::default()
                 },
             ))
             .await
@@ -304,6 +312,7 @@ async fn call(app: &TestApp, fx: &Fixture, rpc: &str, t: &str) -> Result<(), Sta
                     entries: vec![MemberRef {
                         user_id: fx.member2_id.clone(),
                     }],
+                    ..Default::default()
                 },
             ))
             .await
@@ -379,6 +388,7 @@ async fn call(app: &TestApp, fx: &Fixture, rpc: &str, t: &str) -> Result<(), Sta
                     space_id: fx.space_x.clone(),
                     user_email: format!("{fresh}@perm.test"),
                     role: "viewer".into(),
+                    ..Default::default()
                 },
             ))
             .await
@@ -460,6 +470,7 @@ async fn call(app: &TestApp, fx: &Fixture, rpc: &str, t: &str) -> Result<(), Sta
                         name: fresh,
                         ..Default::default()
                     }],
+                    ..Default::default()
                 },
             ))
             .await
@@ -476,6 +487,7 @@ async fn call(app: &TestApp, fx: &Fixture, rpc: &str, t: &str) -> Result<(), Sta
                         priority: "low".into(),
                         ..Default::default()
                     }],
+                    ..Default::default()
                 },
             ))
             .await
@@ -486,6 +498,7 @@ async fn call(app: &TestApp, fx: &Fixture, rpc: &str, t: &str) -> Result<(), Sta
                 DeleteProductRequest {
                     space_id: fx.space_x.clone(),
                     product_id: fx.product_x.clone(),
+                    ..Default::default()
                 },
             ))
             .await
@@ -815,6 +828,7 @@ async fn adding_a_space_takes_an_org_admin_who_also_administers_the_space() {
             AddSpaceRequest {
                 slug: fx.slug.clone(),
                 space_id: foreign.id.clone(),
+                ..Default::default()
             },
         ))
         .await;
@@ -830,6 +844,7 @@ async fn adding_a_space_takes_an_org_admin_who_also_administers_the_space() {
             AddSpaceRequest {
                 slug: fx.slug.clone(),
                 space_id: own.id.clone(),
+                ..Default::default()
             },
         ))
         .await;
@@ -895,6 +910,7 @@ async fn org_admins_do_not_manage_spaces_they_do_not_administer() {
                 space_id: space.id.clone(),
                 user_email: "ed@perm.test".into(),
                 role: "editor".into(),
+                ..Default::default()
             },
         ))
         .await
@@ -907,6 +923,7 @@ async fn org_admins_do_not_manage_spaces_they_do_not_administer() {
                 space_id: space.id.clone(),
                 user_email: "friend@perm.test".into(),
                 role: "viewer".into(),
+                ..Default::default()
             },
         ))
         .await;
@@ -968,6 +985,7 @@ async fn restricted_spaces_are_hidden_from_plain_members() {
                 space_id: secret.id.clone(),
                 user_email: "guest@perm.test".into(),
                 role: "viewer".into(),
+                ..Default::default()
             },
         ))
         .await

@@ -159,6 +159,7 @@ async fn an_organization_over_its_limit_is_refused_for_every_caller_and_others_a
                 slug: busy.clone(),
                 user_email: "late@busy.test".into(),
                 role: "member".into(),
+                ..Default::default()
             },
         ))
         .await;
@@ -174,6 +175,7 @@ async fn an_organization_over_its_limit_is_refused_for_every_caller_and_others_a
                     name: "refused".into(),
                     ..Default::default()
                 }],
+                ..Default::default()
             },
         ))
         .await;

@@ -165,6 +165,7 @@ async fn space_members_are_added_changed_listed_and_removed() {
                 space_id: space.id.clone(),
                 user_email: "Mate@Spaces.test".into(),
                 role: "viewer".into(),
+                ..Default::default()
             },
         ))
         .await
@@ -184,6 +185,7 @@ async fn space_members_are_added_changed_listed_and_removed() {
                 space_id: space.id.clone(),
                 user_email: "mate@spaces.test".into(),
                 role: "admin".into(),
+                ..Default::default()
             },
         ))
         .await;

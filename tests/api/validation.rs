@@ -166,6 +166,7 @@ async fn bad_emails_roles_ids_and_pages_name_their_field() {
                     slug: "checks".into(),
                     user_email: "nope".into(),
                     role: "member".into(),
+                    ..Default::default()
                 },
             ))
             .await
@@ -180,6 +181,7 @@ async fn bad_emails_roles_ids_and_pages_name_their_field() {
                     slug: "checks".into(),
                     user_email: "b@val.test".into(),
                     role: "owner".into(),
+                    ..Default::default()
                 },
             ))
             .await
@@ -194,6 +196,7 @@ async fn bad_emails_roles_ids_and_pages_name_their_field() {
                     slug: "checks".into(),
                     user_email: "b@val.test".into(),
                     role: String::new(),
+                    ..Default::default()
                 },
             ))
             .await
