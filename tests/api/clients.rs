@@ -84,6 +84,10 @@ async fn the_readme_curl_story_runs_through_envoy() {
     // The conditional update applied.
     assert!(replies.iter().any(|r| r["description"] == "Widgets"), "{stdout}");
     assert!(stdout.contains("x-ratelimit-remaining"), "{stdout}");
+    // Both attempts of the idempotent create answered the same organization.
+    let initech: Vec<&serde_json::Value> = replies.iter().filter(|r| r["name"] == "Initech").collect();
+    assert_eq!(initech.len(), 2, "{stdout}");
+    assert_eq!(initech[0]["id"], initech[1]["id"], "{stdout}");
     // The batch added both entries.
     assert!(
         replies.iter().any(|r| r["members"]
