@@ -18,14 +18,18 @@ use crate::domain::audit::{self, Actor, Checkpoint, Draft, Event, EventFilter, H
 use crate::domain::content::{
     ContentKind, ContractInput, IssueInput, ProductInput, QualityCheckInput, Scope,
 };
-use crate::domain::model::{Member, OrgAccess, OrganizationDetails, Page, Space, SpaceAccess};
+use crate::domain::model::{
+    Accepted, Invitation, Member, OrgAccess, OrganizationDetails, Page, Space, SpaceAccess,
+};
 use crate::domain::page::PageRequest;
 use crate::domain::types::{Email, OrgRole, SpaceRole};
 use crate::domain::{Error, Result};
 use crate::ratelimit::RateLimits;
 use crate::signing::AuditSigner;
 use crate::storage::Storage;
-use crate::store::{NewOrganization, NewSpace, OrganizationChanges, SpaceChanges, Store, targets};
+use crate::store::{
+    NewInvitation, NewOrganization, NewSpace, OrganizationChanges, SpaceChanges, Store, targets,
+};
 
 /// Organizations whose directories are written one at a time (striped by id).
 const STORAGE_STRIPES: usize = 64;
@@ -494,6 +498,28 @@ impl App {
     pub async fn batch_remove_members(&self, actor: &Actor, slug: &str, users: &[Uuid]) -> Result<u64> {
         self.charge_slug(slug).await?;
         self.notify(actor, || self.store.batch_remove_members(actor, slug, users))
+            .await
+    }
+
+    pub async fn create_invitation(
+        &self,
+        actor: &Actor,
+        slug: &str,
+        new: NewInvitation,
+    ) -> Result<Invitation> {
+        self.charge_slug(slug).await?;
+        self.notify(actor, || self.store.create_invitation(actor, slug, new.clone()))
+            .await
+    }
+
+    pub async fn revoke_invitation(&self, actor: &Actor, slug: &str, id: Uuid) -> Result<Invitation> {
+        self.charge_slug(slug).await?;
+        self.notify(actor, || self.store.revoke_invitation(actor, slug, id))
+            .await
+    }
+
+    pub async fn accept_invitation(&self, actor: &Actor, id: Uuid) -> Result<Accepted> {
+        self.notify(actor, || self.store.accept_invitation(actor, id))
             .await
     }
 

@@ -247,6 +247,9 @@ idempotent!(
     proto::RemoveUserRequest,
     proto::BatchAddUsersRequest,
     proto::BatchRemoveUsersRequest,
+    proto::CreateInvitationRequest,
+    proto::RevokeInvitationRequest,
+    proto::AcceptInvitationRequest,
     proto::CreateSpaceRequest,
     proto::UpdateSpaceRequest,
     proto::DeleteSpaceRequest,
@@ -333,6 +336,23 @@ pub fn space(s: &Space) -> proto::Space {
         updated_at: timestamp(s.updated_at),
         labels: s.labels.to_map(),
         etag: s.etag.clone(),
+    }
+}
+
+pub fn invitation(i: &crate::domain::model::Invitation) -> proto::Invitation {
+    let now = crate::store::now_micros();
+    proto::Invitation {
+        id: i.id.to_string(),
+        organization_id: i.organization_id.to_string(),
+        organization_slug: i.organization_slug.clone(),
+        email: i.email.clone(),
+        role: i.role.as_str().to_owned(),
+        state: i.state_at(now).as_str().to_owned(),
+        invited_by: i.invited_by.to_string(),
+        created_at: timestamp(i.created_at),
+        expire_time: timestamp(i.expires_at),
+        accepted_at: i.accepted_at.and_then(timestamp),
+        revoked_at: i.revoked_at.and_then(timestamp),
     }
 }
 

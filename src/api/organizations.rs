@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 use tracing::instrument;
 
 use super::{
-    bare_list, caller, count, created, etag_of, label_update, member, no_content, non_empty,
+    bare_list, caller, count, created, etag_of, invitation, label_update, member, no_content, non_empty,
     organization_details, organization_summary, request_key, resource, space,
 };
 use crate::App;
@@ -18,12 +18,13 @@ use crate::domain::audit::{ActionFilter, EventFilter, Outcome};
 use crate::domain::batch;
 use crate::domain::content::search_term;
 use crate::domain::labels::{LabelFilter, Labels};
+use crate::domain::model::InvitationState;
 use crate::domain::page::PageRequest;
 use crate::domain::types::{Description, Email, Name, OrgRole, Slug, parse_id};
 use crate::domain::{Error, Result};
 use crate::proto::organization_service_server::OrganizationService;
 use crate::proto::*;
-use crate::store::{MemberFilter, NewOrganization, OrganizationChanges, OrganizationFilter};
+use crate::store::{MemberFilter, NewInvitation, NewOrganization, OrganizationChanges, OrganizationFilter};
 
 pub struct OrganizationApi {
     app: Arc<App>,
@@ -32,6 +33,27 @@ pub struct OrganizationApi {
 impl OrganizationApi {
     pub fn new(app: Arc<App>) -> Self {
         Self { app }
+    }
+}
+
+/// How long an invitation stays valid (microseconds): 7 days unless given,
+/// at most 30.
+fn invitation_ttl(ttl: Option<&prost_types::Duration>) -> Result<i64> {
+    const DAY: i64 = 86_400;
+    let Some(ttl) = ttl else {
+        return Ok(7 * DAY * 1_000_000);
+    };
+    let micros = ttl
+        .seconds
+        .checked_mul(1_000_000)
+        .and_then(|s| s.checked_add(i64::from(ttl.nanos) / 1_000));
+    match micros {
+        Some(m) if m > 0 && m <= 30 * DAY * 1_000_000 => Ok(m),
+        _ => Err(Error::invalid(
+            "INVALID_TTL",
+            "ttl",
+            "ttl must be more than 0 and at most 30 days (e.g. \"604800s\")",
+        )),
     }
 }
 
@@ -354,6 +376,103 @@ impl OrganizationService for OrganizationApi {
             .await?;
         Ok(Response::new(BatchRemoveUsersResponse {
             removed: count(removed as i64),
+        }))
+    }
+
+    #[instrument(skip_all, fields(rpc = "CreateInvitation"))]
+    async fn create_invitation(
+        &self,
+        request: Request<CreateInvitationRequest>,
+    ) -> Result<Response<CreateInvitationResponse>, Status> {
+        let caller = caller(&request)?;
+        let key = request_key(&request, "CreateInvitation")?;
+        let req = request.into_inner();
+        let slug = required_slug(&req.slug)?;
+        let new = NewInvitation {
+            id: uuid::Uuid::new_v4(),
+            email: Email::parse("email", &req.email)?,
+            role: OrgRole::parse("role", &req.role)?,
+            expires_at: crate::store::now_micros() + invitation_ttl(req.ttl.as_ref())?,
+        };
+        let made = self
+            .app
+            .create_invitation(&actor(&caller, "CreateInvitation").with_request(key), slug, new)
+            .await?;
+        Ok(created(CreateInvitationResponse {
+            invitation: Some(invitation(&made)),
+        }))
+    }
+
+    #[instrument(skip_all, fields(rpc = "ListInvitations"))]
+    async fn list_invitations(
+        &self,
+        request: Request<ListInvitationsRequest>,
+    ) -> Result<Response<ListInvitationsResponse>, Status> {
+        let caller = caller(&request)?;
+        let access = self
+            .app
+            .org_access(
+                &caller,
+                "ListInvitations",
+                &request.get_ref().slug,
+                OrgAction::Manage,
+                "invitation.read",
+            )
+            .await?;
+        let req = request.into_inner();
+        let page = PageRequest::parse(req.page, req.size, &req.page_token)?;
+        let state = non_empty(&req.state)
+            .map(|s| InvitationState::parse("state", &s))
+            .transpose()?;
+        let result = self
+            .app
+            .store
+            .list_invitations(access.org.id, state, page)
+            .await?;
+        Ok(Response::new(ListInvitationsResponse {
+            items: result.items.iter().map(invitation).collect(),
+            total: count(result.total),
+            page: result.page as i32,
+            size: result.size as i32,
+            next_page_token: result.next_page_token,
+        }))
+    }
+
+    #[instrument(skip_all, fields(rpc = "RevokeInvitation"))]
+    async fn revoke_invitation(
+        &self,
+        request: Request<RevokeInvitationRequest>,
+    ) -> Result<Response<RevokeInvitationResponse>, Status> {
+        let caller = caller(&request)?;
+        let key = request_key(&request, "RevokeInvitation")?;
+        let req = request.into_inner();
+        let slug = required_slug(&req.slug)?;
+        let id = parse_id("invitation_id", &req.invitation_id)?;
+        let revoked = self
+            .app
+            .revoke_invitation(&actor(&caller, "RevokeInvitation").with_request(key), slug, id)
+            .await?;
+        Ok(Response::new(RevokeInvitationResponse {
+            invitation: Some(invitation(&revoked)),
+        }))
+    }
+
+    #[instrument(skip_all, fields(rpc = "AcceptInvitation"))]
+    async fn accept_invitation(
+        &self,
+        request: Request<AcceptInvitationRequest>,
+    ) -> Result<Response<AcceptInvitationResponse>, Status> {
+        let caller = caller(&request)?;
+        let key = request_key(&request, "AcceptInvitation")?;
+        let id = parse_id("invitation_id", &request.get_ref().invitation_id)?;
+        let accepted = self
+            .app
+            .accept_invitation(&actor(&caller, "AcceptInvitation").with_request(key), id)
+            .await?;
+        Ok(Response::new(AcceptInvitationResponse {
+            member: Some(member(&accepted.member)),
+            organization_id: accepted.organization_id.to_string(),
+            organization_slug: accepted.organization_slug,
         }))
     }
 

@@ -257,3 +257,96 @@ macro_rules! content_cursor {
     )+};
 }
 content_cursor!(Product, Contract, Issue, QualityCheck);
+
+/// The stored state of an invitation; a pending one past its expiry reads
+/// as expired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InvitationState {
+    Pending,
+    Accepted,
+    Revoked,
+    Expired,
+}
+
+impl InvitationState {
+    pub const ALL: [InvitationState; 4] = [Self::Pending, Self::Accepted, Self::Revoked, Self::Expired];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Accepted => "accepted",
+            Self::Revoked => "revoked",
+            Self::Expired => "expired",
+        }
+    }
+
+    pub fn parse(field: &'static str, raw: &str) -> super::Result<Self> {
+        let s = raw.trim();
+        Self::ALL.into_iter().find(|v| v.as_str() == s).ok_or_else(|| {
+            super::Error::invalid(
+                "INVALID_STATE",
+                field,
+                format!("{field} must be one of pending, accepted, revoked, expired, got '{s}'"),
+            )
+            .with("value", s.chars().take(64).collect::<String>())
+        })
+    }
+}
+
+/// An invitation to an organization.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Invitation {
+    pub id: Uuid,
+    pub organization_id: Uuid,
+    pub organization_slug: String,
+    pub email: String,
+    pub role: OrgRole,
+    /// As stored: pending, accepted or revoked.
+    pub stored: InvitationState,
+    pub invited_by: Uuid,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub accepted_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+impl Invitation {
+    /// The state at `now` (microseconds): expired once a pending
+    /// invitation's time is up.
+    pub fn state_at(&self, now: i64) -> InvitationState {
+        match self.stored {
+            InvitationState::Pending if self.expires_at <= now => InvitationState::Expired,
+            other => other,
+        }
+    }
+
+    pub fn cursor(&self) -> Cursor {
+        Cursor {
+            created_at: self.created_at,
+            id: self.id,
+        }
+    }
+
+    /// FAILED_PRECONDITION naming why an invitation is no longer pending.
+    pub fn not_pending(&self, now: i64) -> Option<super::Error> {
+        let (reason, what) = match self.state_at(now) {
+            InvitationState::Pending => return None,
+            InvitationState::Accepted => ("INVITATION_ACCEPTED", "has already been accepted"),
+            InvitationState::Revoked => ("INVITATION_REVOKED", "was revoked"),
+            InvitationState::Expired => ("INVITATION_EXPIRED", "has expired"),
+        };
+        Some(
+            super::Error::failed_precondition(reason, format!("this invitation {what}"))
+                .with("invitation_id", self.id.to_string()),
+        )
+    }
+}
+
+/// What accepting an invitation made: the caller's membership.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Accepted {
+    pub member: Member,
+    pub organization_id: Uuid,
+    pub organization_slug: String,
+}

@@ -21,10 +21,11 @@ use crate::domain::content::{
     QualityCheckFilter, QualityCheckInput, Scope,
 };
 use crate::domain::labels::{LabelFilter, Labels};
-use crate::domain::model::{Contract, Issue, Product, QualityCheck, Stats};
 use crate::domain::model::{
-    Member, OrgAccess, Organization, OrganizationDetails, OrganizationSummary, Page, Space, SpaceAccess, User,
+    Accepted, Invitation, InvitationState, Member, OrgAccess, Organization, OrganizationDetails,
+    OrganizationSummary, Page, Space, SpaceAccess, User,
 };
+use crate::domain::model::{Contract, Issue, Product, QualityCheck, Stats};
 use crate::domain::page::PageRequest;
 use crate::domain::types::{Agent, Description, Email, Name, OrgRole, Slug, SpaceRole, Visibility};
 use crate::domain::{Error, Result};
@@ -42,6 +43,16 @@ pub struct NewOrganization {
     pub description: Description,
     pub admin_email: Email,
     pub labels: Labels,
+}
+
+/// A new invitation.
+#[derive(Debug, Clone)]
+pub struct NewInvitation {
+    pub id: Uuid,
+    pub email: Email,
+    pub role: OrgRole,
+    /// Microseconds since the epoch.
+    pub expires_at: i64,
 }
 
 /// Fields to change; `None` leaves a field as it is.
@@ -238,6 +249,16 @@ pub trait Store: ContentStore {
         entries: &[(Email, SpaceRole)],
     ) -> Result<Vec<Member>>;
     async fn batch_remove_space_members(&self, actor: &Actor, space: Uuid, users: &[Uuid]) -> Result<u64>;
+    async fn create_invitation(&self, actor: &Actor, slug: &str, new: NewInvitation) -> Result<Invitation>;
+    async fn revoke_invitation(&self, actor: &Actor, slug: &str, id: Uuid) -> Result<Invitation>;
+    /// Makes the actor a member, if the invitation is theirs and pending.
+    async fn accept_invitation(&self, actor: &Actor, id: Uuid) -> Result<Accepted>;
+    async fn list_invitations(
+        &self,
+        org: Uuid,
+        state: Option<InvitationState>,
+        page: PageRequest,
+    ) -> Result<Page<Invitation>>;
     async fn create_space(&self, actor: &Actor, new: NewSpace) -> Result<Space>;
     async fn update_space(&self, actor: &Actor, id: Uuid, changes: SpaceChanges) -> Result<Space>;
     /// Deletes the space; returns the organization it belonged to.
@@ -370,6 +391,10 @@ pub mod targets {
 
     pub fn org_users(org: Uuid) -> String {
         format!("organizations/{org}/users")
+    }
+
+    pub fn invitation(org: Uuid, invitation: Uuid) -> String {
+        format!("organizations/{org}/invitations/{invitation}")
     }
 
     pub fn space_members(space: Uuid) -> String {

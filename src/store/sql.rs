@@ -18,16 +18,17 @@ use crate::domain::access::{Caller, OrgAction, SpaceAction, check_org, check_spa
 use crate::domain::audit::{self, Actor, Draft, Event, EventFilter, Head};
 use crate::domain::labels::{LabelFilter, Labels};
 use crate::domain::model::{
-    Member, OrgAccess, Organization, OrganizationDetails, OrganizationSummary, Page, Space, SpaceAccess,
-    SpaceRef, User, check_etag, etag,
+    Accepted, Invitation, InvitationState, Member, OrgAccess, Organization, OrganizationDetails,
+    OrganizationSummary, Page, Space, SpaceAccess, SpaceRef, User, check_etag, etag,
 };
 use crate::domain::page::PageRequest;
 use crate::domain::types::{Agent, AgentStatus, Email, OrgRole, SpaceRole, Visibility};
 use crate::domain::{Error, Result};
 use crate::progress::Reporter;
 use crate::store::{
-    MemberFilter, NewOrganization, NewSpace, OrganizationChanges, OrganizationFilter, RequestRecord,
-    SpaceChanges, SpaceFilter, StorageState, Store, is_unique_violation, last_admin, now_micros, targets,
+    MemberFilter, NewInvitation, NewOrganization, NewSpace, OrganizationChanges, OrganizationFilter,
+    RequestRecord, SpaceChanges, SpaceFilter, StorageState, Store, is_unique_violation, last_admin,
+    now_micros, targets,
 };
 
 /// Which resource's labels.
@@ -36,6 +37,10 @@ pub(super) enum LabelOwner {
     Organization,
     Space,
 }
+
+pub(super) const INVITATION_SELECT: &str = "SELECT i.id, i.organization_id, o.slug AS organization_slug, i.email, \
+     i.role, i.state, i.invited_by, i.created_at, i.expires_at, i.accepted_at, i.revoked_at \
+     FROM invitations i JOIN organizations o ON o.id = i.organization_id";
 
 /// Which memberships: of organizations or of spaces.
 #[derive(Debug, Clone, Copy)]
@@ -832,6 +837,51 @@ where
         qb.push(")");
     }
 
+    pub(super) fn invitation_from(row: &DB::Row) -> std::result::Result<Invitation, sqlx::Error> {
+        let role: String = row.try_get("role")?;
+        let state: String = row.try_get("state")?;
+        Ok(Invitation {
+            id: row.try_get("id")?,
+            organization_id: row.try_get("organization_id")?,
+            organization_slug: row.try_get("organization_slug")?,
+            email: row.try_get("email")?,
+            role: role
+                .parse()
+                .map_err(|_| Self::decode_err("invitation role", &role))?,
+            stored: InvitationState::parse("state", &state)
+                .map_err(|_| Self::decode_err("invitation state", &state))?,
+            invited_by: row.try_get("invited_by")?,
+            created_at: row.try_get("created_at")?,
+            expires_at: row.try_get("expires_at")?,
+            accepted_at: row.try_get("accepted_at")?,
+            revoked_at: row.try_get("revoked_at")?,
+        })
+    }
+
+    /// An invitation of an organization, locked for the change.
+    pub(super) async fn lock_invitation(tx: &mut Tx<DB>, id: Uuid) -> Result<Invitation> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT id FROM invitations WHERE id = $1{}",
+            DB::LOCK
+        )))
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{INVITATION_SELECT} WHERE i.id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
+        row.as_ref()
+            .map(Self::invitation_from)
+            .transpose()?
+            .ok_or_else(|| {
+                Error::not_found("INVITATION_NOT_FOUND", format!("invitation {id} not found"))
+                    .with("invitation_id", id.to_string())
+            })
+    }
+
     pub(super) fn chain_of(space: &Space) -> Uuid {
         space.organization_id.unwrap_or(audit::SYSTEM_CHAIN)
     }
@@ -1543,6 +1593,234 @@ where
         let removed = roles.len() as u64;
         self.finish(tx, actor, &removed).await?;
         Ok(removed)
+    }
+
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "create_invitation"))]
+    async fn create_invitation(&self, actor: &Actor, slug: &str, new: NewInvitation) -> Result<Invitation> {
+        let (mut tx, _, access) = self
+            .org_guard(actor, slug, OrgAction::Manage, "invitation.create")
+            .await?;
+        let org = access.org.id;
+        let now = now_micros();
+        let member: Option<Uuid> = sqlx::query_scalar(
+            "SELECT m.user_id FROM memberships m JOIN users u ON u.id = m.user_id \
+             WHERE m.organization_id = $1 AND u.email = $2",
+        )
+        .bind(org)
+        .bind(new.email.as_str().to_owned())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if member.is_some() {
+            return Err(Error::already_exists(
+                "MEMBER_ALREADY_EXISTS",
+                format!("{} is already a member of this organization", new.email),
+            )
+            .with("field", "email"));
+        }
+        let pending: Option<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM invitations WHERE organization_id = $1 AND email = $2 \
+             AND state = 'pending' AND expires_at > $3",
+        )
+        .bind(org)
+        .bind(new.email.as_str().to_owned())
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(pending) = pending {
+            return Err(Error::already_exists(
+                "INVITATION_PENDING",
+                format!("{} already has a pending invitation; revoke it first", new.email),
+            )
+            .with("field", "email")
+            .with("invitation_id", pending.to_string()));
+        }
+        sqlx::query(
+            "INSERT INTO invitations (id, organization_id, email, role, state, invited_by, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7)",
+        )
+        .bind(new.id)
+        .bind(org)
+        .bind(new.email.as_str().to_owned())
+        .bind(new.role.as_str())
+        .bind(actor.user_id)
+        .bind(now)
+        .bind(new.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        let invitation = Invitation {
+            id: new.id,
+            organization_id: org,
+            organization_slug: access.org.slug.clone(),
+            email: new.email.as_str().to_owned(),
+            role: new.role,
+            stored: InvitationState::Pending,
+            invited_by: actor.user_id,
+            created_at: now,
+            expires_at: new.expires_at,
+            accepted_at: None,
+            revoked_at: None,
+        };
+        let draft = Draft::success(actor, "invitation.create", targets::invitation(org, new.id))
+            .with("email", new.email.as_str())
+            .with("role", new.role.as_str())
+            .with("expires_at", new.expires_at.to_string());
+        self.append(&mut tx, org, draft).await?;
+        self.finish(tx, actor, &invitation).await?;
+        Ok(invitation)
+    }
+
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "revoke_invitation"))]
+    async fn revoke_invitation(&self, actor: &Actor, slug: &str, id: Uuid) -> Result<Invitation> {
+        let (mut tx, _, access) = self
+            .org_guard(actor, slug, OrgAction::Manage, "invitation.revoke")
+            .await?;
+        let org = access.org.id;
+        let mut invitation = Self::lock_invitation(&mut tx, id).await?;
+        if invitation.organization_id != org {
+            return Err(
+                Error::not_found("INVITATION_NOT_FOUND", format!("invitation {id} not found"))
+                    .with("invitation_id", id.to_string()),
+            );
+        }
+        let now = now_micros();
+        if let Some(e) = invitation.not_pending(now) {
+            return Err(e);
+        }
+        sqlx::query("UPDATE invitations SET state = 'revoked', revoked_at = $2 WHERE id = $1")
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        invitation.stored = InvitationState::Revoked;
+        invitation.revoked_at = Some(now);
+        let draft = Draft::success(actor, "invitation.revoke", targets::invitation(org, id))
+            .with("email", invitation.email.as_str());
+        self.append(&mut tx, org, draft).await?;
+        self.finish(tx, actor, &invitation).await?;
+        Ok(invitation)
+    }
+
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "accept_invitation"))]
+    async fn accept_invitation(&self, actor: &Actor, id: Uuid) -> Result<Accepted> {
+        let mut tx = self.begin_change(actor).await?;
+        let caller = Self::caller_in(&mut tx, actor).await?;
+        // The organization first (as every membership change locks it),
+        // then the invitation.
+        let org: Option<Uuid> = sqlx::query_scalar("SELECT organization_id FROM invitations WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(org) = org {
+            Self::lock_membership(&mut tx, org, caller.user_id).await?;
+        }
+        let invitation = Self::lock_invitation(&mut tx, id).await?;
+        let org = invitation.organization_id;
+        let target = targets::invitation(org, id);
+        if !caller.email.eq_ignore_ascii_case(&invitation.email) {
+            let e = Error::new(
+                crate::domain::ErrorKind::PermissionDenied,
+                "INVITATION_EMAIL_MISMATCH",
+                "this invitation is for another email than the one your token carries",
+            )
+            .with("invitation_id", id.to_string());
+            return self
+                .refuse(
+                    tx,
+                    actor,
+                    org,
+                    Draft::denied(actor, "invitation.accept", target),
+                    e,
+                )
+                .await;
+        }
+        let now = now_micros();
+        if let Some(e) = invitation.not_pending(now) {
+            return Err(e);
+        }
+        let done = sqlx::query(
+            "INSERT INTO memberships (organization_id, user_id, role, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (organization_id, user_id) DO NOTHING",
+        )
+        .bind(org)
+        .bind(caller.user_id)
+        .bind(invitation.role.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if DB::rows_affected(&done) == 0 {
+            return Err(Error::already_exists(
+                "MEMBER_ALREADY_EXISTS",
+                "you are already a member of this organization",
+            )
+            .with("invitation_id", id.to_string()));
+        }
+        sqlx::query(
+            "UPDATE invitations SET state = 'accepted', accepted_by = $2, accepted_at = $3 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(caller.user_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let member = Self::org_member(&mut tx, org, caller.user_id).await?;
+        Self::bump_org(&mut tx, org).await?;
+        let draft = Draft::success(actor, "invitation.accept", target)
+            .with("user_id", caller.user_id.to_string())
+            .with("email", invitation.email.as_str())
+            .with("role", invitation.role.as_str());
+        self.append(&mut tx, org, draft).await?;
+        let accepted = Accepted {
+            member,
+            organization_id: org,
+            organization_slug: invitation.organization_slug,
+        };
+        self.finish(tx, actor, &accepted).await?;
+        Ok(accepted)
+    }
+
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "list_invitations"))]
+    async fn list_invitations(
+        &self,
+        org: Uuid,
+        state: Option<InvitationState>,
+        page: PageRequest,
+    ) -> Result<Page<Invitation>> {
+        let now = now_micros();
+        let build = |select: &str| {
+            let mut qb = QueryBuilder::<DB>::new(select);
+            qb.push(" WHERE i.organization_id = ");
+            qb.push_bind(org);
+            match state {
+                None => {}
+                Some(InvitationState::Pending) => {
+                    qb.push(" AND i.state = 'pending' AND i.expires_at > ");
+                    qb.push_bind(now);
+                }
+                Some(InvitationState::Expired) => {
+                    qb.push(" AND i.state = 'pending' AND i.expires_at <= ");
+                    qb.push_bind(now);
+                }
+                Some(other) => {
+                    qb.push(" AND i.state = ");
+                    qb.push_bind(other.as_str());
+                }
+            }
+            qb
+        };
+        let total: i64 = build("SELECT count(*) FROM invitations i")
+            .build_query_scalar()
+            .fetch_one(self.reader())
+            .await?;
+        let mut qb = build(INVITATION_SELECT);
+        Self::push_page(&mut qb, "i.created_at", "i.id", &page);
+        let rows = qb
+            .build()
+            .fetch_all(self.reader())
+            .await?
+            .iter()
+            .map(Self::invitation_from)
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(Self::page_of(&page, rows, total, Invitation::cursor))
     }
 
     #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "list_members"))]

@@ -88,6 +88,13 @@ async fn the_readme_curl_story_runs_through_envoy() {
     let initech: Vec<&serde_json::Value> = replies.iter().filter(|r| r["name"] == "Initech").collect();
     assert_eq!(initech.len(), 2, "{stdout}");
     assert_eq!(initech[0]["id"], initech[1]["id"], "{stdout}");
+    // The invitation is pending.
+    assert!(
+        replies.iter().any(|r| r["items"].as_array().is_some_and(|a| a
+            .iter()
+            .any(|i| i["email"] == "dee@example.com" && i["state"] == "pending"))),
+        "{stdout}"
+    );
     // The batch added both entries.
     assert!(
         replies.iter().any(|r| r["members"]

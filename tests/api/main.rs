@@ -13,6 +13,7 @@ mod envoy;
 mod faults;
 mod helpers;
 mod hostile;
+mod invitations;
 mod isolation;
 mod labels_etags;
 mod last_admin;

@@ -317,6 +317,54 @@ async fn call(app: &TestApp, fx: &Fixture, rpc: &str, t: &str) -> Result<(), Sta
             ))
             .await
             .map(drop),
+        "CreateInvitation" => orgs
+            .create_invitation(req(
+                t,
+                CreateInvitationRequest {
+                    slug,
+                    email: format!("{fresh}@perm.test"),
+                    role: "member".into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop),
+        "ListInvitations" => orgs
+            .list_invitations(req(
+                t,
+                ListInvitationsRequest {
+                    slug,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop),
+        "RevokeInvitation" => {
+            let made = orgs
+                .create_invitation(req(
+                    &root(),
+                    CreateInvitationRequest {
+                        slug: slug.clone(),
+                        email: format!("{fresh}@perm.test"),
+                        role: "member".into(),
+                        ..Default::default()
+                    },
+                ))
+                .await?
+                .into_inner()
+                .invitation
+                .expect("invitation");
+            orgs.revoke_invitation(req(
+                t,
+                RevokeInvitationRequest {
+                    slug,
+                    invitation_id: made.id,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop)
+        }
         "ListUsers" => orgs
             .list_users(req(
                 t,
@@ -690,6 +738,9 @@ async fn membership_changes_follow_the_permission_table() {
         ("RemoveUser", Allowed::Admins),
         ("BatchAddUsers", Allowed::Admins),
         ("BatchRemoveUsers", Allowed::Admins),
+        ("CreateInvitation", Allowed::Admins),
+        ("ListInvitations", Allowed::Admins),
+        ("RevokeInvitation", Allowed::Admins),
     ])
     .await;
 }
