@@ -60,9 +60,13 @@ fn bounded(text: &str, max: usize) -> String {
 impl From<Error> for Status {
     fn from(mut e: Error) -> Self {
         e.message = bounded(&e.message, 4 * MAX_ECHO);
+        // Entries with an empty value are left out: protobuf drops an empty
+        // map value on the wire, and Envoy's transcoder (1.40) drops the
+        // connection on a map entry without its value.
         let metadata: HashMap<String, String> = e
             .metadata
             .iter()
+            .filter(|(_, v)| !v.is_empty())
             .map(|(k, v)| ((*k).to_owned(), bounded(v, MAX_ECHO)))
             .collect();
         let mut details = ErrorDetails::with_error_info(e.reason, ERROR_DOMAIN, metadata);

@@ -181,6 +181,7 @@ async fn organizations_carry_labels_that_lists_filter_on() {
             "labels.env",
         ),
         (labels(&[("env", "a\u{0}b")]), false, "INVALID_TEXT", "labels.env"),
+        (labels(&[("env", "")]), false, "INVALID_LABEL_VALUE", "labels.env"),
         (many.into_iter().collect(), false, "TOO_MANY_LABELS", "labels"),
         (
             labels(&[("env", "x")]),
@@ -208,7 +209,7 @@ async fn organizations_carry_labels_that_lists_filter_on() {
     // 64 labels, 256-character values and a 63-character key are fine.
     let most: BTreeMap<String, String> = (0..63)
         .map(|i| (format!("k{i}"), "é".repeat(256)))
-        .chain([(format!("a{}", "b".repeat(62)), String::new())])
+        .chain([(format!("a{}", "b".repeat(62)), "x".to_owned())])
         .collect();
     let full = update(
         &app,
@@ -775,4 +776,43 @@ async fn rest_callers_use_labels_and_etags() {
     rest.get(&format!("/organizations/{slug}"), &root)
         .await
         .expect_error(404, 5, "ORG_NOT_FOUND");
+}
+
+/// A label with an empty value is refused: its map entry would reach Envoy
+/// without a value, and Envoy's transcoder drops the connection on that
+/// (in replies and in error details alike). Envoy keeps serving afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_label_value_is_refused_and_envoy_keeps_serving() {
+    let rest = Rest::start().await;
+    let root = root();
+    let space = rest
+        .post("/spaces", &root, json!({"name": "Empty values"}))
+        .await
+        .expect(201);
+    let id = space["id"].as_str().expect("id");
+    rest.patch(&format!("/spaces/{id}"), &root, json!({"labels": {"a": ""}}))
+        .await
+        .expect_error(400, 3, "INVALID_LABEL_VALUE");
+    // An empty key: the error names it without an empty metadata value
+    // (which would break Envoy's rendering of the error the same way).
+    let body = rest
+        .patch(&format!("/spaces/{id}"), &root, json!({"labels": {"": ""}}))
+        .await
+        .expect_error(400, 3, "INVALID_LABEL_KEY");
+    assert_eq!(body["details"][0]["metadata"]["field"], "labels", "{body}");
+    rest.post(
+        "/organizations",
+        &root,
+        json!({"name": "Empty", "labels": {"team": ""}}),
+    )
+    .await
+    .expect_error(400, 3, "INVALID_LABEL_VALUE");
+    rest.get("/organizations?label=team:", &root)
+        .await
+        .expect_error(400, 3, "INVALID_LABEL_VALUE");
+    let patched = rest
+        .patch(&format!("/spaces/{id}"), &root, json!({"labels": {"a": "x"}}))
+        .await
+        .expect(200);
+    assert_eq!(patched["labels"], json!({"a": "x"}));
 }
