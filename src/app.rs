@@ -35,6 +35,8 @@ use crate::store::{
 const STORAGE_STRIPES: usize = 64;
 /// Events read per query while verifying a chain.
 const VERIFY_PAGE: i64 = 10_000;
+/// How long deleted resources can be restored by default (SPEC §7).
+pub const DEFAULT_SOFT_DELETE_WINDOW: Duration = Duration::from_secs(30 * 86_400);
 /// Events per chunk of an export.
 const EXPORT_PAGE: i64 = 1_000;
 /// Events read per query by a watcher.
@@ -54,6 +56,9 @@ pub struct App {
     pub audit_retention: Option<Duration>,
     /// This server's metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// How long deleted organizations and spaces can be restored before
+    /// they are purged; zero purges at once.
+    pub soft_delete_window: Duration,
     /// Rate limits per caller (charged by the authentication layer) and per
     /// organization (charged here, once the organization is known).
     pub limits: Arc<RateLimits>,
@@ -125,6 +130,7 @@ impl App {
             signer,
             audit_retention: None,
             metrics: crate::metrics::Metrics::new(),
+            soft_delete_window: DEFAULT_SOFT_DELETE_WINDOW,
             limits: Arc::new(RateLimits::off()),
             owners: OwnerCache::default(),
             changes: tokio::sync::watch::channel(0).0,
@@ -415,14 +421,71 @@ impl App {
         self.store.organization_details(org).await
     }
 
+    /// When something deleted now is purged.
+    fn purge_at(&self) -> i64 {
+        crate::store::now_micros()
+            .saturating_add(i64::try_from(self.soft_delete_window.as_micros()).unwrap_or(i64::MAX))
+    }
+
     pub async fn delete_organization(&self, actor: &Actor, slug: &str, etag: Option<&str>) -> Result<()> {
         self.charge_slug(slug).await?;
+        let purge_at = self.purge_at();
         let id = self
-            .notify(actor, || self.store.delete_organization(actor, slug, etag))
+            .notify(actor, || {
+                self.store.delete_organization(actor, slug, etag, purge_at)
+            })
             .await?;
         self.sync_storage(id).await;
         tracing::info!(org = %id, actor = %actor.user_id, "organization deleted");
+        if self.soft_delete_window.is_zero() {
+            self.purge().await;
+        }
         Ok(())
+    }
+
+    pub async fn undelete_organization(
+        &self,
+        actor: &Actor,
+        slug: &str,
+        etag: Option<&str>,
+    ) -> Result<OrganizationDetails> {
+        let org = self
+            .notify(actor, || self.store.undelete_organization(actor, slug, etag))
+            .await?;
+        self.sync_storage(org.id).await;
+        tracing::info!(org = %org.id, actor = %actor.user_id, "organization restored");
+        self.store.organization_details(org).await
+    }
+
+    /// Purges what is due; the storage directories of purged organizations
+    /// go with them. Failures are logged and retried on the next round.
+    pub async fn purge(&self) -> usize {
+        match self.store.purge_due(crate::store::now_micros()).await {
+            Ok(orgs) => {
+                for org in &orgs {
+                    self.sync_storage(*org).await;
+                    tracing::info!(org = %org, "soft-deleted organization purged");
+                }
+                if !orgs.is_empty() {
+                    self.changed();
+                }
+                orgs.len()
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "purging soft-deleted resources failed; will retry");
+                0
+            }
+        }
+    }
+
+    /// Purges due resources now and then regularly (a quarter of the
+    /// window, between a second and an hour), until shut down.
+    pub async fn purge_forever(&self) {
+        let every = (self.soft_delete_window / 4).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+        loop {
+            self.purge().await;
+            tokio::time::sleep(every).await;
+        }
     }
 
     pub async fn add_space(&self, actor: &Actor, slug: &str, space: Uuid) -> Result<Space> {
@@ -538,13 +601,27 @@ impl App {
 
     pub async fn delete_space(&self, actor: &Actor, id: Uuid, etag: Option<&str>) -> Result<()> {
         self.charge_space(id).await?;
+        let purge_at = self.purge_at();
         if let Some(org) = self
-            .notify(actor, || self.store.delete_space(actor, id, etag))
+            .notify(actor, || self.store.delete_space(actor, id, etag, purge_at))
             .await?
         {
             self.sync_storage(org).await;
         }
+        if self.soft_delete_window.is_zero() {
+            self.purge().await;
+        }
         Ok(())
+    }
+
+    pub async fn undelete_space(&self, actor: &Actor, id: Uuid, etag: Option<&str>) -> Result<Space> {
+        let space = self
+            .notify(actor, || self.store.undelete_space(actor, id, etag))
+            .await?;
+        if let Some(org) = space.organization_id {
+            self.sync_storage(org).await;
+        }
+        Ok(space)
     }
 
     pub async fn add_space_member(
@@ -668,7 +745,12 @@ impl App {
                 .org
                 .id),
             ChainRef::Id(id) => {
-                if let Some(state) = self.store.storage_state(*id).await? {
+                if let Some(state) = self
+                    .store
+                    .storage_state(*id)
+                    .await?
+                    .filter(|s| s.org.deleted_at.is_none())
+                {
                     return Ok(self
                         .org_access(caller, rpc, &state.org.slug, OrgAction::Manage, "audit.read")
                         .await?

@@ -170,6 +170,10 @@ pub struct ServeArgs {
     /// Log lines as `text` (coloured only on a terminal) or `json`.
     #[arg(long, env = "ORGD_LOG_FORMAT", default_value = "text")]
     pub log_format: crate::telemetry::LogFormat,
+    /// How long a deleted organization or space can be restored before it
+    /// is purged (e.g. 30d, 12h); 0 purges at once.
+    #[arg(long, env = "ORGD_SOFT_DELETE_WINDOW", default_value = "30d")]
+    pub soft_delete_window: String,
     /// Calls per second one caller may make (in bursts of twice that); 0
     /// turns the limit off. Held per instance.
     #[arg(long, env = "ORGD_RATE_LIMIT_CALLER", default_value_t = 1000.0, value_parser = rate)]
@@ -178,6 +182,18 @@ pub struct ServeArgs {
     /// (in bursts of twice that); 0 turns the limit off. Held per instance.
     #[arg(long, env = "ORGD_RATE_LIMIT_ORG", default_value_t = 10000.0, value_parser = rate)]
     pub rate_limit_org: f64,
+}
+
+impl ServeArgs {
+    /// The soft-delete window; `0` purges at once.
+    pub fn soft_delete_window(&self) -> Result<std::time::Duration, String> {
+        let raw = self.soft_delete_window.trim();
+        if raw == "0" {
+            return Ok(std::time::Duration::ZERO);
+        }
+        let secs = crate::auth::parse_ttl(raw).map_err(|e| format!("--soft-delete-window: {e}"))?;
+        Ok(std::time::Duration::from_secs(secs as u64))
+    }
 }
 
 /// A rate in calls per second: a finite number, 0 or more.

@@ -82,6 +82,9 @@ pub struct ServerConfig {
     pub audit_signer: signing::AuditSigner,
     /// How long audit events are kept; `None` keeps them forever.
     pub audit_retention: Option<Duration>,
+    /// How long deleted organizations and spaces can be restored; zero
+    /// purges at once.
+    pub soft_delete_window: Duration,
     /// Calls per second per caller and per organization (0 = no limit).
     pub rate_limits: ratelimit::RateLimitConfig,
 }
@@ -121,6 +124,7 @@ pub async fn build_app(config: &ServerConfig) -> Result<Arc<App>, String> {
     app.audit_retention = config.audit_retention;
     app.metrics = metrics;
     app.limits = Arc::new(ratelimit::RateLimits::new(config.rate_limits));
+    app.soft_delete_window = config.soft_delete_window;
     let reconciled = app.reconcile_storage().await?;
     tracing::debug!(organizations = reconciled, "storage directories reconciled");
     Ok(Arc::new(app))
@@ -222,6 +226,10 @@ pub async fn serve(
             }
         })
     };
+    let purger = {
+        let app = app.clone();
+        tokio::spawn(async move { app.purge_forever().await })
+    };
     let pruner = app.audit_retention.map(|retention| {
         let app = app.clone();
         tokio::spawn(async move { app.prune_forever(retention).await })
@@ -253,6 +261,7 @@ pub async fn serve(
     watcher.abort();
     retrier.abort();
     forgetter.abort();
+    purger.abort();
     if let Some(pruner) = pruner {
         pruner.abort();
     }

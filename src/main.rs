@@ -65,6 +65,7 @@ async fn run_serve(args: ServeArgs) -> Result<(), String> {
             .signer(&args.data.data_dir)
             .map_err(|e| format!("reading the audit signing key: {e}"))?,
         audit_retention: args.audit.retention()?,
+        soft_delete_window: args.soft_delete_window()?,
         rate_limits: orgd::ratelimit::RateLimitConfig {
             caller: args.rate_limit_caller,
             organization: args.rate_limit_org,

@@ -88,8 +88,15 @@ fn shape(rpc: &str) -> Shape {
     match rpc {
         "CreateOrganization" | "AddSpace" | "AddUser" | "CreateSpace" | "AddSpaceMember"
         | "CreateInvitation" => Shape::Created,
-        "GetOrganization" | "UpdateOrganization" | "UpdateUserRole" | "GetSpace" | "UpdateSpace"
-        | "UpdateSpaceMember" | "GetAuditCheckpoint" => Shape::Unwrap,
+        "GetOrganization"
+        | "UpdateOrganization"
+        | "UpdateUserRole"
+        | "GetSpace"
+        | "UpdateSpace"
+        | "UpdateSpaceMember"
+        | "GetAuditCheckpoint"
+        | "UndeleteOrganization"
+        | "UndeleteSpace" => Shape::Unwrap,
         "ListOrganizations" => Shape::BareItems,
         "ExportAuditEvents" => Shape::Ndjson,
         "WatchEvents" => Shape::JsonLines,
@@ -500,8 +507,8 @@ mod tests {
         let doc = document().expect("document");
         let paths = doc["paths"].as_object().expect("paths");
         let operations: usize = paths.values().map(|p| p.as_object().map_or(0, |o| o.len())).sum();
-        // 24 + 19 + 5 RPCs, plus the audit RPCs' by-id bindings.
-        assert_eq!(operations, 48 + 6, "{:?}", paths.keys().collect::<Vec<_>>());
+        // 25 + 20 + 5 RPCs, plus the audit RPCs' by-id bindings.
+        assert_eq!(operations, 50 + 6, "{:?}", paths.keys().collect::<Vec<_>>());
         assert!(paths["/organizations/{slug}"]["get"]["responses"]["200"].is_object());
         assert!(paths["/organizations"]["post"]["responses"]["201"].is_object());
         assert!(paths["/organizations/{slug}"]["delete"]["responses"]["204"].is_object());

@@ -251,6 +251,8 @@ idempotent!(
     proto::RemoveUserRequest,
     proto::BatchAddUsersRequest,
     proto::BatchRemoveUsersRequest,
+    proto::UndeleteOrganizationRequest,
+    proto::UndeleteSpaceRequest,
     proto::CreateInvitationRequest,
     proto::RevokeInvitationRequest,
     proto::AcceptInvitationRequest,
@@ -340,6 +342,8 @@ pub fn space(s: &Space) -> proto::Space {
         updated_at: timestamp(s.updated_at),
         labels: s.labels.to_map(),
         etag: s.etag.clone(),
+        delete_time: s.deleted_at.and_then(timestamp),
+        purge_time: s.purge_at.and_then(timestamp),
     }
 }
 
@@ -386,6 +390,8 @@ pub fn organization_summary(s: &OrganizationSummary) -> proto::Organization {
         updated_at: timestamp(o.updated_at),
         labels: o.labels.to_map(),
         etag: o.etag.clone(),
+        delete_time: o.deleted_at.and_then(timestamp),
+        purge_time: o.purge_at.and_then(timestamp),
     }
 }
 
@@ -405,6 +411,8 @@ pub fn organization_details(d: &OrganizationDetails) -> proto::OrganizationDetai
         members: d.members.iter().map(member).collect(),
         labels: o.labels.to_map(),
         etag: o.etag.clone(),
+        delete_time: o.deleted_at.and_then(timestamp),
+        purge_time: o.purge_at.and_then(timestamp),
     }
 }
 

@@ -105,6 +105,7 @@ impl OrganizationService for OrganizationApi {
             member: (!caller.is_superadmin).then_some(caller.user_id),
             search: search_term(&req.search)?,
             labels: LabelFilter::parse("label", &req.label)?,
+            show_deleted: req.show_deleted,
         };
         let result = self.app.store.list_organizations(&filter, page).await?;
         let total = result.total;
@@ -232,6 +233,28 @@ impl OrganizationService for OrganizationApi {
             )
             .await?;
         Ok(no_content(DeleteOrganizationResponse {}))
+    }
+
+    #[instrument(skip_all, fields(rpc = "UndeleteOrganization"))]
+    async fn undelete_organization(
+        &self,
+        request: Request<UndeleteOrganizationRequest>,
+    ) -> Result<Response<UndeleteOrganizationResponse>, Status> {
+        let caller = caller(&request)?;
+        let key = request_key(&request, "UndeleteOrganization")?;
+        let etag = etag_of(&request, &request.get_ref().etag)?;
+        let slug = required_slug(&request.get_ref().slug)?;
+        let details = self
+            .app
+            .undelete_organization(
+                &actor(&caller, "UndeleteOrganization").with_request(key),
+                slug,
+                etag.as_deref(),
+            )
+            .await?;
+        Ok(resource(UndeleteOrganizationResponse {
+            organization: Some(organization_details(&details)),
+        }))
     }
 
     #[instrument(skip_all, fields(rpc = "AddSpace"))]

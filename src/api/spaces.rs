@@ -175,6 +175,7 @@ impl SpaceService for SpaceApi {
                 .map(|id| parse_id("organization_id", &id))
                 .transpose()?,
             labels: LabelFilter::parse("label", &req.label)?,
+            show_deleted: req.show_deleted,
         };
         let result = self.app.store.list_spaces(&filter, page).await?;
         Ok(Response::new(ListSpacesResponse {
@@ -276,6 +277,28 @@ impl SpaceService for SpaceApi {
             )
             .await?;
         Ok(no_content(DeleteSpaceResponse {}))
+    }
+
+    #[instrument(skip_all, fields(rpc = "UndeleteSpace"))]
+    async fn undelete_space(
+        &self,
+        request: Request<UndeleteSpaceRequest>,
+    ) -> Result<Response<UndeleteSpaceResponse>, Status> {
+        let caller = caller(&request)?;
+        let key = request_key(&request, "UndeleteSpace")?;
+        let etag = etag_of(&request, &request.get_ref().etag)?;
+        let id = parse_id("space_id", &request.get_ref().space_id)?;
+        let restored = self
+            .app
+            .undelete_space(
+                &actor(&caller, "UndeleteSpace").with_request(key),
+                id,
+                etag.as_deref(),
+            )
+            .await?;
+        Ok(resource(UndeleteSpaceResponse {
+            space: Some(space(&restored)),
+        }))
     }
 
     #[instrument(skip_all, fields(rpc = "ListSpaceMembers"))]

@@ -110,6 +110,8 @@ mod tests {
                 updated_at: 0,
                 labels: Default::default(),
                 etag: String::new(),
+                deleted_at: None,
+                purge_at: None,
             },
             role,
         }
@@ -130,6 +132,8 @@ mod tests {
                 updated_at: 0,
                 labels: Default::default(),
                 etag: String::new(),
+                deleted_at: None,
+                purge_at: None,
             },
             space_role,
             org_role,

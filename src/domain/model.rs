@@ -27,6 +27,9 @@ pub struct Organization {
     pub labels: Labels,
     /// Changes with every change to the organization (AIP-154).
     pub etag: String,
+    /// Set while soft-deleted (AIP-164), with when it will be purged.
+    pub deleted_at: Option<i64>,
+    pub purge_at: Option<i64>,
 }
 
 /// A space's id, name and slug.
@@ -68,6 +71,9 @@ pub struct Space {
     pub labels: Labels,
     /// Changes with every change to the space (AIP-154).
     pub etag: String,
+    /// Set while soft-deleted (AIP-164), with when it will be purged.
+    pub deleted_at: Option<i64>,
+    pub purge_at: Option<i64>,
 }
 
 /// A user's membership in an organization or a space; `role` is the

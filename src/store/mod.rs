@@ -122,6 +122,9 @@ pub struct OrganizationFilter {
     pub search: Option<String>,
     /// Every one of these labels must be set.
     pub labels: LabelFilter,
+    /// Also soft-deleted organizations: all of them for superadmins (no
+    /// `member`), else those `member` administers.
+    pub show_deleted: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -139,6 +142,9 @@ pub struct SpaceFilter {
     pub organization_id: Option<Uuid>,
     /// Every one of these labels must be set.
     pub labels: LabelFilter,
+    /// Also soft-deleted spaces: all of them for superadmins (no
+    /// `visible_to`), else those `visible_to` administers.
+    pub show_deleted: bool,
 }
 
 /// The content half: batch upserts and deletes by internal writers, and the
@@ -218,8 +224,23 @@ pub trait Store: ContentStore {
         slug: &str,
         changes: OrganizationChanges,
     ) -> Result<Organization>;
-    /// Deletes the organization (its spaces are detached); returns its id.
-    async fn delete_organization(&self, actor: &Actor, slug: &str, etag: Option<&str>) -> Result<Uuid>;
+    /// Soft-deletes the organization until `purge_at` (its spaces are
+    /// detached, remembering it); returns its id.
+    async fn delete_organization(
+        &self,
+        actor: &Actor,
+        slug: &str,
+        etag: Option<&str>,
+        purge_at: i64,
+    ) -> Result<Uuid>;
+    /// Restores a soft-deleted organization, with the spaces its deletion
+    /// detached that are still free.
+    async fn undelete_organization(
+        &self,
+        actor: &Actor,
+        slug: &str,
+        etag: Option<&str>,
+    ) -> Result<Organization>;
     async fn attach_space(&self, actor: &Actor, slug: &str, space: Uuid) -> Result<Space>;
     /// Detaches the space; returns the organization's id.
     async fn detach_space(&self, actor: &Actor, slug: &str, space: Uuid) -> Result<Uuid>;
@@ -261,8 +282,21 @@ pub trait Store: ContentStore {
     ) -> Result<Page<Invitation>>;
     async fn create_space(&self, actor: &Actor, new: NewSpace) -> Result<Space>;
     async fn update_space(&self, actor: &Actor, id: Uuid, changes: SpaceChanges) -> Result<Space>;
-    /// Deletes the space; returns the organization it belonged to.
-    async fn delete_space(&self, actor: &Actor, id: Uuid, etag: Option<&str>) -> Result<Option<Uuid>>;
+    /// Soft-deletes the space until `purge_at` (detaching it, remembering
+    /// its organization); returns the organization it belonged to.
+    async fn delete_space(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        etag: Option<&str>,
+        purge_at: i64,
+    ) -> Result<Option<Uuid>>;
+    /// Restores a soft-deleted space (back into its organization if that is
+    /// live); returns it.
+    async fn undelete_space(&self, actor: &Actor, id: Uuid, etag: Option<&str>) -> Result<Space>;
+    /// Purges what was soft-deleted with a `purge_at` before `now`; the
+    /// organizations purged (their directories go next).
+    async fn purge_due(&self, now: i64) -> Result<Vec<Uuid>>;
     async fn add_space_member(
         &self,
         actor: &Actor,

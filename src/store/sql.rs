@@ -62,14 +62,14 @@ impl MemberTable {
 /// A transaction on `DB`.
 pub(super) type Tx<DB> = sqlx::Transaction<'static, DB>;
 
-pub(super) const ORG_COLUMNS: &str =
-    "o.id, o.name, o.slug, o.description, o.created_at, o.updated_at, o.labels, o.version";
+pub(super) const ORG_COLUMNS: &str = "o.id, o.name, o.slug, o.description, o.created_at, o.updated_at, o.labels, o.version, o.deleted_at, o.purge_at";
 
 pub(super) const SPACE_COLUMNS: &str = "s.id, s.name, s.slug, s.description, s.visibility, s.repo, s.agent_id, \
-     s.agent_status, s.agent_autonomy, s.organization_id, s.created_at, s.updated_at, s.labels, s.version";
+     s.agent_status, s.agent_autonomy, s.organization_id, s.created_at, s.updated_at, s.labels, s.version, \
+     s.deleted_at, s.purge_at";
 
 pub(super) const SPACE_RETURNING: &str = "id, name, slug, description, visibility, repo, agent_id, agent_status, \
-     agent_autonomy, organization_id, created_at, updated_at, labels, version";
+     agent_autonomy, organization_id, created_at, updated_at, labels, version, deleted_at, purge_at";
 
 pub(super) const MEMBER_SELECT: &str = "SELECT u.id AS user_id, u.email, u.display_name, m.role, m.created_at AS joined_at, m.version \
      FROM memberships m JOIN users u ON u.id = m.user_id";
@@ -132,6 +132,8 @@ where
             updated_at: row.try_get("updated_at")?,
             labels: Self::labels_from(row)?,
             etag: etag(id, created_at, row.try_get("version")?),
+            deleted_at: row.try_get("deleted_at")?,
+            purge_at: row.try_get("purge_at")?,
         })
     }
 
@@ -169,6 +171,8 @@ where
             updated_at: row.try_get("updated_at")?,
             labels: Self::labels_from(row)?,
             etag: etag(id, created_at, row.try_get("version")?),
+            deleted_at: row.try_get("deleted_at")?,
+            purge_at: row.try_get("purge_at")?,
         })
     }
 
@@ -393,8 +397,8 @@ where
     /// the transaction that will make the change.
     pub(super) async fn lock_org(tx: &mut Tx<DB>, slug: &str, user: Uuid) -> Result<OrgAccess> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT id, name, slug, description, created_at, updated_at, labels, version \
-             FROM organizations WHERE slug = $1{}",
+            "SELECT id, name, slug, description, created_at, updated_at, labels, version, deleted_at, purge_at \
+             FROM organizations WHERE slug = $1 AND deleted_at IS NULL{}",
             DB::LOCK
         )))
         .bind(slug.to_owned())
@@ -421,7 +425,7 @@ where
     /// and in its organization, in the transaction of the change.
     pub(super) async fn lock_space_access(tx: &mut Tx<DB>, space: Uuid, user: Uuid) -> Result<SpaceAccess> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {SPACE_RETURNING} FROM spaces WHERE id = $1{}",
+            "SELECT {SPACE_RETURNING} FROM spaces WHERE id = $1 AND deleted_at IS NULL{}",
             DB::LOCK
         )))
         .bind(space)
@@ -1048,6 +1052,8 @@ where
             updated_at: now,
             etag: etag(new.id, now, 1),
             labels: new.labels,
+            deleted_at: None,
+            purge_at: None,
         };
         self.finish(tx, actor, &created).await?;
         Ok(created)
@@ -1058,7 +1064,7 @@ where
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {ORG_COLUMNS}, m.role FROM organizations o \
              LEFT JOIN memberships m ON m.organization_id = o.id AND m.user_id = $2 \
-             WHERE o.slug = $1"
+             WHERE o.slug = $1 AND o.deleted_at IS NULL"
         )))
         .bind(slug.to_owned())
         .bind(user)
@@ -1124,6 +1130,16 @@ where
                 DB::push_search(&mut qb, "o", "organizations_fts", ["name", "slug"], term);
             }
             Self::push_label_filter(&mut qb, LabelOwner::Organization, "o", &filter.labels);
+            match (filter.show_deleted, filter.member) {
+                (false, _) => {
+                    qb.push(" AND o.deleted_at IS NULL");
+                }
+                // Members see the deleted organizations they administer.
+                (true, Some(_)) => {
+                    qb.push(" AND (o.deleted_at IS NULL OR m.role = 'admin')");
+                }
+                (true, None) => {}
+            }
             qb
         };
         let total: i64 = build("SELECT count(*)")
@@ -1242,7 +1258,7 @@ where
         }
         qb.push(" WHERE id = ");
         qb.push_bind(org.id);
-        qb.push(" RETURNING id, name, slug, description, created_at, updated_at, labels, version");
+        qb.push(" RETURNING id, name, slug, description, created_at, updated_at, labels, version, deleted_at, purge_at");
         let updated = match qb.build().fetch_one(&mut *tx).await {
             Ok(row) => Self::org_from(&row)?,
             Err(e) if is_unique_violation(&e) => {
@@ -1258,18 +1274,35 @@ where
     }
 
     #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "delete_organization"))]
-    async fn delete_organization(&self, actor: &Actor, slug: &str, etag: Option<&str>) -> Result<Uuid> {
+    async fn delete_organization(
+        &self,
+        actor: &Actor,
+        slug: &str,
+        etag: Option<&str>,
+        purge_at: i64,
+    ) -> Result<Uuid> {
         let (mut tx, _, access) = self
             .org_guard(actor, slug, OrgAction::Manage, "organization.delete")
             .await?;
         check_etag("organization", etag, &access.org.etag)?;
         let id = access.org.id;
+        let now = now_micros();
+        // Its spaces are detached at once (the seed's DELETE), remembering
+        // where they came from for an undelete.
         let detached: Vec<Uuid> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT id FROM spaces WHERE organization_id = $1{}",
             DB::LOCK
         )))
         .bind(id)
         .fetch_all(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE spaces SET organization_id = NULL, detached_from = $1, updated_at = $2, version = version + 1 \
+             WHERE organization_id = $1",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
         .await?;
         for table in crate::store::CONTENT_TABLES {
             sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -1279,21 +1312,95 @@ where
             .execute(&mut *tx)
             .await?;
         }
-        sqlx::query("DELETE FROM organizations WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE organizations SET deleted_at = $2, purge_at = $3, updated_at = $2, version = version + 1 \
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(now)
+        .bind(purge_at)
+        .execute(&mut *tx)
+        .await?;
         let draft = Draft::success(actor, "organization.delete", targets::org(id))
             .with("slug", access.org.slug.as_str())
-            .with("detached_spaces", detached.len().to_string());
+            .with("detached_spaces", detached.len().to_string())
+            .with("purge_at", purge_at.to_string());
         self.append(&mut tx, id, draft).await?;
-        sqlx::query("UPDATE audit_heads SET deleted_at = $2 WHERE organization_id = $1")
-            .bind(id)
-            .bind(now_micros())
-            .execute(&mut *tx)
-            .await?;
         self.finish(tx, actor, &id).await?;
         Ok(id)
+    }
+
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "undelete_organization"))]
+    async fn undelete_organization(
+        &self,
+        actor: &Actor,
+        slug: &str,
+        etag: Option<&str>,
+    ) -> Result<Organization> {
+        let mut tx = self.begin_change(actor).await?;
+        let caller = Self::caller_in(&mut tx, actor).await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ORG_COLUMNS} FROM organizations o WHERE o.slug = $1{}",
+            DB::LOCK
+        )))
+        .bind(slug.to_owned())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let org = row
+            .as_ref()
+            .map(Self::org_from)
+            .transpose()?
+            .ok_or_else(|| Error::org_not_found(slug))?;
+        let role: Option<String> =
+            sqlx::query_scalar("SELECT role FROM memberships WHERE organization_id = $1 AND user_id = $2")
+                .bind(org.id)
+                .bind(caller.user_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let access = OrgAccess {
+            role: Self::org_role(role)?,
+            org,
+        };
+        if let Err(e) = check_org(&caller, &access, OrgAction::Manage) {
+            let draft = Draft::denied(actor, "organization.undelete", targets::org(access.org.id));
+            return self.refuse(tx, actor, access.org.id, draft, e).await;
+        }
+        let org = access.org;
+        if org.deleted_at.is_none() {
+            return Err(Error::failed_precondition(
+                "ORG_NOT_DELETED",
+                format!("organization '{slug}' is not deleted"),
+            )
+            .with("slug", slug));
+        }
+        check_etag("organization", etag, &org.etag)?;
+        let now = now_micros();
+        let returned: Vec<Uuid> = sqlx::query_scalar(
+            "UPDATE spaces SET organization_id = $1, detached_from = NULL, updated_at = $2, version = version + 1 \
+             WHERE detached_from = $1 AND organization_id IS NULL AND deleted_at IS NULL RETURNING id",
+        )
+        .bind(org.id)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        for space in &returned {
+            Self::set_content_org(&mut tx, *space, Some(org.id)).await?;
+        }
+        let row = sqlx::query(
+            "UPDATE organizations SET deleted_at = NULL, purge_at = NULL, updated_at = $2, version = version + 1 \
+             WHERE id = $1 RETURNING id, name, slug, description, created_at, updated_at, labels, version, deleted_at, purge_at",
+        )
+        .bind(org.id)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        let restored = Self::org_from(&row)?;
+        let draft = Draft::success(actor, "organization.undelete", targets::org(org.id))
+            .with("slug", slug)
+            .with("restored_spaces", returned.len().to_string());
+        self.append(&mut tx, org.id, draft).await?;
+        self.finish(tx, actor, &restored).await?;
+        Ok(restored)
     }
 
     #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "attach_space"))]
@@ -1329,7 +1436,7 @@ where
             }
         }
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE spaces SET organization_id = $1, updated_at = $3, version = version + 1 \
+            "UPDATE spaces SET organization_id = $1, detached_from = NULL, updated_at = $3, version = version + 1 \
              WHERE id = $2 RETURNING {SPACE_RETURNING}"
         )))
         .bind(org)
@@ -1715,6 +1822,17 @@ where
         }
         let invitation = Self::lock_invitation(&mut tx, id).await?;
         let org = invitation.organization_id;
+        // An organization deleted meanwhile takes no one in.
+        let deleted: Option<i64> = sqlx::query_scalar("SELECT deleted_at FROM organizations WHERE id = $1")
+            .bind(org)
+            .fetch_one(&mut *tx)
+            .await?;
+        if deleted.is_some() {
+            return Err(
+                Error::not_found("INVITATION_NOT_FOUND", format!("invitation {id} not found"))
+                    .with("invitation_id", id.to_string()),
+            );
+        }
         let target = targets::invitation(org, id);
         if !caller.email.eq_ignore_ascii_case(&invitation.email) {
             let e = Error::new(
@@ -1929,7 +2047,7 @@ where
             "SELECT {SPACE_COLUMNS}, sm.role AS space_role, m.role AS org_role FROM spaces s \
              LEFT JOIN space_members sm ON sm.space_id = s.id AND sm.user_id = $2 \
              LEFT JOIN memberships m ON m.organization_id = s.organization_id AND m.user_id = $2 \
-             WHERE s.id = $1"
+             WHERE s.id = $1 AND s.deleted_at IS NULL"
         )))
         .bind(space)
         .bind(user)
@@ -1967,6 +2085,21 @@ where
                 DB::push_search(&mut qb, "s", "spaces_fts", ["name", "slug"], term);
             }
             Self::push_label_filter(&mut qb, LabelOwner::Space, "s", &filter.labels);
+            match (filter.show_deleted, filter.visible_to) {
+                (false, _) => {
+                    qb.push(" AND s.deleted_at IS NULL");
+                }
+                // Deleted spaces are listed to their admins.
+                (true, Some(user)) => {
+                    qb.push(
+                        " AND (s.deleted_at IS NULL OR s.id IN \
+                         (SELECT space_id FROM space_members WHERE role = 'admin' AND user_id = ",
+                    );
+                    qb.push_bind(user);
+                    qb.push("))");
+                }
+                (true, None) => {}
+            }
             qb
         };
         let total: i64 = build("SELECT count(*)")
@@ -2062,20 +2195,199 @@ where
     }
 
     #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "delete_space"))]
-    async fn delete_space(&self, actor: &Actor, id: Uuid, etag: Option<&str>) -> Result<Option<Uuid>> {
+    async fn delete_space(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        etag: Option<&str>,
+        purge_at: i64,
+    ) -> Result<Option<Uuid>> {
         let (mut tx, _, access) = self
             .space_guard(actor, id, SpaceAction::Manage, "space.delete", targets::space)
             .await?;
         check_etag("space", etag, &access.space.etag)?;
-        sqlx::query("DELETE FROM spaces WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        let now = now_micros();
+        let org = access.space.organization_id;
+        sqlx::query(
+            "UPDATE spaces SET deleted_at = $2, purge_at = $3, organization_id = NULL, \
+             detached_from = COALESCE($4, detached_from), updated_at = $2, version = version + 1 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(now)
+        .bind(purge_at)
+        .bind(org)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(org) = org {
+            Self::set_content_org(&mut tx, id, None).await?;
+            Self::bump_org(&mut tx, org).await?;
+        }
         let draft = Draft::success(actor, "space.delete", targets::space(id))
-            .with("slug", access.space.slug.as_str());
+            .with("slug", access.space.slug.as_str())
+            .with("purge_at", purge_at.to_string());
         self.append(&mut tx, Self::chain_of(&access.space), draft).await?;
-        self.finish(tx, actor, &access.space.organization_id).await?;
-        Ok(access.space.organization_id)
+        self.finish(tx, actor, &org).await?;
+        Ok(org)
+    }
+
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "undelete_space"))]
+    async fn undelete_space(&self, actor: &Actor, id: Uuid, etag: Option<&str>) -> Result<Space> {
+        let mut tx = self.begin_change(actor).await?;
+        let caller = Self::caller_in(&mut tx, actor).await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SPACE_RETURNING}, detached_from FROM spaces WHERE id = $1{}",
+            DB::LOCK
+        )))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Err(Self::space_not_found(id));
+        };
+        let space = Self::space_from(&row)?;
+        let home: Option<Uuid> = row.try_get("detached_from")?;
+        let role: Option<String> =
+            sqlx::query_scalar("SELECT role FROM space_members WHERE space_id = $1 AND user_id = $2")
+                .bind(id)
+                .bind(caller.user_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let access = SpaceAccess {
+            space_role: Self::space_role(role)?,
+            org_role: None,
+            space,
+        };
+        let chain = home.unwrap_or(audit::SYSTEM_CHAIN);
+        if let Err(e) = check_space(&caller, &access, SpaceAction::Manage) {
+            let draft = Draft::denied(actor, "space.undelete", targets::space(id));
+            return self.refuse(tx, actor, chain, draft, e).await;
+        }
+        if access.space.deleted_at.is_none() {
+            return Err(Error::failed_precondition(
+                "SPACE_NOT_DELETED",
+                format!("space {id} is not deleted"),
+            )
+            .with("space_id", id.to_string()));
+        }
+        check_etag("space", etag, &access.space.etag)?;
+        // Back into its organization when that is live; else it stays free.
+        let live_home: Option<Uuid> = match home {
+            Some(org) => {
+                sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT id FROM organizations WHERE id = $1 AND deleted_at IS NULL{}",
+                    DB::LOCK
+                )))
+                .bind(org)
+                .fetch_optional(&mut *tx)
+                .await?
+            }
+            None => None,
+        };
+        let now = now_micros();
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE spaces SET deleted_at = NULL, purge_at = NULL, organization_id = $2, \
+             detached_from = CASE WHEN $2 IS NULL THEN detached_from ELSE NULL END, \
+             updated_at = $3, version = version + 1 WHERE id = $1 RETURNING {SPACE_RETURNING}"
+        )))
+        .bind(id)
+        .bind(live_home)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        if let Some(org) = live_home {
+            Self::set_content_org(&mut tx, id, Some(org)).await?;
+            Self::bump_org(&mut tx, org).await?;
+        }
+        let restored = Self::space_from(&row)?;
+        let draft = Draft::success(actor, "space.undelete", targets::space(id))
+            .with("slug", restored.slug.as_str())
+            .with(
+                "organization_id",
+                live_home.map(|o| o.to_string()).unwrap_or_default(),
+            );
+        self.append(&mut tx, live_home.unwrap_or(chain), draft).await?;
+        self.finish(tx, actor, &restored).await?;
+        Ok(restored)
+    }
+
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "purge_due"))]
+    async fn purge_due(&self, now: i64) -> Result<Vec<Uuid>> {
+        let system = Actor::system("purge");
+        let spaces: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM spaces WHERE purge_at IS NOT NULL AND purge_at <= $1 ORDER BY purge_at LIMIT 500",
+        )
+        .bind(now)
+        .fetch_all(self.reader())
+        .await?;
+        for space in spaces {
+            let mut tx = self.write_tx().await?;
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT slug, detached_from FROM spaces WHERE id = $1 AND purge_at IS NOT NULL AND purge_at <= $2{}",
+                DB::LOCK
+            )))
+            .bind(space)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = row else { continue };
+            let slug: String = row.try_get("slug")?;
+            let home: Option<Uuid> = row.try_get("detached_from")?;
+            sqlx::query("DELETE FROM spaces WHERE id = $1")
+                .bind(space)
+                .execute(&mut *tx)
+                .await?;
+            let chain = match home {
+                Some(org) => {
+                    let exists: Option<Uuid> =
+                        sqlx::query_scalar("SELECT id FROM organizations WHERE id = $1")
+                            .bind(org)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    exists.unwrap_or(audit::SYSTEM_CHAIN)
+                }
+                None => audit::SYSTEM_CHAIN,
+            };
+            let draft = Draft::success(&system, "space.purge", targets::space(space)).with("slug", slug);
+            self.append(&mut tx, chain, draft).await?;
+            tx.commit().await?;
+        }
+        let orgs: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM organizations WHERE purge_at IS NOT NULL AND purge_at <= $1 ORDER BY purge_at LIMIT 500",
+        )
+        .bind(now)
+        .fetch_all(self.reader())
+        .await?;
+        let mut purged = Vec::with_capacity(orgs.len());
+        for org in orgs {
+            let mut tx = self.write_tx().await?;
+            let slug: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT slug FROM organizations WHERE id = $1 AND purge_at IS NOT NULL AND purge_at <= $2{}",
+                DB::LOCK
+            )))
+            .bind(org)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(slug) = slug else { continue };
+            sqlx::query("UPDATE spaces SET detached_from = NULL WHERE detached_from = $1")
+                .bind(org)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM organizations WHERE id = $1")
+                .bind(org)
+                .execute(&mut *tx)
+                .await?;
+            let draft = Draft::success(&system, "organization.purge", targets::org(org)).with("slug", slug);
+            self.append(&mut tx, org, draft).await?;
+            sqlx::query("UPDATE audit_heads SET deleted_at = $2 WHERE organization_id = $1")
+                .bind(org)
+                .bind(now_micros())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            purged.push(org);
+        }
+        Ok(purged)
     }
 
     #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "list_space_members"))]
@@ -2294,8 +2606,8 @@ where
     #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "storage_state"))]
     async fn storage_state(&self, org: Uuid) -> Result<Option<StorageState>> {
         let row = sqlx::query(
-            "SELECT id, name, slug, description, created_at, updated_at, labels, version FROM organizations \
-             WHERE id = $1",
+            "SELECT id, name, slug, description, created_at, updated_at, labels, version, deleted_at, purge_at \
+             FROM organizations WHERE id = $1",
         )
         .bind(org)
         .fetch_optional(self.reader())

@@ -2083,7 +2083,8 @@ async fn a_removal_racing_the_remover_s_demotion_is_ordered_in_the_trail_by_the_
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn deleting_an_organization_while_spaces_are_added_and_it_is_renamed_fails_cleanly_and_leaves_no_directory()
  {
-    let app = TestApp::spawn().await;
+    // Deletions purge at once here, directory included.
+    let app = TestApp::spawn_with(|c| c.soft_delete_window = std::time::Duration::ZERO).await;
     let allowed = [Code::NotFound, Code::PermissionDenied];
     for round in 0..20 {
         let slug = unique_slug("doomed");

@@ -464,7 +464,13 @@ async fn the_command_line_export_reads_the_database_and_verifies() {
 async fn pruning_keeps_the_chain_verifiable_from_a_signed_checkpoint() {
     let signer = orgd::signing::AuditSigner::ephemeral();
     let kept_signer = signer.clone();
-    let mut first = TestApp::spawn_with(move |c| c.audit_signer = kept_signer).await;
+    // Deleted organizations are purged at once here: the trail of a purged
+    // organization is what retention ends.
+    let mut first = TestApp::spawn_with(move |c| {
+        c.audit_signer = kept_signer;
+        c.soft_delete_window = Duration::ZERO;
+    })
+    .await;
     org_with_members(&first, "pruned", 2).await;
     let old = checkpoint(&first, "pruned").await;
     first.add_user("pruned", "third@pruned.test", "member").await;
@@ -499,6 +505,7 @@ async fn pruning_keeps_the_chain_verifiable_from_a_signed_checkpoint() {
         c.storage_root = storage;
         c.audit_signer = signer;
         c.audit_retention = Some(Duration::from_millis(1));
+        c.soft_delete_window = Duration::ZERO;
     })
     .await;
     let mut v = verify(&second, "pruned", "").await;

@@ -623,7 +623,7 @@ async fn descriptor_writes_a_complete_descriptor_set() {
             }
         }
     }
-    assert_eq!(bindings.len(), 24 + 19 + 5, "{bindings:?}");
+    assert_eq!(bindings.len(), 25 + 20 + 5, "{bindings:?}");
     assert_eq!(
         bindings["OrganizationService/ListOrganizations"],
         ("GET", "/organizations".into(), None)

@@ -86,8 +86,24 @@ async fn the_readme_curl_story_runs_through_envoy() {
     assert!(stdout.contains("x-ratelimit-remaining"), "{stdout}");
     // Both attempts of the idempotent create answered the same organization.
     let initech: Vec<&serde_json::Value> = replies.iter().filter(|r| r["name"] == "Initech").collect();
-    assert_eq!(initech.len(), 2, "{stdout}");
+    // (then the soft-delete story restores it: a third answer)
+    assert_eq!(initech.len(), 3, "{stdout}");
     assert_eq!(initech[0]["id"], initech[1]["id"], "{stdout}");
+    assert_eq!(initech[0]["created_at"], initech[1]["created_at"], "{stdout}");
+    // The deleted organization was listed with its delete time, then
+    // restored.
+    assert!(
+        replies.iter().any(|r| r.as_array().is_some_and(|a| a
+            .iter()
+            .any(|o| o["slug"] == "initech" && o["delete_time"].is_string()))),
+        "{stdout}"
+    );
+    assert!(
+        replies
+            .iter()
+            .any(|r| r["slug"] == "initech" && r.get("delete_time").is_none() && r["members"].is_array()),
+        "{stdout}"
+    );
     // The invitation is pending.
     assert!(
         replies.iter().any(|r| r["items"].as_array().is_some_and(|a| a

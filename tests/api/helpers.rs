@@ -132,6 +132,7 @@ fn test_config(database_url: &str, storage_root: PathBuf) -> ServerConfig {
         db_busy_timeout: std::time::Duration::from_secs(10),
         audit_signer: orgd::signing::AuditSigner::ephemeral(),
         audit_retention: None,
+        soft_delete_window: orgd::app::DEFAULT_SOFT_DELETE_WINDOW,
         rate_limits: orgd::ratelimit::RateLimitConfig::default(),
     }
 }

@@ -23,5 +23,6 @@ mod permissions;
 mod rate_limits;
 mod request_ids;
 mod rest;
+mod soft_delete;
 mod spaces;
 mod validation;

@@ -74,7 +74,9 @@ async fn creating_an_organization_returns_its_details_and_makes_the_admin() {
 
 #[tokio::test]
 async fn the_storage_directory_follows_the_organization_and_its_spaces() {
-    let app = TestApp::spawn().await;
+    // Purged at once: the directory goes with the deletion (a soft-deleted
+    // organization keeps it until its purge, see soft_delete.rs).
+    let app = TestApp::spawn_with(|c| c.soft_delete_window = std::time::Duration::ZERO).await;
     let org = app.create_org("Stored", "stored", "admin@stored.test").await;
     let dir = app.storage_root.join("orgs").join(&org.id);
     let meta: serde_json::Value =
@@ -217,7 +219,9 @@ async fn updating_changes_only_the_fields_present() {
 
 #[tokio::test]
 async fn deleting_an_organization_detaches_its_spaces() {
-    let app = TestApp::spawn().await;
+    // With no soft-delete window a deletion purges at once, and the slug is
+    // free again (soft deletion is tested in soft_delete.rs).
+    let app = TestApp::spawn_with(|c| c.soft_delete_window = std::time::Duration::ZERO).await;
     app.create_org("Doomed", "doomed", "a@del.test").await;
     let space = app.create_space("Survivor", "organization", "a@del.test").await;
     app.attach("doomed", &space.id).await;

@@ -365,6 +365,58 @@ async fn call(app: &TestApp, fx: &Fixture, rpc: &str, t: &str) -> Result<(), Sta
             .await
             .map(drop)
         }
+        "UndeleteOrganization" => {
+            // Unauthenticated callers share one fixture: deleted once.
+            let deleted = orgs
+                .delete_organization(req(
+                    &root(),
+                    DeleteOrganizationRequest {
+                        slug: slug.clone(),
+                        ..Default::default()
+                    },
+                ))
+                .await;
+            if let Err(s) = deleted
+                && s.code() != Code::NotFound
+            {
+                return Err(s);
+            }
+            orgs.undelete_organization(req(
+                t,
+                UndeleteOrganizationRequest {
+                    slug,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop)
+        }
+        "UndeleteSpace" => {
+            let deleted = spaces
+                .delete_space(req(
+                    &root(),
+                    DeleteSpaceRequest {
+                        space_id: fx.space_x.clone(),
+                        ..Default::default()
+                    },
+                ))
+                .await;
+            if let Err(s) = deleted
+                && s.code() != Code::NotFound
+            {
+                return Err(s);
+            }
+            spaces
+                .undelete_space(req(
+                    t,
+                    UndeleteSpaceRequest {
+                        space_id: fx.space_x.clone(),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .map(drop)
+        }
         "ListUsers" => orgs
             .list_users(req(
                 t,
@@ -724,6 +776,7 @@ async fn organization_changes_follow_the_permission_table() {
         ("CreateOrganization", Allowed::Superadmins),
         ("UpdateOrganization", Allowed::Admins),
         ("DeleteOrganization", Allowed::Admins),
+        ("UndeleteOrganization", Allowed::Admins),
         ("AddSpace", Allowed::Admins),
         ("RemoveSpace", Allowed::Admins),
     ])
@@ -756,6 +809,7 @@ async fn space_registry_follows_the_permission_table() {
         ("ListSpaceMembers", Allowed::Members),
         ("UpdateSpace", Allowed::Admins),
         ("DeleteSpace", Allowed::Admins),
+        ("UndeleteSpace", Allowed::Admins),
     ])
     .await;
 }
