@@ -290,6 +290,7 @@ async fn measure(backend: &str, scale: f64, iterations: usize) -> Measured {
         audit_signer: orgd::signing::AuditSigner::ephemeral(),
         audit_retention: None,
         soft_delete_window: orgd::app::DEFAULT_SOFT_DELETE_WINDOW,
+        admission: Default::default(),
         // Benchmarks measure capacity, not the limits.
         rate_limits: orgd::ratelimit::RateLimitConfig {
             caller: 0.0,

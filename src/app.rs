@@ -59,6 +59,8 @@ pub struct App {
     /// How long deleted organizations and spaces can be restored before
     /// they are purged; zero purges at once.
     pub soft_delete_window: Duration,
+    /// Calls served at once (see `api::admission`).
+    pub admission: crate::api::admission::AdmissionConfig,
     /// Rate limits per caller (charged by the authentication layer) and per
     /// organization (charged here, once the organization is known).
     pub limits: Arc<RateLimits>,
@@ -131,6 +133,7 @@ impl App {
             audit_retention: None,
             metrics: crate::metrics::Metrics::new(),
             soft_delete_window: DEFAULT_SOFT_DELETE_WINDOW,
+            admission: Default::default(),
             limits: Arc::new(RateLimits::off()),
             owners: OwnerCache::default(),
             changes: tokio::sync::watch::channel(0).0,

@@ -170,6 +170,13 @@ pub struct ServeArgs {
     /// Log lines as `text` (coloured only on a terminal) or `json`.
     #[arg(long, env = "ORGD_LOG_FORMAT", default_value = "text")]
     pub log_format: crate::telemetry::LogFormat,
+    /// Calls served at once; more wait up to --admission-wait-ms for a turn,
+    /// then get RESOURCE_EXHAUSTED (OVERLOADED). 0 admits everything.
+    #[arg(long, env = "ORGD_MAX_IN_FLIGHT", default_value_t = 256)]
+    pub max_in_flight: usize,
+    /// How long a call waits for a turn when --max-in-flight are running.
+    #[arg(long, env = "ORGD_ADMISSION_WAIT_MS", default_value_t = 100)]
+    pub admission_wait_ms: u64,
     /// How long a deleted organization or space can be restored before it
     /// is purged (e.g. 30d, 12h); 0 purges at once.
     #[arg(long, env = "ORGD_SOFT_DELETE_WINDOW", default_value = "30d")]

@@ -85,6 +85,8 @@ pub struct ServerConfig {
     /// How long deleted organizations and spaces can be restored; zero
     /// purges at once.
     pub soft_delete_window: Duration,
+    /// How many calls are served at once, and how long one waits for a turn.
+    pub admission: api::admission::AdmissionConfig,
     /// Calls per second per caller and per organization (0 = no limit).
     pub rate_limits: ratelimit::RateLimitConfig,
 }
@@ -125,6 +127,7 @@ pub async fn build_app(config: &ServerConfig) -> Result<Arc<App>, String> {
     app.metrics = metrics;
     app.limits = Arc::new(ratelimit::RateLimits::new(config.rate_limits));
     app.soft_delete_window = config.soft_delete_window;
+    app.admission = config.admission;
     let reconciled = app.reconcile_storage().await?;
     tracing::debug!(organizations = reconciled, "storage directories reconciled");
     Ok(Arc::new(app))
@@ -238,6 +241,10 @@ pub async fn serve(
     let result = tonic::transport::Server::builder()
         .timeout(Duration::from_secs(30))
         .layer(api::errors::ErrorShapeLayer::new(app.metrics.clone()))
+        .layer(api::admission::AdmissionLayer::new(
+            app.admission,
+            app.metrics.clone(),
+        ))
         .layer(api::authn::AuthLayer::new(
             app.auth.clone(),
             app.limits.clone(),

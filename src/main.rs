@@ -66,6 +66,10 @@ async fn run_serve(args: ServeArgs) -> Result<(), String> {
             .map_err(|e| format!("reading the audit signing key: {e}"))?,
         audit_retention: args.audit.retention()?,
         soft_delete_window: args.soft_delete_window()?,
+        admission: orgd::api::admission::AdmissionConfig {
+            max_in_flight: args.max_in_flight,
+            wait: std::time::Duration::from_millis(args.admission_wait_ms),
+        },
         rate_limits: orgd::ratelimit::RateLimitConfig {
             caller: args.rate_limit_caller,
             organization: args.rate_limit_org,

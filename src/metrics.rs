@@ -114,6 +114,7 @@ pub struct Metrics {
     pools: Family<PoolLabels, Gauge>,
     store: StoreMetrics,
     rate_limited: Family<LimitLabels, Counter>,
+    overloaded: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -180,6 +181,12 @@ impl Metrics {
             "Calls refused by a rate limit, by limit (caller, organization)",
             rate_limited.clone(),
         );
+        let overloaded = Counter::default();
+        registry.register(
+            "orgd_overloaded",
+            "Calls refused because the server was at capacity (--max-in-flight)",
+            overloaded.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -195,7 +202,13 @@ impl Metrics {
             pools,
             store,
             rate_limited,
+            overloaded,
         })
+    }
+
+    /// A call refused at capacity.
+    pub fn overloaded(&self) {
+        self.overloaded.inc();
     }
 
     /// A call a rate limit refused.

@@ -28,6 +28,11 @@ const OPEN_SERVICES: &[&str] = &[
     "/grpc.reflection.v1alpha.ServerReflection/",
 ];
 
+/// Whether a path belongs to a service that answers without a token.
+pub fn is_open(path: &str) -> bool {
+    OPEN_SERVICES.iter().any(|open| path.starts_with(open))
+}
+
 #[derive(Clone)]
 pub struct AuthLayer {
     auth: Option<Arc<Authenticator>>,
@@ -91,7 +96,7 @@ where
         let metrics = self.metrics.clone();
         Box::pin(async move {
             let path = request.uri().path();
-            if OPEN_SERVICES.iter().any(|open| path.starts_with(open)) {
+            if is_open(path) {
                 return inner.call(request).await;
             }
             // The token and the caller's limit are checked before the

@@ -2,6 +2,7 @@
 //! validated domain values and domain results back to proto. Errors are
 //! mapped to gRPC statuses here, in one place.
 
+pub mod admission;
 pub mod aggregation;
 pub mod authn;
 pub mod content;
@@ -80,12 +81,15 @@ impl From<Error> for Status {
         }
         let mut status = Status::with_error_details(grpc_code(e.kind), e.message, details);
         if let Some(limited) = &e.rate_limited {
-            rate_limit_headers(
-                status.metadata_mut(),
-                limited.limit,
-                limited.remaining,
-                limited.reset_secs,
-            );
+            // A rate limit names its bucket; the server's capacity does not.
+            if limited.limit > 0 {
+                rate_limit_headers(
+                    status.metadata_mut(),
+                    limited.limit,
+                    limited.remaining,
+                    limited.reset_secs,
+                );
+            }
             // Whole seconds, rounded up: a client that waits this long
             // finds a token.
             let retry = limited.retry_after.as_secs() + u64::from(limited.retry_after.subsec_nanos() > 0);

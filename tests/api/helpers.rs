@@ -133,6 +133,7 @@ fn test_config(database_url: &str, storage_root: PathBuf) -> ServerConfig {
         audit_signer: orgd::signing::AuditSigner::ephemeral(),
         audit_retention: None,
         soft_delete_window: orgd::app::DEFAULT_SOFT_DELETE_WINDOW,
+        admission: Default::default(),
         rate_limits: orgd::ratelimit::RateLimitConfig::default(),
     }
 }

@@ -19,6 +19,7 @@ mod labels_etags;
 mod last_admin;
 mod observability;
 mod organizations;
+mod overload;
 mod permissions;
 mod rate_limits;
 mod request_ids;
