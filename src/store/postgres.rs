@@ -68,6 +68,9 @@ impl Dialect for Postgres {
     }
 }
 
+/// How long a pooled connection may sit idle before it is checked.
+const IDLE_CHECK_AFTER: Duration = Duration::from_millis(500);
+
 impl SqlStore<Postgres> {
     pub async fn connect(url: &str, options: &StoreOptions) -> std::result::Result<Self, String> {
         let shown = crate::config::redact_url(url);
@@ -84,6 +87,18 @@ impl SqlStore<Postgres> {
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(2))
             .test_before_acquire(false)
+            // A connection that sat idle for a while is pinged before use:
+            // after the server restarted, idle connections are dead, and
+            // handing them out would fail one call each. Busy connections
+            // skip the round trip.
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for < IDLE_CHECK_AFTER {
+                        return Ok(true);
+                    }
+                    Ok(sqlx::Connection::ping(conn).await.is_ok())
+                })
+            })
             .acquire_timeout(Duration::from_secs(1))
             .connect_with(connect)
             .await

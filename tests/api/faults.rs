@@ -725,3 +725,124 @@ async fn a_deadlock_is_retried_inside_orgd_and_never_answered_internal() {
         .into_inner();
     assert!(v.valid && v.head_seq == 2, "one event for the one change: {v:?}");
 }
+
+// ---------------------------------------------------------------------------
+// Request ids across outages: a transient failure is not remembered
+// ---------------------------------------------------------------------------
+
+fn add_with_id(slug: &str, email: &str, request_id: &str) -> AddUserRequest {
+    AddUserRequest {
+        slug: slug.into(),
+        user_email: email.into(),
+        role: "member".into(),
+        request_id: request_id.into(),
+    }
+}
+
+/// The change a retry answers, and how often it happened.
+async fn members_named(app: &TestApp, slug: &str, email: &str) -> usize {
+    app.orgs()
+        .list_users(req(
+            &root(),
+            ListUsersRequest {
+                slug: slug.into(),
+                size: 100,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("list users")
+        .into_inner()
+        .items
+        .iter()
+        .filter(|m| m.email == email)
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_id_refused_by_a_held_write_lock_applies_once_on_retry() {
+    use sqlx::Connection;
+    if backend() != "sqlite" {
+        return;
+    }
+    let app = TestApp::spawn_with(|c| c.db_busy_timeout = Duration::from_millis(500)).await;
+    app.create_org("Locked", "locked", "admin@locked.test").await;
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut other = sqlx::SqliteConnection::connect(&app.database_url)
+        .await
+        .expect("open the database");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .expect("take the write lock");
+    let refused = app
+        .orgs()
+        .add_user(req(&root(), add_with_id("locked", "late@locked.test", &id)))
+        .await;
+    assert_error(refused, Code::Unavailable, "UNAVAILABLE");
+    sqlx::query("COMMIT")
+        .execute(&mut other)
+        .await
+        .expect("release the lock");
+    // The refusal was transient: the retry runs, once.
+    let first = app
+        .orgs()
+        .add_user(req(&root(), add_with_id("locked", "late@locked.test", &id)))
+        .await
+        .expect("the retry applies")
+        .into_inner();
+    let again = app
+        .orgs()
+        .add_user(req(&root(), add_with_id("locked", "late@locked.test", &id)))
+        .await
+        .expect("a further retry answers the same")
+        .into_inner();
+    assert_eq!(first, again);
+    assert_eq!(members_named(&app, "locked", "late@locked.test").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_id_refused_while_postgres_is_away_applies_once_when_it_returns() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    if backend() != "postgres" {
+        return;
+    }
+    let cluster = OwnCluster::start();
+    let url = cluster.url.clone();
+    let app = TestApp::spawn_with(move |c| c.database_url = url).await;
+    app.create_org("Away", "away", "admin@away.test").await;
+    let id = uuid::Uuid::new_v4().to_string();
+    cluster.pause();
+    let mut request = req(&root(), add_with_id("away", "late@away.test", &id));
+    request.set_timeout(Duration::from_secs(5));
+    let refused = app.orgs().add_user(request).await;
+    assert_error(refused, Code::Unavailable, "UNAVAILABLE");
+    cluster.resume();
+    wait_for_health(&app, ServingStatus::Serving).await;
+    // Retried as a client retries UNAVAILABLE: connections that died with
+    // the server can fail a call or two more before the pool drops them.
+    let mut transient = Vec::new();
+    let first = loop {
+        match app
+            .orgs()
+            .add_user(req(&root(), add_with_id("away", "late@away.test", &id)))
+            .await
+        {
+            Ok(reply) => break reply.into_inner(),
+            Err(status) => {
+                assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+                transient.push(status);
+                assert!(transient.len() < 40, "never applied: {transient:?}");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    };
+    let again = app
+        .orgs()
+        .add_user(req(&root(), add_with_id("away", "late@away.test", &id)))
+        .await
+        .expect("a further retry answers the same")
+        .into_inner();
+    assert_eq!(first, again);
+    assert_eq!(members_named(&app, "away", "late@away.test").await, 1);
+}
