@@ -1197,7 +1197,15 @@ where
 {
     match change().await {
         Err(e) if e.kind == crate::domain::ErrorKind::Aborted && e.reason == "CONFLICT" => {
-            tracing::info!("the database aborted a change; trying it once more");
+            // A short, random pause first: the transaction that won keeps
+            // its locks until it commits, and an immediate retry can walk
+            // into the same deadlock with it.
+            let pause = Duration::from_millis(rand::random_range(20..=100));
+            tracing::info!(
+                pause_ms = pause.as_millis() as u64,
+                "the database aborted a change; trying it once more"
+            );
+            tokio::time::sleep(pause).await;
             change().await
         }
         other => other,
