@@ -442,6 +442,9 @@ impl App {
         tracing::info!(org = %id, actor = %actor.user_id, "organization deleted");
         if self.soft_delete_window.is_zero() {
             self.purge().await;
+            // The background purge may have taken this organization first;
+            // either way its directory is gone before the call answers.
+            self.sync_storage(id).await;
         }
         Ok(())
     }
