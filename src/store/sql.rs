@@ -42,6 +42,37 @@ pub(super) const INVITATION_SELECT: &str = "SELECT i.id, i.organization_id, o.sl
      i.role, i.state, i.invited_by, i.created_at, i.expires_at, i.accepted_at, i.revoked_at \
      FROM invitations i JOIN organizations o ON o.id = i.organization_id";
 
+/// The one audit event of a batch of additions: how many, and who with
+/// which role.
+fn batch_added(actor: &Actor, action: &'static str, target: String, added: &[Member]) -> Draft {
+    let listed: Vec<serde_json::Value> = added
+        .iter()
+        .map(|m| serde_json::json!({"user_id": m.user_id.to_string(), "email": m.email, "role": m.role}))
+        .collect();
+    Draft::success(actor, action, target)
+        .with("count", added.len().to_string())
+        .with("members", serde_json::Value::Array(listed).to_string())
+}
+
+/// The one audit event of a batch of removals: how many, and who had which
+/// role.
+fn batch_removed(
+    actor: &Actor,
+    action: &'static str,
+    target: String,
+    users: &[Uuid],
+    roles: &[String],
+) -> Draft {
+    let listed: Vec<serde_json::Value> = users
+        .iter()
+        .zip(roles)
+        .map(|(u, r)| serde_json::json!({"user_id": u.to_string(), "role": r}))
+        .collect();
+    Draft::success(actor, action, target)
+        .with("count", roles.len().to_string())
+        .with("members", serde_json::Value::Array(listed).to_string())
+}
+
 /// Which memberships: of organizations or of spaces.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum MemberTable {
@@ -1610,13 +1641,7 @@ where
         let rows: Vec<(&Email, &'static str)> = entries.iter().map(|(e, r)| (e, r.as_str())).collect();
         let added = Self::insert_members(&mut tx, MemberTable::Organization, org, &rows).await?;
         Self::bump_org(&mut tx, org).await?;
-        let listed: Vec<serde_json::Value> = added
-            .iter()
-            .map(|m| serde_json::json!({"user_id": m.user_id.to_string(), "email": m.email, "role": m.role}))
-            .collect();
-        let draft = Draft::success(actor, "member.batch_add", targets::org_users(org))
-            .with("count", added.len().to_string())
-            .with("members", serde_json::Value::Array(listed).to_string());
+        let draft = batch_added(actor, "member.batch_add", targets::org_users(org), &added);
         self.append(&mut tx, org, draft).await?;
         self.finish(tx, actor, &added).await?;
         Ok(added)
@@ -1630,14 +1655,13 @@ where
         let org = access.org.id;
         let roles = Self::delete_members(&mut tx, MemberTable::Organization, org, users).await?;
         Self::bump_org(&mut tx, org).await?;
-        let listed: Vec<serde_json::Value> = users
-            .iter()
-            .zip(&roles)
-            .map(|(u, r)| serde_json::json!({"user_id": u.to_string(), "role": r}))
-            .collect();
-        let draft = Draft::success(actor, "member.batch_remove", targets::org_users(org))
-            .with("count", roles.len().to_string())
-            .with("members", serde_json::Value::Array(listed).to_string());
+        let draft = batch_removed(
+            actor,
+            "member.batch_remove",
+            targets::org_users(org),
+            users,
+            &roles,
+        );
         self.append(&mut tx, org, draft).await?;
         let removed = roles.len() as u64;
         self.finish(tx, actor, &removed).await?;
@@ -1663,13 +1687,12 @@ where
         let rows: Vec<(&Email, &'static str)> = entries.iter().map(|(e, r)| (e, r.as_str())).collect();
         let added = Self::insert_members(&mut tx, MemberTable::Space, space, &rows).await?;
         Self::bump_space(&mut tx, space).await?;
-        let listed: Vec<serde_json::Value> = added
-            .iter()
-            .map(|m| serde_json::json!({"user_id": m.user_id.to_string(), "email": m.email, "role": m.role}))
-            .collect();
-        let draft = Draft::success(actor, "space_member.batch_add", targets::space_members(space))
-            .with("count", added.len().to_string())
-            .with("members", serde_json::Value::Array(listed).to_string());
+        let draft = batch_added(
+            actor,
+            "space_member.batch_add",
+            targets::space_members(space),
+            &added,
+        );
         self.append(&mut tx, Self::chain_of(&access.space), draft).await?;
         self.finish(tx, actor, &added).await?;
         Ok(added)
@@ -1688,14 +1711,13 @@ where
             .await?;
         let roles = Self::delete_members(&mut tx, MemberTable::Space, space, users).await?;
         Self::bump_space(&mut tx, space).await?;
-        let listed: Vec<serde_json::Value> = users
-            .iter()
-            .zip(&roles)
-            .map(|(u, r)| serde_json::json!({"user_id": u.to_string(), "role": r}))
-            .collect();
-        let draft = Draft::success(actor, "space_member.batch_remove", targets::space_members(space))
-            .with("count", roles.len().to_string())
-            .with("members", serde_json::Value::Array(listed).to_string());
+        let draft = batch_removed(
+            actor,
+            "space_member.batch_remove",
+            targets::space_members(space),
+            users,
+            &roles,
+        );
         self.append(&mut tx, Self::chain_of(&access.space), draft).await?;
         let removed = roles.len() as u64;
         self.finish(tx, actor, &removed).await?;
