@@ -296,6 +296,7 @@ async fn measure(backend: &str, scale: f64, iterations: usize) -> Measured {
             caller: 0.0,
             organization: 0.0,
         },
+        cache_entries: orgd::store::DEFAULT_CACHE_ENTRIES,
     };
     let app = build_app(&config).await.expect("app");
     let plan = Plan::scaled(scale);

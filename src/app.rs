@@ -388,7 +388,7 @@ impl App {
 
     // ---- organizations ------------------------------------------------------
 
-    pub async fn details(&self, access: OrgAccess) -> Result<OrganizationDetails> {
+    pub async fn details(&self, access: OrgAccess) -> Result<Arc<OrganizationDetails>> {
         self.store.organization_details(access.org).await
     }
 
@@ -396,7 +396,7 @@ impl App {
         &self,
         actor: &Actor,
         new: NewOrganization,
-    ) -> Result<OrganizationDetails> {
+    ) -> Result<Arc<OrganizationDetails>> {
         let org = self
             .notify(actor, || self.store.create_organization(actor, new.clone()))
             .await?;
@@ -410,7 +410,7 @@ impl App {
         actor: &Actor,
         slug: &str,
         changes: OrganizationChanges,
-    ) -> Result<OrganizationDetails> {
+    ) -> Result<Arc<OrganizationDetails>> {
         self.charge_slug(slug).await?;
         let renamed = changes.name.is_some() || changes.slug.is_some();
         let org = self
@@ -454,7 +454,7 @@ impl App {
         actor: &Actor,
         slug: &str,
         etag: Option<&str>,
-    ) -> Result<OrganizationDetails> {
+    ) -> Result<Arc<OrganizationDetails>> {
         let org = self
             .notify(actor, || self.store.undelete_organization(actor, slug, etag))
             .await?;

@@ -89,6 +89,8 @@ pub struct ServerConfig {
     pub admission: api::admission::AdmissionConfig,
     /// Calls per second per caller and per organization (0 = no limit).
     pub rate_limits: ratelimit::RateLimitConfig,
+    /// Entries of the in-process snapshot of hot reads; 0 turns it off.
+    pub cache_entries: usize,
 }
 
 /// Connects to the database, applies migrations, grants the configured
@@ -100,6 +102,7 @@ pub async fn build_app(config: &ServerConfig) -> Result<Arc<App>, String> {
         max_connections: config.db_max_connections,
         busy_timeout: config.db_busy_timeout,
         metrics: metrics.store(),
+        cache_entries: config.cache_entries,
         ..StoreOptions::default()
     };
     let store = store::connect(&config.database_url, &options).await?;
@@ -233,6 +236,8 @@ pub async fn serve(
         let app = app.clone();
         tokio::spawn(async move { app.purge_forever().await })
     };
+    // The snapshot of hot reads answers only while this keeps it in step.
+    let syncer = app.store.snapshot_sync().map(tokio::spawn);
     let pruner = app.audit_retention.map(|retention| {
         let app = app.clone();
         tokio::spawn(async move { app.prune_forever(retention).await })
@@ -271,6 +276,9 @@ pub async fn serve(
     purger.abort();
     if let Some(pruner) = pruner {
         pruner.abort();
+    }
+    if let Some(syncer) = syncer {
+        syncer.abort();
     }
     result
 }

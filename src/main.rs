@@ -74,6 +74,7 @@ async fn run_serve(args: ServeArgs) -> Result<(), String> {
             caller: args.rate_limit_caller,
             organization: args.rate_limit_org,
         },
+        cache_entries: args.cache_entries,
     };
     let app = build_app(&config).await?;
     let listener = tokio::net::TcpListener::bind(args.grpc_addr)

@@ -13,6 +13,9 @@
 //!   (`SELECT`, `INSERT`, ...), from sqlx's statement events, when the
 //!   process's subscriber is installed (`orgd serve`).
 //! - `orgd_audit_appends_total`: audit events written.
+//! - `orgd_cache_lookups_total{cache, result}` and
+//!   `orgd_cache_invalidations_total{source}`: the in-process snapshot of
+//!   hot reads (`store::snapshot`).
 //! - `orgd_build_info{version}`: always 1.
 //!
 //! Each server has its own registry (no process-wide state), so several in
@@ -87,6 +90,7 @@ struct BuildLabels {
 pub struct StoreMetrics {
     pub write_acquire: Histogram,
     pub audit_appends: Counter,
+    pub cache: crate::store::snapshot::CacheMetrics,
 }
 
 impl Default for StoreMetrics {
@@ -94,6 +98,7 @@ impl Default for StoreMetrics {
         Self {
             write_acquire: Histogram::new(RPC_BUCKETS),
             audit_appends: Counter::default(),
+            cache: Default::default(),
         }
     }
 }
@@ -169,6 +174,18 @@ impl Metrics {
             "orgd_audit_appends",
             "Audit events written",
             store.audit_appends.clone(),
+        );
+        registry.register(
+            "orgd_cache_lookups",
+            "Lookups in the in-process snapshot by cache (caller, access, organization) and result \
+             (hit, miss, bypass: the snapshot was not known to be fresh)",
+            store.cache.lookups.clone(),
+        );
+        registry.register(
+            "orgd_cache_invalidations",
+            "Invalidations of the in-process snapshot by source (local: this instance's changes; \
+             remote: the database's change feed)",
+            store.cache.invalidations.clone(),
         );
         registry.register(
             "orgd_db_statement_seconds",

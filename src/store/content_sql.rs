@@ -381,15 +381,25 @@ where
         scope: &Scope,
         filters: impl Fn(&mut QueryBuilder<DB>),
         counters: Option<String>,
+        searching: bool,
     ) -> Result<Page<T>> {
         let visible = Self::visible(store, scope).await?;
         let (mut count, mut rows) = Self::list_queries("", listing, &page, scope, &visible, &filters);
+        // A search is planned for its pattern (a one-shot statement gets a
+        // custom plan on PostgreSQL); other lists reuse prepared plans.
         let total: i64 = match counters {
             Some(expr) => Self::counted_total(store, scope, &expr).await?,
-            None => count.build_query_scalar().fetch_one(store.reader()).await?,
+            None => {
+                count
+                    .build_query_scalar()
+                    .persistent(!searching)
+                    .fetch_one(store.reader())
+                    .await?
+            }
         };
         let rows = rows
             .build()
+            .persistent(!searching)
             .fetch_all(store.reader())
             .await?
             .iter()
@@ -783,6 +793,7 @@ where
                     "st.products_active".to_owned()
                 }
             }),
+            filter.search.is_some(),
         )
         .await
     }
@@ -809,6 +820,7 @@ where
                 .search
                 .is_none()
                 .then(|| Self::status_counters("contracts_", ContractStatus::ALL, &filter.statuses)),
+            filter.search.is_some(),
         )
         .await
     }
@@ -835,6 +847,7 @@ where
             },
             (filter.priorities.is_empty() && filter.assignee.is_none())
                 .then(|| Self::status_counters("issues_status_", IssueStatus::ALL, &filter.statuses)),
+            false,
         )
         .await
     }
@@ -865,6 +878,7 @@ where
                     "st.checks_active".to_owned()
                 }
             }),
+            false,
         )
         .await
     }

@@ -4,15 +4,17 @@
 //! `content_sql.rs` is ordinary generic Rust over a `Dialect`.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use sqlx::migrate::{Migrate, Migrator};
 use sqlx::{Database, Pool, QueryBuilder};
 use uuid::Uuid;
 
+use super::snapshot::{Snapshot, Tag, encode_tags};
 use crate::domain::{Error, Result};
 use crate::progress::Reporter;
 
-pub trait Dialect: Database {
+pub trait Dialect: Database + sqlx::database::HasStatementCache {
     /// "sqlite" or "postgres".
     const BACKEND: &'static str;
     /// Appended to a SELECT that must lock its rows until the transaction
@@ -57,6 +59,62 @@ pub trait Dialect: Database {
 
     /// ` AND <column> starts with <prefix>`, served by an index.
     fn push_prefix(qb: &mut QueryBuilder<Self>, column: &str, prefix: &str);
+
+    /// Tells every instance, when the transaction commits (and only then),
+    /// which cached entries the change made stale (see `snapshot`).
+    fn publish(
+        conn: &mut Self::Connection,
+        tags: &str,
+    ) -> impl Future<Output = std::result::Result<(), sqlx::Error>> + Send;
+
+    /// Keeps the store's snapshot in step with changes committed anywhere,
+    /// confirming every `SYNC_INTERVAL` how far it has caught up. Runs until
+    /// dropped.
+    fn sync(store: &SqlStore<Self>) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+}
+
+/// A change's transaction: the tags of what it touched travel with it,
+/// are published inside it, and are dropped from this instance's snapshot
+/// as soon as it has committed.
+pub struct Tx<DB: Dialect> {
+    inner: sqlx::Transaction<'static, DB>,
+    touched: Vec<Tag>,
+    snapshot: Arc<Snapshot>,
+}
+
+impl<DB: Dialect> std::ops::Deref for Tx<DB> {
+    type Target = DB::Connection;
+    fn deref(&self) -> &Self::Target {
+        &self.inner
+    }
+}
+
+impl<DB: Dialect> std::ops::DerefMut for Tx<DB> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.inner
+    }
+}
+
+impl<DB: Dialect> Tx<DB> {
+    /// Marks cached entries of `tag` stale once this transaction commits.
+    pub fn touch(&mut self, tag: Tag) {
+        if !self.touched.contains(&tag) {
+            self.touched.push(tag);
+        }
+    }
+
+    /// Publishes what the change touched, commits, and drops it from this
+    /// instance's snapshot (also when the commit failed: its outcome may
+    /// be unknown, and a wider invalidation is always safe).
+    pub async fn commit(mut self) -> std::result::Result<(), sqlx::Error> {
+        if self.touched.is_empty() {
+            return self.inner.commit().await;
+        }
+        DB::publish(&mut self.inner, &encode_tags(&self.touched)).await?;
+        let committed = self.inner.commit().await;
+        self.snapshot.invalidate(&self.touched, "local");
+        committed
+    }
 }
 
 /// Runs `migrator`'s migrations in order, each in its own step, so that a
@@ -95,17 +153,33 @@ pub struct SqlStore<DB: Database> {
     /// audit benchmark turns it off to measure what the trail costs.
     pub(super) audit_trail: bool,
     pub(super) metrics: crate::metrics::StoreMetrics,
+    /// Hot reads kept in memory (see `snapshot`).
+    pub(super) snapshot: Arc<Snapshot>,
 }
 
 impl<DB: Dialect> SqlStore<DB> {
     /// A transaction on the writer pool, for a change.
-    pub(super) async fn write_tx(&self) -> Result<sqlx::Transaction<'static, DB>> {
+    pub(super) async fn write_tx(&self) -> Result<Tx<DB>> {
         let started = std::time::Instant::now();
         let tx = self.writer.begin_with(DB::BEGIN_WRITE).await;
         self.metrics
             .write_acquire
             .observe(started.elapsed().as_secs_f64());
-        Ok(tx?)
+        Ok(Tx {
+            inner: tx?,
+            touched: Vec::new(),
+            snapshot: self.snapshot.clone(),
+        })
+    }
+
+    /// A transaction on the writer pool for upkeep, outside the metrics of
+    /// the changes callers make.
+    pub(super) async fn upkeep_tx(&self) -> Result<Tx<DB>> {
+        Ok(Tx {
+            inner: self.writer.begin_with(DB::BEGIN_WRITE).await?,
+            touched: Vec::new(),
+            snapshot: self.snapshot.clone(),
+        })
     }
 }
 

@@ -7,6 +7,7 @@
 mod content_sql;
 mod dialect;
 mod postgres;
+pub mod snapshot;
 mod sql;
 mod sqlite;
 
@@ -201,6 +202,10 @@ pub trait Store: ContentStore {
     async fn migrate(&self, progress: &dyn crate::progress::Reporter) -> Result<()>;
     /// Checks that the database answers.
     async fn ping(&self) -> Result<()>;
+    /// The task that keeps the snapshot of hot reads in step with changes
+    /// made anywhere (`serve` runs it; without it the snapshot never
+    /// answers); `None` when the snapshot is off.
+    fn snapshot_sync(&self) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>;
     /// The connection pools' sizes, for metrics.
     fn pool_stats(&self) -> Vec<crate::metrics::PoolStats>;
     /// Refreshes the planner's statistics (after a bulk load).
@@ -332,7 +337,7 @@ pub trait Store: ContentStore {
 
     /// The organization with this slug and the user's role in it.
     async fn organization_access(&self, slug: &str, user: Uuid) -> Result<Option<OrgAccess>>;
-    async fn organization_details(&self, org: Organization) -> Result<OrganizationDetails>;
+    async fn organization_details(&self, org: Organization) -> Result<Arc<OrganizationDetails>>;
     async fn list_organizations(
         &self,
         filter: &OrganizationFilter,
@@ -461,7 +466,14 @@ pub struct StoreOptions {
     pub busy_timeout: std::time::Duration,
     /// Where the store records its metrics.
     pub metrics: crate::metrics::StoreMetrics,
+    /// Entries of the in-process snapshot of hot reads (per kind; the
+    /// organization details hold a tenth); 0 turns it off. It answers only
+    /// while `serve` keeps it in step with the database.
+    pub cache_entries: usize,
 }
+
+/// Entries of the snapshot of hot reads by default.
+pub const DEFAULT_CACHE_ENTRIES: usize = 10_000;
 
 impl Default for StoreOptions {
     fn default() -> Self {
@@ -470,6 +482,7 @@ impl Default for StoreOptions {
             audit_trail: true,
             busy_timeout: std::time::Duration::from_secs(10),
             metrics: crate::metrics::StoreMetrics::default(),
+            cache_entries: DEFAULT_CACHE_ENTRIES,
         }
     }
 }

@@ -5,12 +5,16 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use std::future::Future;
+use std::sync::Arc;
+
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPoolOptions};
 use sqlx::{Pool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::StoreOptions;
 use super::dialect::{Dialect, SqlStore, run_migrations};
+use super::snapshot::{SYNC_INTERVAL, Snapshot, Tag, decode_tags};
 use crate::domain::Result;
 use crate::progress::Reporter;
 
@@ -37,6 +41,18 @@ impl Dialect for Postgres {
 
     async fn migrate(pool: &Pool<Self>, progress: &dyn Reporter) -> Result<()> {
         run_migrations(&MIGRATOR, pool, progress).await
+    }
+
+    async fn publish(conn: &mut PgConnection, tags: &str) -> std::result::Result<(), sqlx::Error> {
+        sqlx::query("SELECT pg_notify('orgd_cache', $1)")
+            .bind(tags)
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
+    fn sync(store: &SqlStore<Self>) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        Box::pin(sync(store.writer.clone(), store.snapshot.clone()))
     }
 
     fn push_space_in(qb: &mut QueryBuilder<Self>, column: &str, ids: &[Uuid]) {
@@ -76,11 +92,7 @@ impl SqlStore<Postgres> {
         let shown = crate::config::redact_url(url);
         let connect = PgConnectOptions::from_str(url)
             .map_err(|e| format!("the database URL {shown} is invalid: {e}"))?
-            .application_name("orgd")
-            // Lists are built from optional filters and search patterns;
-            // a plan made for the actual values beats a generic one that
-            // cannot see whether a pattern is selective.
-            .options([("plan_cache_mode", "force_custom_plan")]);
+            .application_name("orgd");
         // A call waits at most a second for a connection: when the database
         // is down (or every connection busy that long) it answers
         // UNAVAILABLE at once instead of hanging.
@@ -108,6 +120,96 @@ impl SqlStore<Postgres> {
             reader: pool,
             audit_trail: options.audit_trail,
             metrics: options.metrics.clone(),
+            snapshot: std::sync::Arc::new(super::snapshot::Snapshot::new(
+                options.cache_entries,
+                options.metrics.cache.clone(),
+            )),
         })
+    }
+}
+
+/// The channel changes are published on.
+const CHANGES: &str = "orgd_cache";
+
+/// Keeps `snapshot` in step: a listener on its own connection applies the
+/// tags every change publishes when it commits, while heartbeats sent on
+/// this instance's own channel through the pool mark how far it has caught
+/// up. PostgreSQL delivers a session's notifications in commit order, so
+/// when a heartbeat sent at `t` arrives, every change committed before `t`
+/// has been applied. A lost connection drops everything (notifications
+/// sent meanwhile are gone), and heartbeats stop until it is back, so the
+/// snapshot stops answering within its bound.
+async fn sync(pool: Pool<Postgres>, snapshot: Arc<Snapshot>) {
+    let beats = format!("orgd_beat_{}", Uuid::new_v4().simple());
+    let listening = listen(&pool, &beats, &snapshot);
+    let beating = async {
+        let mut failing = false;
+        loop {
+            tokio::time::sleep(SYNC_INTERVAL).await;
+            let sent = sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(&beats)
+                .bind(snapshot.clock().to_string())
+                .execute(&pool)
+                .await;
+            match sent {
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::warn!(error = %e, "the snapshot's heartbeat failed; it stops answering until the database is back");
+                }
+                Ok(_) if failing => {
+                    failing = false;
+                    tracing::info!("the snapshot's heartbeat is back");
+                }
+                _ => {}
+            }
+        }
+    };
+    tokio::join!(listening, beating);
+}
+
+async fn listen(pool: &Pool<Postgres>, beats: &str, snapshot: &Snapshot) {
+    // Its own connection, outside the pool calls wait for.
+    let own = PgPoolOptions::new()
+        .max_connections(1)
+        .max_lifetime(None)
+        .idle_timeout(None)
+        .connect_lazy_with((*pool.connect_options()).clone());
+    loop {
+        let mut listener = match PgListener::connect_with(&own).await {
+            Ok(listener) => listener,
+            Err(e) => {
+                tracing::warn!(error = %e, "the snapshot cannot listen for changes; retrying");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                continue;
+            }
+        };
+        listener.ignore_pool_close_event(true);
+        if let Err(e) = listener.listen_all([CHANGES, beats]).await {
+            tracing::warn!(error = %e, "the snapshot cannot listen for changes; retrying");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            continue;
+        }
+        // Changes committed before the listener started were not heard.
+        snapshot.invalidate(&[Tag::All], "remote");
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(note)) if note.channel() == beats => {
+                    if let Ok(at) = note.payload().parse::<u64>() {
+                        snapshot.synced(at);
+                    }
+                }
+                Ok(Some(note)) => snapshot.invalidate(&decode_tags(note.payload()), "remote"),
+                Ok(None) => {
+                    // Reconnected: what was sent meanwhile is lost.
+                    tracing::info!("the snapshot's listener reconnected");
+                    snapshot.invalidate(&[Tag::All], "remote");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the snapshot's listener failed; reconnecting");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    break;
+                }
+            }
+        }
     }
 }

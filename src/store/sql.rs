@@ -9,11 +9,14 @@
 //! its audit event (`append`), so a change never commits without its event
 //! and a revoked right cannot complete a change.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, QueryBuilder, Row, Type};
 use uuid::Uuid;
 
 use super::dialect::{Dialect, SqlStore};
+use super::snapshot::Tag;
 use crate::domain::access::{Caller, OrgAction, SpaceAction, check_org, check_space};
 use crate::domain::audit::{self, Actor, Draft, Event, EventFilter, Head};
 use crate::domain::labels::{LabelFilter, Labels};
@@ -90,8 +93,18 @@ impl MemberTable {
     }
 }
 
-/// A transaction on `DB`.
-pub(super) type Tx<DB> = sqlx::Transaction<'static, DB>;
+pub(super) use super::dialect::Tx;
+
+/// Whether a change recorded as `action` changes what the snapshot holds
+/// of its organization: the organization itself, its members (and the
+/// roles that decide access), its spaces. Content, space members and
+/// invitations that were not accepted do not.
+fn touches_snapshot(action: &str) -> bool {
+    action.starts_with("organization.")
+        || action.starts_with("member.")
+        || action.starts_with("space.")
+        || action == "invitation.accept"
+}
 
 pub(super) const ORG_COLUMNS: &str = "o.id, o.name, o.slug, o.description, o.created_at, o.updated_at, o.labels, o.version, o.deleted_at, o.purge_at";
 
@@ -488,6 +501,9 @@ where
     /// PostgreSQL) orders the appends of one chain; every transaction
     /// takes it last, after the rows it changes.
     pub(super) async fn append(&self, tx: &mut Tx<DB>, org: Uuid, draft: Draft) -> Result<()> {
+        if draft.result == audit::Outcome::Success && touches_snapshot(draft.action) {
+            tx.touch(Tag::Org(org));
+        }
         if !self.audit_trail {
             return Ok(());
         }
@@ -983,15 +999,27 @@ where
         Ok(())
     }
 
+    fn snapshot_sync(&self) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> {
+        self.snapshot.enabled().then(|| DB::sync(self))
+    }
+
     #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "user_by_email"))]
     async fn user_by_email(&self, email: &Email) -> Result<Option<User>> {
+        if let Some(user) = self.snapshot.user(email.as_str()) {
+            return Ok(Some(user));
+        }
+        let ticket = self.snapshot.ticket();
         let row = sqlx::query(
             "SELECT id, email, display_name, is_superadmin, created_at FROM users WHERE email = $1",
         )
         .bind(email.as_str().to_owned())
         .fetch_optional(self.reader())
         .await?;
-        Ok(row.as_ref().map(Self::user_from).transpose()?)
+        let user = row.as_ref().map(Self::user_from).transpose()?;
+        if let Some(user) = &user {
+            self.snapshot.put_user(ticket, user);
+        }
+        Ok(user)
     }
 
     #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "provision_user"))]
@@ -999,11 +1027,15 @@ where
         let mut tx = self.write_tx().await?;
         let id = Self::upsert_user(&mut tx, email).await?;
         if !display_name.is_empty() {
-            sqlx::query("UPDATE users SET display_name = $1 WHERE id = $2 AND display_name = ''")
+            let named = sqlx::query("UPDATE users SET display_name = $1 WHERE id = $2 AND display_name = ''")
                 .bind(display_name.to_owned())
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
+            if DB::rows_affected(&named) > 0 {
+                // The name shows in every organization the user is in.
+                tx.touch(Tag::All);
+            }
         }
         let row =
             sqlx::query("SELECT id, email, display_name, is_superadmin, created_at FROM users WHERE id = $1")
@@ -1016,6 +1048,9 @@ where
 
     #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "set_superadmin"))]
     async fn set_superadmin(&self, email: &Email, superadmin: bool) -> Result<User> {
+        // Upkeep (at start, or `orgd superadmin`), not a change a caller
+        // made: outside the change metrics.
+        let mut tx = self.upkeep_tx().await?;
         let row = sqlx::query(
             "INSERT INTO users (id, email, display_name, is_superadmin, created_at) VALUES ($1, $2, '', $3, $4) \
              ON CONFLICT (email) DO UPDATE SET is_superadmin = excluded.is_superadmin \
@@ -1025,9 +1060,12 @@ where
         .bind(email.as_str().to_owned())
         .bind(superadmin)
         .bind(now_micros())
-        .fetch_one(self.writer())
+        .fetch_one(&mut *tx)
         .await?;
-        Ok(Self::user_from(&row)?)
+        let user = Self::user_from(&row)?;
+        tx.touch(Tag::User(user.id));
+        tx.commit().await?;
+        Ok(user)
     }
 
     #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "create_organization"))]
@@ -1092,6 +1130,10 @@ where
 
     #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "organization_access"))]
     async fn organization_access(&self, slug: &str, user: Uuid) -> Result<Option<OrgAccess>> {
+        if let Some(access) = self.snapshot.access(slug, user) {
+            return Ok(Some(access));
+        }
+        let ticket = self.snapshot.ticket();
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {ORG_COLUMNS}, m.role FROM organizations o \
              LEFT JOIN memberships m ON m.organization_id = o.id AND m.user_id = $2 \
@@ -1102,14 +1144,20 @@ where
         .fetch_optional(self.reader())
         .await?;
         let Some(row) = row else { return Ok(None) };
-        Ok(Some(OrgAccess {
+        let access = OrgAccess {
             org: Self::org_from(&row)?,
             role: Self::org_role(row.try_get("role")?)?,
-        }))
+        };
+        self.snapshot.put_access(ticket, slug, user, &access);
+        Ok(Some(access))
     }
 
     #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "organization_details"))]
-    async fn organization_details(&self, org: Organization) -> Result<OrganizationDetails> {
+    async fn organization_details(&self, org: Organization) -> Result<Arc<OrganizationDetails>> {
+        if let Some(details) = self.snapshot.details(org.id) {
+            return Ok(details);
+        }
+        let ticket = self.snapshot.ticket();
         let spaces = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {SPACE_COLUMNS} FROM spaces s WHERE s.organization_id = $1 \
              ORDER BY s.created_at DESC, s.id DESC"
@@ -1130,17 +1178,26 @@ where
         .iter()
         .map(Self::member_from)
         .collect::<std::result::Result<Vec<_>, _>>()?;
-        let user_count: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM memberships WHERE organization_id = $1")
-                .bind(org.id)
-                .fetch_one(self.reader())
-                .await?;
-        Ok(OrganizationDetails {
-            org,
+        // The organization is read again with the count: what goes into
+        // the snapshot must all have been read under its ticket (the `org`
+        // the caller holds may predate a change that committed since).
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ORG_COLUMNS}, \
+             (SELECT count(*) FROM memberships m WHERE m.organization_id = o.id) AS user_count \
+             FROM organizations o WHERE o.id = $1"
+        )))
+        .bind(org.id)
+        .fetch_optional(self.reader())
+        .await?
+        .ok_or_else(|| Error::org_not_found(&org.slug))?;
+        let details = Arc::new(OrganizationDetails {
+            org: Self::org_from(&row)?,
             spaces,
             members,
-            user_count,
-        })
+            user_count: row.try_get("user_count")?,
+        });
+        self.snapshot.put_details(ticket, details.clone());
+        Ok(details)
     }
 
     #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "list_organizations"))]
@@ -1175,12 +1232,14 @@ where
         };
         let total: i64 = build("SELECT count(*)")
             .build_query_scalar()
+            .persistent(filter.search.is_none())
             .fetch_one(self.reader())
             .await?;
         let mut qb = build(&format!("SELECT {ORG_COLUMNS}"));
         Self::push_page(&mut qb, "o.created_at", "o.id", &page);
         let orgs = qb
             .build()
+            .persistent(filter.search.is_none())
             .fetch_all(self.reader())
             .await?
             .iter()
@@ -1985,6 +2044,7 @@ where
         };
         let total: i64 = build("SELECT count(*)")
             .build_query_scalar()
+            .persistent(filter.search.is_none())
             .fetch_one(self.reader())
             .await?;
         let mut qb = build(
@@ -1993,6 +2053,7 @@ where
         Self::push_page(&mut qb, "m.created_at", "m.user_id", &page);
         let rows = qb
             .build()
+            .persistent(filter.search.is_none())
             .fetch_all(self.reader())
             .await?
             .iter()
@@ -2126,12 +2187,14 @@ where
         };
         let total: i64 = build("SELECT count(*)")
             .build_query_scalar()
+            .persistent(filter.search.is_none())
             .fetch_one(self.reader())
             .await?;
         let mut qb = build(&format!("SELECT {SPACE_COLUMNS}"));
         Self::push_page(&mut qb, "s.created_at", "s.id", &page);
         let rows = qb
             .build()
+            .persistent(filter.search.is_none())
             .fetch_all(self.reader())
             .await?
             .iter()

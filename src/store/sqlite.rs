@@ -5,12 +5,18 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use std::future::Future;
+use std::sync::Arc;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{Connection, Pool, QueryBuilder, Sqlite};
 use uuid::Uuid;
 
 use super::StoreOptions;
 use super::dialect::{Dialect, SqlStore, run_migrations};
+use super::snapshot::{SYNC_INTERVAL, Snapshot, Tag, decode_tags};
 use crate::domain::Result;
 use crate::progress::Reporter;
 
@@ -31,6 +37,23 @@ impl Dialect for Sqlite {
 
     fn rows_affected(result: &sqlx::sqlite::SqliteQueryResult) -> u64 {
         result.rows_affected()
+    }
+
+    async fn publish(conn: &mut SqliteConnection, tags: &str) -> std::result::Result<(), sqlx::Error> {
+        sqlx::query("INSERT INTO cache_changes (tags, created_at) VALUES ($1, $2)")
+            .bind(tags)
+            .bind(super::now_micros())
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
+    fn sync(store: &SqlStore<Self>) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        Box::pin(sync(
+            store.reader.clone(),
+            store.writer.clone(),
+            store.snapshot.clone(),
+        ))
     }
 
     async fn migrate(pool: &Pool<Self>, progress: &dyn Reporter) -> Result<()> {
@@ -130,6 +153,97 @@ impl SqlStore<Sqlite> {
             reader,
             audit_trail: options.audit_trail,
             metrics: options.metrics.clone(),
+            snapshot: std::sync::Arc::new(super::snapshot::Snapshot::new(
+                options.cache_entries,
+                options.metrics.cache.clone(),
+            )),
         })
     }
+}
+
+/// Feed rows read per round.
+const FEED_PAGE: i64 = 1_000;
+/// How long feed rows are kept: far longer than any instance may fall
+/// behind before it starts over (`RESTART_AFTER`).
+const FEED_KEPT: Duration = Duration::from_secs(60);
+const RESTART_AFTER: Duration = Duration::from_secs(20);
+
+/// Keeps `snapshot` in step with the `cache_changes` feed, which every
+/// process writing this database appends to inside its changes. SQLite runs
+/// one writer at a time, so feed rows commit in `seq` order: a round that
+/// starts at `t` and reads past the last row it saw has applied every
+/// change committed before `t`. A round that fails confirms nothing, so the
+/// snapshot stops answering within its bound; an instance that fell behind
+/// for long starts over from an empty snapshot.
+async fn sync(reader: Pool<Sqlite>, writer: Pool<Sqlite>, snapshot: Arc<Snapshot>) {
+    let following = async {
+        let mut cursor: Option<i64> = None;
+        let mut last_round = std::time::Instant::now();
+        let mut failing = false;
+        loop {
+            if last_round.elapsed() > RESTART_AFTER {
+                cursor = None;
+            }
+            let at = snapshot.clock();
+            let round = match cursor {
+                None => sqlx::query_scalar::<_, i64>("SELECT COALESCE(MAX(seq), 0) FROM cache_changes")
+                    .fetch_one(&reader)
+                    .await
+                    .map(|head| {
+                        snapshot.invalidate(&[Tag::All], "remote");
+                        cursor = Some(head);
+                        true
+                    }),
+                Some(after) => sqlx::query_as::<_, (i64, String)>(
+                    "SELECT seq, tags FROM cache_changes WHERE seq > $1 ORDER BY seq LIMIT $2",
+                )
+                .bind(after)
+                .bind(FEED_PAGE)
+                .fetch_all(&reader)
+                .await
+                .map(|rows| {
+                    let complete = (rows.len() as i64) < FEED_PAGE;
+                    for (seq, tags) in rows {
+                        snapshot.invalidate(&decode_tags(&tags), "remote");
+                        cursor = Some(seq);
+                    }
+                    complete
+                }),
+            };
+            match round {
+                Ok(complete) => {
+                    last_round = std::time::Instant::now();
+                    if failing {
+                        failing = false;
+                        tracing::info!("the snapshot's change feed is readable again");
+                    }
+                    if complete {
+                        snapshot.synced(at);
+                    } else {
+                        continue;
+                    }
+                }
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::warn!(error = %e, "the snapshot cannot read the change feed; it stops answering until it can");
+                }
+                Err(_) => {}
+            }
+            tokio::time::sleep(SYNC_INTERVAL).await;
+        }
+    };
+    let pruning = async {
+        loop {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            let cutoff = super::now_micros() - FEED_KEPT.as_micros() as i64;
+            if let Err(e) = sqlx::query("DELETE FROM cache_changes WHERE created_at < $1")
+                .bind(cutoff)
+                .execute(&writer)
+                .await
+            {
+                tracing::debug!(error = %e, "could not prune the change feed");
+            }
+        }
+    };
+    tokio::join!(following, pruning);
 }

@@ -135,6 +135,7 @@ fn test_config(database_url: &str, storage_root: PathBuf) -> ServerConfig {
         soft_delete_window: orgd::app::DEFAULT_SOFT_DELETE_WINDOW,
         admission: Default::default(),
         rate_limits: orgd::ratelimit::RateLimitConfig::default(),
+        cache_entries: orgd::store::DEFAULT_CACHE_ENTRIES,
     }
 }
 

@@ -7,6 +7,7 @@ mod audit;
 mod audit_trail;
 mod auth;
 mod bulk;
+mod cache;
 mod cli;
 mod clients;
 mod envoy;
