@@ -292,13 +292,47 @@ impl App {
             .organization_access(slug, caller.user_id)
             .await?
             .ok_or_else(|| Error::org_not_found(slug))?;
+        self.admit_org(caller, rpc, &access, action, attempt).await?;
+        Ok(access)
+    }
+
+    /// Charges the organization's rate limit and checks the caller may do
+    /// `action`; a refusal is recorded in the organization's trail.
+    async fn admit_org(
+        &self,
+        caller: &Caller,
+        rpc: &'static str,
+        access: &OrgAccess,
+        action: OrgAction,
+        attempt: &'static str,
+    ) -> Result<()> {
         self.charge_org(access.org.id)?;
-        if let Err(e) = check_org(caller, &access, action) {
+        if let Err(e) = check_org(caller, access, action) {
             let draft = Draft::denied(&actor(caller, rpc), attempt, targets::org(access.org.id));
             self.record_refusal(access.org.id, draft, &e).await;
             return Err(e);
         }
-        Ok(access)
+        Ok(())
+    }
+
+    /// GetOrganization: the organization by slug with its spaces and
+    /// members, for a caller who may read it (one statement, or none when
+    /// the snapshot holds it).
+    pub async fn organization(
+        &self,
+        caller: &Caller,
+        rpc: &'static str,
+        slug: &str,
+    ) -> Result<Arc<OrganizationDetails>> {
+        let slug = crate::domain::types::lookup_slug(slug)?;
+        let (access, details) = self
+            .store
+            .organization_view(slug, caller.user_id)
+            .await?
+            .ok_or_else(|| Error::org_not_found(slug))?;
+        self.admit_org(caller, rpc, &access, OrgAction::Read, "organization.read")
+            .await?;
+        Ok(details)
     }
 
     /// Resolves a space and checks the caller may do `action`; a refusal is
@@ -387,10 +421,6 @@ impl App {
     }
 
     // ---- organizations ------------------------------------------------------
-
-    pub async fn details(&self, access: OrgAccess) -> Result<Arc<OrganizationDetails>> {
-        self.store.organization_details(access.org).await
-    }
 
     pub async fn create_organization(
         &self,

@@ -158,17 +158,10 @@ impl OrganizationService for OrganizationApi {
         request: Request<GetOrganizationRequest>,
     ) -> Result<Response<GetOrganizationResponse>, Status> {
         let caller = caller(&request)?;
-        let access = self
+        let details = self
             .app
-            .org_access(
-                &caller,
-                "GetOrganization",
-                &request.get_ref().slug,
-                OrgAction::Read,
-                "organization.read",
-            )
+            .organization(&caller, "GetOrganization", &request.get_ref().slug)
             .await?;
-        let details = self.app.details(access).await?;
         Ok(resource(GetOrganizationResponse {
             organization: Some(organization_details(&details)),
         }))

@@ -179,46 +179,97 @@ where
         })
     }
 
-    /// Recomputes the space's counters from its indexes.
-    async fn refresh_stats(tx: &mut Tx<DB>, space: Uuid) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO space_stats (space_id, products_active, products_archived, \
-               contracts_draft, contracts_active, contracts_expired, contracts_deprecated, \
-               issues_status_open, issues_status_in_progress, issues_status_resolved, issues_status_wont_fix, \
-               checks_active, checks_archived, checks_ran, checks_passed) \
-             SELECT $1, \
-               (SELECT count(*) FROM products WHERE space_id = $1 AND is_archived = $2), \
-               (SELECT count(*) FROM products WHERE space_id = $1 AND is_archived = $3), \
-               (SELECT count(*) FROM contracts WHERE space_id = $1 AND status = 'draft'), \
-               (SELECT count(*) FROM contracts WHERE space_id = $1 AND status = 'active'), \
-               (SELECT count(*) FROM contracts WHERE space_id = $1 AND status = 'expired'), \
-               (SELECT count(*) FROM contracts WHERE space_id = $1 AND status = 'deprecated'), \
-               (SELECT count(*) FROM issues WHERE space_id = $1 AND status = 'open'), \
-               (SELECT count(*) FROM issues WHERE space_id = $1 AND status = 'in_progress'), \
-               (SELECT count(*) FROM issues WHERE space_id = $1 AND status = 'resolved'), \
-               (SELECT count(*) FROM issues WHERE space_id = $1 AND status = 'wont_fix'), \
-               (SELECT count(*) FROM quality_checks WHERE space_id = $1 AND is_archived = $2), \
-               (SELECT count(*) FROM quality_checks WHERE space_id = $1 AND is_archived = $3), \
-               (SELECT count(*) FROM quality_checks WHERE space_id = $1 AND is_archived = $2 \
-                  AND last_status IS NOT NULL), \
-               (SELECT count(*) FROM quality_checks WHERE space_id = $1 AND is_archived = $2 \
-                  AND last_status = 'pass') \
-             ON CONFLICT (space_id) DO UPDATE SET products_active = excluded.products_active, \
-               products_archived = excluded.products_archived, contracts_draft = excluded.contracts_draft, \
-               contracts_active = excluded.contracts_active, contracts_expired = excluded.contracts_expired, \
-               contracts_deprecated = excluded.contracts_deprecated, \
-               issues_status_open = excluded.issues_status_open, \
-               issues_status_in_progress = excluded.issues_status_in_progress, \
-               issues_status_resolved = excluded.issues_status_resolved, \
-               issues_status_wont_fix = excluded.issues_status_wont_fix, \
-               checks_active = excluded.checks_active, checks_archived = excluded.checks_archived, \
-               checks_ran = excluded.checks_ran, checks_passed = excluded.checks_passed",
-        )
-        .bind(space)
-        .bind(false)
-        .bind(true)
-        .execute(&mut **tx)
-        .await?;
+    /// The `space_stats` columns a kind's rows count into, each with the
+    /// condition under which a row counts.
+    fn counters(kind: ContentKind) -> &'static [(&'static str, &'static str)] {
+        match kind {
+            ContentKind::Product => &[
+                ("products_active", "NOT is_archived"),
+                ("products_archived", "is_archived"),
+            ],
+            ContentKind::Contract => &[
+                ("contracts_draft", "status = 'draft'"),
+                ("contracts_active", "status = 'active'"),
+                ("contracts_expired", "status = 'expired'"),
+                ("contracts_deprecated", "status = 'deprecated'"),
+            ],
+            ContentKind::Issue => &[
+                ("issues_status_open", "status = 'open'"),
+                ("issues_status_in_progress", "status = 'in_progress'"),
+                ("issues_status_resolved", "status = 'resolved'"),
+                ("issues_status_wont_fix", "status = 'wont_fix'"),
+            ],
+            ContentKind::QualityCheck => &[
+                ("checks_active", "NOT is_archived"),
+                ("checks_archived", "is_archived"),
+                ("checks_ran", "NOT is_archived AND last_status IS NOT NULL"),
+                ("checks_passed", "NOT is_archived AND last_status = 'pass'"),
+            ],
+        }
+    }
+
+    /// What the rows `ids` of the space count into the space's counters
+    /// now (index lookups on (space_id, id): the cost of a batch, not of
+    /// the space).
+    async fn counted(tx: &mut Tx<DB>, kind: ContentKind, space: Uuid, ids: &[Uuid]) -> Result<Vec<i64>> {
+        let counters = Self::counters(kind);
+        if ids.is_empty() {
+            return Ok(vec![0; counters.len()]);
+        }
+        let sums: Vec<String> = counters
+            .iter()
+            .map(|(column, when)| {
+                format!("CAST(COALESCE(SUM(CASE WHEN {when} THEN 1 ELSE 0 END), 0) AS BIGINT) AS {column}")
+            })
+            .collect();
+        let mut qb = QueryBuilder::<DB>::new(format!(
+            "SELECT {} FROM {} WHERE space_id = ",
+            sums.join(", "),
+            kind.table()
+        ));
+        qb.push_bind(space);
+        DB::push_space_in(&mut qb, "id", ids);
+        let row = qb.build().fetch_one(&mut **tx).await?;
+        counters
+            .iter()
+            .map(|(column, _)| row.try_get::<i64, _>(*column).map_err(Into::into))
+            .collect()
+    }
+
+    /// Moves the space's counters by what a change did to the rows `ids`
+    /// (`before` is [`Self::counted`] ahead of the change): the counters
+    /// follow the rows by deltas, never by recounting the space.
+    async fn apply_counts(
+        tx: &mut Tx<DB>,
+        kind: ContentKind,
+        space: Uuid,
+        ids: &[Uuid],
+        before: &[i64],
+    ) -> Result<()> {
+        let after = Self::counted(tx, kind, space, ids).await?;
+        let counters = Self::counters(kind);
+        if after == before {
+            return Ok(());
+        }
+        let columns: Vec<&str> = counters.iter().map(|(c, _)| *c).collect();
+        let mut qb = QueryBuilder::<DB>::new(format!(
+            "INSERT INTO space_stats (space_id, {}) VALUES (",
+            columns.join(", ")
+        ));
+        qb.push_bind(space);
+        for (new, old) in after.iter().zip(before) {
+            qb.push(", ");
+            qb.push_bind(new - old);
+        }
+        let sets: Vec<String> = columns
+            .iter()
+            .map(|c| format!("{c} = space_stats.{c} + excluded.{c}"))
+            .collect();
+        qb.push(format!(
+            ") ON CONFLICT (space_id) DO UPDATE SET {}",
+            sets.join(", ")
+        ));
+        qb.build().execute(&mut **tx).await?;
         Ok(())
     }
 
@@ -472,13 +523,14 @@ where
             .await?;
         let org = access.space.organization_id;
         if !ids.is_empty() {
+            let before = Self::counted(&mut tx, kind, space, &ids).await?;
             Self::release_names(&mut tx, kind, space, names).await?;
             let mut qb = insert(org);
             if let Err(e) = qb.build().execute(&mut *tx).await {
                 return Err(Self::unique_name(&e, kind).unwrap_or_else(|| e.into()));
             }
+            Self::apply_counts(&mut tx, kind, space, &ids, &before).await?;
         }
-        Self::refresh_stats(&mut tx, space).await?;
         let draft = Draft::success(actor, action, target(space))
             .with("space_id", space.to_string())
             .with("count", ids.len().to_string())
@@ -738,6 +790,7 @@ where
         let (mut tx, _, access) = self
             .space_guard(actor, space, SpaceAction::WriteContent, action, target)
             .await?;
+        let before = Self::counted(&mut tx, kind, space, &[id]).await?;
         let done = sqlx::query(sqlx::AssertSqlSafe(format!(
             "DELETE FROM {} WHERE id = $1 AND space_id = $2",
             kind.table()
@@ -753,7 +806,7 @@ where
             )
             .with("id", id.to_string()));
         }
-        Self::refresh_stats(&mut tx, space).await?;
+        Self::apply_counts(&mut tx, kind, space, &[id], &before).await?;
         let draft = Draft::success(actor, action, target(space)).with("space_id", space.to_string());
         self.append(
             &mut tx,

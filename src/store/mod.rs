@@ -338,6 +338,13 @@ pub trait Store: ContentStore {
     /// The organization with this slug and the user's role in it.
     async fn organization_access(&self, slug: &str, user: Uuid) -> Result<Option<OrgAccess>>;
     async fn organization_details(&self, org: Organization) -> Result<Arc<OrganizationDetails>>;
+    /// What GetOrganization answers and what the caller holds in it, in
+    /// one statement when the snapshot misses; `None` for an unknown slug.
+    async fn organization_view(
+        &self,
+        slug: &str,
+        user: Uuid,
+    ) -> Result<Option<(OrgAccess, Arc<OrganizationDetails>)>>;
     async fn list_organizations(
         &self,
         filter: &OrganizationFilter,

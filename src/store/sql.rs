@@ -95,6 +95,124 @@ impl MemberTable {
 
 pub(super) use super::dialect::Tx;
 
+/// GetOrganization in one statement: the organization with the caller's
+/// role and the member count (kind `o`), its spaces (`s`) and its newest
+/// 1,000 members (`m`), as one union of rows with the columns of all three
+/// (NULL where a kind has none), so each kind decodes as everywhere else.
+/// Read in one statement, the parts are one consistent state. `$1` is the
+/// slug, `$2` the caller.
+fn view_sql() -> sqlx::AssertSqlSafe<&'static str> {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let sql = SQL.get_or_init(|| {
+        // Each column with its type, for the NULLs of the kinds without it
+        // (PostgreSQL resolves a union's types pair by pair).
+        const COLUMNS: [(&str, &str); 22] = [
+            ("id", "UUID"),
+            ("name", "TEXT"),
+            ("slug", "TEXT"),
+            ("description", "TEXT"),
+            ("visibility", "TEXT"),
+            ("repo", "TEXT"),
+            ("agent_id", "TEXT"),
+            ("agent_status", "TEXT"),
+            ("agent_autonomy", "INTEGER"),
+            ("organization_id", "UUID"),
+            ("created_at", "BIGINT"),
+            ("updated_at", "BIGINT"),
+            ("labels", "TEXT"),
+            ("version", "BIGINT"),
+            ("deleted_at", "BIGINT"),
+            ("purge_at", "BIGINT"),
+            ("role", "TEXT"),
+            ("user_count", "BIGINT"),
+            ("user_id", "UUID"),
+            ("email", "TEXT"),
+            ("display_name", "TEXT"),
+            ("joined_at", "BIGINT"),
+        ];
+        let branch = |kind: &str, alias: &str, own: &[&str], extra: &[(&str, &str)], from: &str| {
+            let list: Vec<String> = COLUMNS
+                .iter()
+                .map(|(c, ty)| {
+                    let expr = if let Some((_, e)) = extra.iter().find(|(name, _)| name == c) {
+                        (*e).to_owned()
+                    } else if own.contains(c) {
+                        format!("{alias}.{c}")
+                    } else {
+                        format!("CAST(NULL AS {ty})")
+                    };
+                    format!("{expr} AS {c}")
+                })
+                .collect();
+            format!("SELECT '{kind}' AS kind, {} FROM {from}", list.join(", "))
+        };
+        let org = "(SELECT id FROM organizations WHERE slug = $1 AND deleted_at IS NULL)";
+        let head = branch(
+            "o",
+            "o",
+            &[
+                "id",
+                "name",
+                "slug",
+                "description",
+                "created_at",
+                "updated_at",
+                "labels",
+                "version",
+                "deleted_at",
+                "purge_at",
+            ],
+            &[
+                ("role", "m.role"),
+                (
+                    "user_count",
+                    "(SELECT count(*) FROM memberships c WHERE c.organization_id = o.id)",
+                ),
+            ],
+            "organizations o LEFT JOIN memberships m ON m.organization_id = o.id AND m.user_id = $2 \
+             WHERE o.slug = $1 AND o.deleted_at IS NULL",
+        );
+        let spaces = branch(
+            "s",
+            "s",
+            &[
+                "id",
+                "name",
+                "slug",
+                "description",
+                "visibility",
+                "repo",
+                "agent_id",
+                "agent_status",
+                "agent_autonomy",
+                "organization_id",
+                "created_at",
+                "updated_at",
+                "labels",
+                "version",
+                "deleted_at",
+                "purge_at",
+            ],
+            &[],
+            &format!("spaces s WHERE s.organization_id = {org}"),
+        );
+        let members = branch(
+            "m",
+            "x",
+            &["user_id", "email", "display_name", "role", "joined_at", "version"],
+            &[],
+            &format!(
+                "(SELECT u.id AS user_id, u.email, u.display_name, mm.role, mm.created_at AS joined_at, \
+                 mm.version FROM memberships mm JOIN users u ON u.id = mm.user_id \
+                 WHERE mm.organization_id = {org} \
+                 ORDER BY mm.created_at DESC, mm.user_id DESC LIMIT 1000) x"
+            ),
+        );
+        format!("{head} UNION ALL {spaces} UNION ALL {members}")
+    });
+    sqlx::AssertSqlSafe(sql.as_str())
+}
+
 /// Whether a change recorded as `action` changes what the snapshot holds
 /// of its organization: the organization itself, its members (and the
 /// roles that decide access), its spaces. Content, space members and
@@ -1150,6 +1268,59 @@ where
         };
         self.snapshot.put_access(ticket, slug, user, &access);
         Ok(Some(access))
+    }
+
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "organization_view"))]
+    async fn organization_view(
+        &self,
+        slug: &str,
+        user: Uuid,
+    ) -> Result<Option<(OrgAccess, Arc<OrganizationDetails>)>> {
+        if let Some(access) = self.snapshot.access(slug, user)
+            && let Some(details) = self.snapshot.details(access.org.id)
+        {
+            return Ok(Some((access, details)));
+        }
+        let ticket = self.snapshot.ticket();
+        let rows = sqlx::query(view_sql())
+            .bind(slug.to_owned())
+            .bind(user)
+            .fetch_all(self.reader())
+            .await?;
+        let mut head = None;
+        let (mut spaces, mut members) = (Vec::new(), Vec::new());
+        for row in &rows {
+            let kind: String = row.try_get("kind")?;
+            match kind.as_str() {
+                "o" => {
+                    let access = OrgAccess {
+                        org: Self::org_from(row)?,
+                        role: Self::org_role(row.try_get("role")?)?,
+                    };
+                    let count: i64 = row.try_get("user_count")?;
+                    head = Some((access, count));
+                }
+                "s" => spaces.push(Self::space_from(row)?),
+                _ => members.push(Self::member_from(row)?),
+            }
+        }
+        // No organization row: the slug names no live organization (and
+        // the other parts, which go through it, are empty).
+        let Some((access, user_count)) = head else {
+            return Ok(None);
+        };
+        // Newest first, as every list.
+        spaces.sort_by_key(|s| std::cmp::Reverse((s.created_at, s.id)));
+        members.sort_by_key(|m| std::cmp::Reverse((m.joined_at, m.user_id)));
+        let details = Arc::new(OrganizationDetails {
+            org: access.org.clone(),
+            spaces,
+            members,
+            user_count,
+        });
+        self.snapshot.put_access(ticket, slug, user, &access);
+        self.snapshot.put_details(ticket, details.clone());
+        Ok(Some((access, details)))
     }
 
     #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "organization_details"))]

@@ -1668,3 +1668,270 @@ async fn a_batch_may_swap_names_but_not_take_one_held_outside_it() {
     assert_error(taken, tonic::Code::AlreadyExists, "NAME_TAKEN");
     assert_eq!(names_by_id(&app, "swap").await, expected);
 }
+
+/// The counters behind list totals and GetStats move by what each change
+/// did to its rows: after every round of random upserts (new items,
+/// status and archive changes, identical rewrites) and deletes, each total
+/// equals the one counted from a model of the space.
+#[tokio::test]
+async fn counters_follow_every_upsert_and_delete_by_deltas() {
+    use rand::{Rng, SeedableRng};
+    use std::collections::HashMap;
+
+    let app = TestApp::spawn().await;
+    let w = world(&app).await;
+    let root = root();
+    let mut spaces = app.spaces();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed_c0de);
+    let pool = |n: usize| (0..n).map(|_| id()).collect::<Vec<_>>();
+    let (product_ids, issue_ids, check_ids, contract_ids) = (pool(8), pool(8), pool(8), pool(8));
+    // id -> (archived) / status / (archived, last status) / status
+    let mut products: HashMap<String, bool> = HashMap::new();
+    let mut issues: HashMap<String, &str> = HashMap::new();
+    let mut checks: HashMap<String, (bool, &str)> = HashMap::new();
+    let mut contracts: HashMap<String, &str> = HashMap::new();
+    const ISSUE_STATUSES: [&str; 4] = ["open", "in_progress", "resolved", "wont_fix"];
+    const CONTRACT_STATUSES: [&str; 4] = ["draft", "active", "expired", "deprecated"];
+    const CHECK_STATUSES: [&str; 4] = ["", "pass", "fail", "warning"];
+
+    for round in 0..12 {
+        let mut batch = Vec::new();
+        for pid in product_ids.iter() {
+            if rng.random_bool(0.5) {
+                continue;
+            }
+            let archived = rng.random_bool(0.3);
+            let mut p = product(&format!("product {pid}"), round);
+            p.id = pid.clone();
+            p.is_archived = archived;
+            products.insert(pid.clone(), archived);
+            batch.push(p);
+        }
+        put_products(&app, &root, &w.open, batch).await.expect("products");
+        let mut batch = Vec::new();
+        for iid in issue_ids.iter() {
+            if rng.random_bool(0.5) {
+                continue;
+            }
+            let status = ISSUE_STATUSES[rng.random_range(0..4)];
+            let mut i = issue(&format!("issue {iid}"), status, "high", round);
+            i.id = iid.clone();
+            issues.insert(iid.clone(), status);
+            batch.push(i);
+        }
+        spaces
+            .batch_upsert_issues(req(
+                &root,
+                BatchUpsertIssuesRequest {
+                    space_id: w.open.clone(),
+                    items: batch,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("issues");
+        let mut batch = Vec::new();
+        for cid in check_ids.iter() {
+            if rng.random_bool(0.5) {
+                continue;
+            }
+            let archived = rng.random_bool(0.3);
+            let status = CHECK_STATUSES[rng.random_range(0..4)];
+            let mut c = check(&format!("check {cid}"), status, archived, round);
+            c.id = cid.clone();
+            checks.insert(cid.clone(), (archived, status));
+            batch.push(c);
+        }
+        spaces
+            .batch_upsert_quality_checks(req(
+                &root,
+                BatchUpsertQualityChecksRequest {
+                    space_id: w.open.clone(),
+                    items: batch,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("checks");
+        let mut batch = Vec::new();
+        for kid in contract_ids.iter() {
+            if rng.random_bool(0.5) {
+                continue;
+            }
+            let status = CONTRACT_STATUSES[rng.random_range(0..4)];
+            let mut c = contract(&format!("contract {kid}"), status, round, None);
+            c.id = kid.clone();
+            contracts.insert(kid.clone(), status);
+            batch.push(c);
+        }
+        spaces
+            .batch_upsert_contracts(req(
+                &root,
+                BatchUpsertContractsRequest {
+                    space_id: w.open.clone(),
+                    items: batch,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("contracts");
+        // One delete of each kind, when there is something to delete.
+        if let Some(gone) = products.keys().next().cloned().filter(|_| rng.random_bool(0.5)) {
+            spaces
+                .delete_product(req(
+                    &root,
+                    DeleteProductRequest {
+                        space_id: w.open.clone(),
+                        product_id: gone.clone(),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .expect("delete product");
+            products.remove(&gone);
+        }
+        if let Some(gone) = issues.keys().next().cloned().filter(|_| rng.random_bool(0.5)) {
+            spaces
+                .delete_issue(req(
+                    &root,
+                    DeleteIssueRequest {
+                        space_id: w.open.clone(),
+                        issue_id: gone.clone(),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .expect("delete issue");
+            issues.remove(&gone);
+        }
+        if let Some(gone) = checks.keys().next().cloned().filter(|_| rng.random_bool(0.5)) {
+            spaces
+                .delete_quality_check(req(
+                    &root,
+                    DeleteQualityCheckRequest {
+                        space_id: w.open.clone(),
+                        quality_check_id: gone.clone(),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .expect("delete check");
+            checks.remove(&gone);
+        }
+        if let Some(gone) = contracts.keys().next().cloned().filter(|_| rng.random_bool(0.5)) {
+            spaces
+                .delete_contract(req(
+                    &root,
+                    DeleteContractRequest {
+                        space_id: w.open.clone(),
+                        contract_id: gone.clone(),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .expect("delete contract");
+            contracts.remove(&gone);
+        }
+
+        // Totals from the counters, against the model.
+        let live_products = products.values().filter(|a| !**a).count() as i32;
+        let listed = |include_archived| ListProductsRequest {
+            slug: w.slug.clone(),
+            include_archived,
+            ..Default::default()
+        };
+        let total = agg(&app)
+            .list_products(req(&root, listed(false)))
+            .await
+            .expect("list");
+        assert_eq!(
+            total.into_inner().total,
+            live_products,
+            "round {round}: live products"
+        );
+        let total = agg(&app)
+            .list_products(req(&root, listed(true)))
+            .await
+            .expect("list");
+        assert_eq!(
+            total.into_inner().total,
+            products.len() as i32,
+            "round {round}: products"
+        );
+        for status in ISSUE_STATUSES {
+            let want = issues.values().filter(|s| **s == status).count() as i32;
+            let got = agg(&app)
+                .list_issues(req(
+                    &root,
+                    ListIssuesRequest {
+                        slug: w.slug.clone(),
+                        status: vec![status.into()],
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .expect("issues")
+                .into_inner()
+                .total;
+            assert_eq!(got, want, "round {round}: {status} issues");
+        }
+        for status in CONTRACT_STATUSES {
+            let want = contracts.values().filter(|s| **s == status).count() as i32;
+            let got = agg(&app)
+                .list_contracts(req(
+                    &root,
+                    ListContractsRequest {
+                        slug: w.slug.clone(),
+                        status: vec![status.into()],
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .expect("contracts")
+                .into_inner()
+                .total;
+            assert_eq!(got, want, "round {round}: {status} contracts");
+        }
+        for include_archived in [false, true] {
+            let want = checks.values().filter(|(a, _)| include_archived || !*a).count() as i32;
+            let got = agg(&app)
+                .list_quality_checks(req(
+                    &root,
+                    ListQualityChecksRequest {
+                        slug: w.slug.clone(),
+                        include_archived,
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .expect("checks")
+                .into_inner()
+                .total;
+            assert_eq!(
+                got, want,
+                "round {round}: checks (archived too: {include_archived})"
+            );
+        }
+        let stats = agg(&app)
+            .get_stats(req(&root, GetStatsRequest { slug: w.slug.clone() }))
+            .await
+            .expect("stats")
+            .into_inner();
+        assert_eq!(stats.total_products, live_products, "round {round}");
+        let open = issues
+            .values()
+            .filter(|s| matches!(**s, "open" | "in_progress"))
+            .count() as i32;
+        assert_eq!(stats.open_issues, open, "round {round}");
+        let ran: Vec<&str> = checks
+            .values()
+            .filter(|(a, s)| !*a && !s.is_empty())
+            .map(|(_, s)| *s)
+            .collect();
+        let score =
+            (!ran.is_empty()).then(|| ran.iter().filter(|s| **s == "pass").count() as f64 / ran.len() as f64);
+        assert_eq!(stats.quality_score, score, "round {round}");
+        let active = contracts.values().filter(|s| **s == "active").count() as i32;
+        assert_eq!(stats.active_contracts, active, "round {round}");
+    }
+}

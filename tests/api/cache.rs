@@ -131,12 +131,20 @@ async fn a_change_is_seen_at_once_on_the_instance_that_made_it() {
     let served = get_org(&app, &member, &slug).await.expect("read");
     assert!(served.spaces.is_empty());
     assert_eq!(served.user_count, 2);
+    // GetOrganization's details come from memory too (retried: a loaded
+    // machine can starve the sync task past the bound, and the snapshot
+    // then sends reads to the database).
     let details_hits = lookups(&app, "organization", "hit").await;
-    get_org(&app, &member, &slug).await.expect("read");
-    assert!(
-        lookups(&app, "organization", "hit").await > details_hits,
-        "GetOrganization's details come from memory"
-    );
+    let mut served_from_memory = false;
+    for _ in 0..200 {
+        get_org(&app, &member, &slug).await.expect("read");
+        if lookups(&app, "organization", "hit").await > details_hits {
+            served_from_memory = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(served_from_memory, "GetOrganization's details come from memory");
 
     // Each change shows in the very next read, with no wait.
     let space = app.create_space("Fresh Space", "organization", &admin).await;
