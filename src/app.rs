@@ -1139,6 +1139,20 @@ impl App {
         }
     }
 
+    /// Folds passed contract expiry days into the counters GetStats reads,
+    /// at start and then every minute.
+    pub async fn fold_expiries_forever(&self) {
+        loop {
+            let today = crate::store::now_micros() / crate::store::EXPIRY_DAY;
+            match self.store.fold_expiries(today).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(spaces = n, "passed contract expiries folded into the counters"),
+                Err(e) => tracing::warn!(error = %e, "could not fold passed contract expiries"),
+            }
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        }
+    }
+
     /// A receiver that changes after every change this instance makes.
     pub fn subscribe_changes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.changes.subscribe()

@@ -236,6 +236,10 @@ pub async fn serve(
         let app = app.clone();
         tokio::spawn(async move { app.purge_forever().await })
     };
+    let folder = {
+        let app = app.clone();
+        tokio::spawn(async move { app.fold_expiries_forever().await })
+    };
     // The snapshot of hot reads answers only while this keeps it in step.
     let syncer = app.store.snapshot_sync().map(tokio::spawn);
     let pruner = app.audit_retention.map(|retention| {
@@ -277,6 +281,7 @@ pub async fn serve(
     if let Some(pruner) = pruner {
         pruner.abort();
     }
+    folder.abort();
     if let Some(syncer) = syncer {
         syncer.abort();
     }

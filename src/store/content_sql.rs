@@ -3,6 +3,8 @@
 //! `DB::DISTINCT` (null-safe "differs"), `DB::push_search` (FTS5 trigram /
 //! pg_trgm) and `DB::push_space_in` (visible spaces).
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use sqlx::{ColumnIndex, Decode, Encode, Executor, IntoArguments, QueryBuilder, Row, Type};
 use uuid::Uuid;
@@ -23,6 +25,19 @@ use crate::domain::content::{
 use crate::domain::model::{Contract, Issue, Product, QualityCheck, Stats};
 use crate::domain::types::{ContractStatus, IssueStatus};
 use crate::store::ContentStore;
+
+/// Microseconds in a day: contracts' expiries are counted per day of
+/// `expires_at / EXPIRY_DAY` (truncated, the same in SQL and in Rust).
+pub const EXPIRY_DAY: i64 = 86_400_000_000;
+
+/// What some rows count into their space's counters: one total per
+/// counter column of their kind, and for contracts the active ones by day
+/// of expiry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Counts {
+    totals: Vec<i64>,
+    days: BTreeMap<i64, i64>,
+}
 
 const PRODUCT_COLUMNS: &str = "p.id, p.name, p.slug, p.description, p.product_type, p.provider, p.tags, \
      p.quality_score, p.is_archived, p.created_at, p.updated_at";
@@ -210,11 +225,14 @@ where
 
     /// What the rows `ids` of the space count into the space's counters
     /// now (index lookups on (space_id, id): the cost of a batch, not of
-    /// the space).
-    async fn counted(tx: &mut Tx<DB>, kind: ContentKind, space: Uuid, ids: &[Uuid]) -> Result<Vec<i64>> {
+    /// the space), and for contracts, the active ones by day of expiry.
+    async fn counted(tx: &mut Tx<DB>, kind: ContentKind, space: Uuid, ids: &[Uuid]) -> Result<Counts> {
         let counters = Self::counters(kind);
         if ids.is_empty() {
-            return Ok(vec![0; counters.len()]);
+            return Ok(Counts {
+                totals: vec![0; counters.len()],
+                days: BTreeMap::new(),
+            });
         }
         let sums: Vec<String> = counters
             .iter()
@@ -230,10 +248,24 @@ where
         qb.push_bind(space);
         DB::push_space_in(&mut qb, "id", ids);
         let row = qb.build().fetch_one(&mut **tx).await?;
-        counters
+        let totals = counters
             .iter()
-            .map(|(column, _)| row.try_get::<i64, _>(*column).map_err(Into::into))
-            .collect()
+            .map(|(column, _)| row.try_get::<i64, _>(*column))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let mut days = BTreeMap::new();
+        if kind == ContentKind::Contract {
+            let mut qb = QueryBuilder::<DB>::new(format!(
+                "SELECT expires_at / {EXPIRY_DAY} AS day, CAST(count(*) AS BIGINT) AS n FROM contracts \
+                 WHERE status = 'active' AND expires_at IS NOT NULL AND space_id = "
+            ));
+            qb.push_bind(space);
+            DB::push_space_in(&mut qb, "id", ids);
+            qb.push(format!(" GROUP BY expires_at / {EXPIRY_DAY}"));
+            for row in qb.build().fetch_all(&mut **tx).await? {
+                days.insert(row.try_get::<i64, _>("day")?, row.try_get::<i64, _>("n")?);
+            }
+        }
+        Ok(Counts { totals, days })
     }
 
     /// Moves the space's counters by what a change did to the rows `ids`
@@ -244,32 +276,46 @@ where
         kind: ContentKind,
         space: Uuid,
         ids: &[Uuid],
-        before: &[i64],
+        before: &Counts,
     ) -> Result<()> {
         let after = Self::counted(tx, kind, space, ids).await?;
         let counters = Self::counters(kind);
-        if after == before {
-            return Ok(());
+        if after.totals != before.totals {
+            let columns: Vec<&str> = counters.iter().map(|(c, _)| *c).collect();
+            let mut qb = QueryBuilder::<DB>::new(format!(
+                "INSERT INTO space_stats (space_id, {}) VALUES (",
+                columns.join(", ")
+            ));
+            qb.push_bind(space);
+            for (new, old) in after.totals.iter().zip(&before.totals) {
+                qb.push(", ");
+                qb.push_bind(new - old);
+            }
+            let sets: Vec<String> = columns
+                .iter()
+                .map(|c| format!("{c} = space_stats.{c} + excluded.{c}"))
+                .collect();
+            qb.push(format!(
+                ") ON CONFLICT (space_id) DO UPDATE SET {}",
+                sets.join(", ")
+            ));
+            qb.build().execute(&mut **tx).await?;
         }
-        let columns: Vec<&str> = counters.iter().map(|(c, _)| *c).collect();
-        let mut qb = QueryBuilder::<DB>::new(format!(
-            "INSERT INTO space_stats (space_id, {}) VALUES (",
-            columns.join(", ")
-        ));
-        qb.push_bind(space);
-        for (new, old) in after.iter().zip(before) {
-            qb.push(", ");
-            qb.push_bind(new - old);
+        // Expiry days after the counters (the order every writer and the
+        // fold take their locks in).
+        let mut moved = after.days.clone();
+        for (day, n) in &before.days {
+            *moved.entry(*day).or_insert(0) -= n;
         }
-        let sets: Vec<String> = columns
-            .iter()
-            .map(|c| format!("{c} = space_stats.{c} + excluded.{c}"))
-            .collect();
-        qb.push(format!(
-            ") ON CONFLICT (space_id) DO UPDATE SET {}",
-            sets.join(", ")
-        ));
-        qb.build().execute(&mut **tx).await?;
+        moved.retain(|_, n| *n != 0);
+        if !moved.is_empty() {
+            let mut qb = QueryBuilder::<DB>::new("INSERT INTO contract_expiries (space_id, day, n) ");
+            qb.push_values(&moved, |mut row, (day, n)| {
+                row.push_bind(space).push_bind(*day).push_bind(*n);
+            });
+            qb.push(" ON CONFLICT (space_id, day) DO UPDATE SET n = contract_expiries.n + excluded.n");
+            qb.build().execute(&mut **tx).await?;
+        }
         Ok(())
     }
 
@@ -941,6 +987,56 @@ where
         Self::explain_all(self, scope, search).await
     }
 
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "fold_expiries"))]
+    async fn fold_expiries(&self, today: i64) -> Result<u64> {
+        const SPACES_PER_ROUND: i64 = 1_000;
+        let mut folded = 0u64;
+        loop {
+            let mut tx = self.upkeep_tx().await?;
+            let spaces: Vec<Uuid> = sqlx::query_scalar(
+                "SELECT DISTINCT space_id FROM contract_expiries WHERE day < $1 ORDER BY space_id LIMIT $2",
+            )
+            .bind(today)
+            .bind(SPACES_PER_ROUND)
+            .fetch_all(&mut *tx)
+            .await?;
+            if spaces.is_empty() {
+                return Ok(folded);
+            }
+            // The counters first, in order, as every writer takes them
+            // before the expiry rows.
+            let mut lock = QueryBuilder::<DB>::new("SELECT space_id FROM space_stats WHERE 1 = 1");
+            DB::push_space_in(&mut lock, "space_id", &spaces);
+            lock.push(format!(" ORDER BY space_id{}", DB::LOCK));
+            lock.build().fetch_all(&mut *tx).await?;
+            let mut gone = QueryBuilder::<DB>::new("DELETE FROM contract_expiries WHERE day < ");
+            gone.push_bind(today);
+            DB::push_space_in(&mut gone, "space_id", &spaces);
+            gone.push(" RETURNING space_id, n");
+            let mut lapsed: BTreeMap<Uuid, i64> = BTreeMap::new();
+            for row in gone.build().fetch_all(&mut *tx).await? {
+                *lapsed.entry(row.try_get("space_id")?).or_insert(0) += row.try_get::<i64, _>("n")?;
+            }
+            lapsed.retain(|_, n| *n != 0);
+            if !lapsed.is_empty() {
+                let mut qb = QueryBuilder::<DB>::new("INSERT INTO space_stats (space_id, contracts_lapsed) ");
+                qb.push_values(&lapsed, |mut row, (space, n)| {
+                    row.push_bind(*space).push_bind(*n);
+                });
+                qb.push(
+                    " ON CONFLICT (space_id) DO UPDATE SET \
+                     contracts_lapsed = space_stats.contracts_lapsed + excluded.contracts_lapsed",
+                );
+                qb.build().execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            folded += spaces.len() as u64;
+            if (spaces.len() as i64) < SPACES_PER_ROUND {
+                return Ok(folded);
+            }
+        }
+    }
+
     #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "stats"))]
     async fn stats(&self, scope: &Scope) -> Result<Stats> {
         let mut qb = QueryBuilder::<DB>::new(
@@ -949,20 +1045,44 @@ where
              CAST(COALESCE(SUM(st.issues_status_open + st.issues_status_in_progress), 0) AS BIGINT) \
                AS issues, \
              CAST(COALESCE(SUM(st.checks_ran), 0) AS BIGINT) AS ran, \
-             CAST(COALESCE(SUM(st.checks_passed), 0) AS BIGINT) AS passed \
-             FROM spaces s LEFT JOIN space_stats st ON st.space_id = s.id WHERE",
+             CAST(COALESCE(SUM(st.checks_passed), 0) AS BIGINT) AS passed, \
+             CAST(COALESCE(SUM(st.contracts_active - st.contracts_lapsed), 0) AS BIGINT) AS active, \
+             CAST(COALESCE(SUM((SELECT COALESCE(SUM(e.n), 0) FROM contract_expiries e \
+               WHERE e.space_id = s.id AND e.day < ",
+        );
+        // Active contracts without counting them: the active ones, less
+        // those whose expiry day has passed (folded, or not yet), less
+        // today's that expired by now (one day of an index).
+        let now = now_micros();
+        let today = now / EXPIRY_DAY;
+        qb.push_bind(today);
+        qb.push(
+            ")), 0) AS BIGINT) AS past FROM spaces s LEFT JOIN space_stats st ON st.space_id = s.id WHERE",
         );
         Self::push_visible_spaces(&mut qb, scope);
         let row = qb.build().fetch_one(self.reader()).await?;
         let ran: i64 = row.try_get("ran")?;
         let passed: i64 = row.try_get("passed")?;
 
-        let mut active = QueryBuilder::<DB>::new("SELECT count(*) FROM contracts c");
-        Self::push_scope(&mut active, scope, &Self::visible(self, scope).await?);
-        active.push(" AND c.status = 'active' AND (c.expires_at IS NULL OR c.expires_at > ");
-        active.push_bind(now_micros());
-        active.push(")");
-        let active_contracts: i64 = active.build_query_scalar().fetch_one(self.reader()).await?;
+        let mut expired = QueryBuilder::<DB>::new("SELECT count(*) FROM contracts c");
+        Self::push_scope(&mut expired, scope, &Self::visible(self, scope).await?);
+        expired.push(" AND c.status = 'active' AND c.expires_at >= ");
+        expired.push_bind(today * EXPIRY_DAY);
+        expired.push(" AND c.expires_at <= ");
+        expired.push_bind(now);
+        let expired_today: i64 = expired.build_query_scalar().fetch_one(self.reader()).await?;
+        let active: i64 = row.try_get("active")?;
+        let past: i64 = row.try_get("past")?;
+        let active_contracts = active - past - expired_today;
+        if active_contracts < 0 {
+            tracing::error!(
+                active,
+                past,
+                expired_today,
+                "contract counters disagree; answering 0"
+            );
+        }
+        let active_contracts = active_contracts.max(0);
         let total_users: i64 =
             sqlx::query_scalar("SELECT count(*) FROM memberships WHERE organization_id = $1")
                 .bind(scope.org)

@@ -31,6 +31,7 @@ use crate::domain::page::PageRequest;
 use crate::domain::types::{Agent, Description, Email, Name, OrgRole, Slug, SpaceRole, Visibility};
 use crate::domain::{Error, Result};
 
+pub use content_sql::EXPIRY_DAY;
 pub use dialect::{Dialect, SqlStore};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -190,6 +191,10 @@ pub trait ContentStore: Send + Sync + 'static {
         page: PageRequest,
     ) -> Result<Page<QualityCheck>>;
     async fn stats(&self, scope: &Scope) -> Result<Stats>;
+    /// Folds the active contracts of expiry days before `today` (days since
+    /// the epoch) into their spaces' lapsed counters; returns the spaces
+    /// folded. Upkeep `serve` runs every minute.
+    async fn fold_expiries(&self, today: i64) -> Result<u64>;
     /// The query plans of the main aggregation queries (docs and benchmarks).
     async fn explain(&self, scope: &Scope, search: &str) -> Result<Vec<(String, String)>>;
 }

@@ -1935,3 +1935,120 @@ async fn counters_follow_every_upsert_and_delete_by_deltas() {
         assert_eq!(stats.active_contracts, active, "round {round}");
     }
 }
+
+/// GetStats' active contracts follow the clock without counting contracts:
+/// expiries in past days (before and after they are folded into the
+/// counters at start), earlier today, later today and in the future, and
+/// changes to contracts whose expiry day was already folded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_contracts_follow_the_clock_and_survive_folding() {
+    let mut app = TestApp::spawn().await;
+    let w = world(&app).await;
+    let root = root();
+    let now = chrono::Utc::now().timestamp();
+    let ts = |seconds: i64| Some(Timestamp { seconds, nanos: 0 });
+    let open_contracts = vec![
+        contract("forever", "active", 1, None),
+        contract("three days ago", "active", 2, ts(now - 3 * 86_400)),
+        contract("a second ago", "active", 3, ts(now - 1)),
+        contract("in an hour", "active", 4, ts(now + 3_600)),
+        contract("in ten days", "active", 5, ts(now + 10 * 86_400)),
+        contract("draft, lapsed", "draft", 6, ts(now - 86_400)),
+        contract("long ago", "active", 7, ts(now - 400 * 86_400)),
+    ];
+    let ids: Vec<String> = open_contracts.iter().map(|c| c.id.clone()).collect();
+    let upsert = |space: &str, items: Vec<Contract>| BatchUpsertContractsRequest {
+        space_id: space.into(),
+        items,
+        ..Default::default()
+    };
+    app.spaces()
+        .batch_upsert_contracts(req(&root, upsert(&w.open, open_contracts.clone())))
+        .await
+        .expect("contracts");
+    // A restricted space the plain member does not see.
+    app.spaces()
+        .batch_upsert_contracts(req(
+            &root,
+            upsert(&w.locked, vec![contract("hidden", "active", 8, ts(now + 86_400))]),
+        ))
+        .await
+        .expect("contracts");
+    async fn active(app: &TestApp, who: &str, slug: &str) -> i32 {
+        agg(app)
+            .get_stats(req(who, GetStatsRequest { slug: slug.into() }))
+            .await
+            .expect("stats")
+            .into_inner()
+            .active_contracts
+    }
+    let member = token(&w.member);
+    assert_eq!(
+        active(&app, &root, &w.slug).await,
+        4,
+        "forever, in an hour, in ten days, hidden"
+    );
+    assert_eq!(active(&app, &member, &w.slug).await, 3);
+
+    // A start folds the passed days; the answers stay.
+    let today = orgd::store::now_micros() / orgd::store::EXPIRY_DAY;
+    let unfolded = |db_url: String| async move {
+        let mut db = Db::connect(&db_url).await;
+        let left = db
+            .ids(
+                "SELECT DISTINCT space_id FROM contract_expiries WHERE day < $1",
+                &[Arg::I64(today)],
+            )
+            .await;
+        db.close().await;
+        left.len()
+    };
+    assert!(
+        unfolded(app.database_url.clone()).await > 0,
+        "past days wait for the fold"
+    );
+    app.restart().await;
+    let mut waited = 0;
+    while unfolded(app.database_url.clone()).await > 0 {
+        assert!(waited < 100, "the fold at start never ran");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        waited += 1;
+    }
+    assert_eq!(active(&app, &root, &w.slug).await, 4);
+    assert_eq!(active(&app, &member, &w.slug).await, 3);
+
+    // Changes to contracts of folded days: one lapsed contract is marked
+    // expired (no change in what is active), the oldest is extended, the
+    // ten-day one is deleted.
+    let mut marked = open_contracts[1].clone();
+    marked.status = "expired".into();
+    let mut extended = open_contracts[6].clone();
+    extended.expires_at = ts(now + 30 * 86_400);
+    app.spaces()
+        .batch_upsert_contracts(req(&root, upsert(&w.open, vec![marked, extended])))
+        .await
+        .expect("changes");
+    app.spaces()
+        .delete_contract(req(
+            &root,
+            DeleteContractRequest {
+                space_id: w.open.clone(),
+                contract_id: ids[4].clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("delete");
+    // forever, in an hour, long ago (now in 30 days), hidden.
+    assert_eq!(active(&app, &root, &w.slug).await, 4);
+    assert_eq!(active(&app, &member, &w.slug).await, 3);
+    app.restart().await;
+    let mut waited = 0;
+    while unfolded(app.database_url.clone()).await > 0 {
+        assert!(waited < 100, "the fold at start never ran");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        waited += 1;
+    }
+    assert_eq!(active(&app, &root, &w.slug).await, 4);
+    assert_eq!(active(&app, &member, &w.slug).await, 3);
+}

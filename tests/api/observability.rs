@@ -601,7 +601,7 @@ async fn spans_reach_an_otlp_receiver_continuing_the_callers_trace() {
             let access = spans.iter().find(|s| {
                 s.trace_id == wanted_trace
                     && s.name == "db"
-                    && operation(s).contains("organization_access")
+                    && operation(s).contains("organization_view")
                     && descends(&spans, s, &rpc.span_id)
             });
             if let Some(access) = access {
