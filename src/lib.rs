@@ -152,6 +152,39 @@ fn incoming(
     })
 }
 
+/// The snapshot's sync task on a thread with a runtime of its own; it
+/// stops when this is dropped.
+struct SyncThread {
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl SyncThread {
+    fn start(sync: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let started = std::thread::Builder::new()
+            .name("orgd-snapshot".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        tracing::error!(error = %e, "the snapshot's runtime did not start; it stays off");
+                        return;
+                    }
+                };
+                runtime.block_on(async {
+                    tokio::select! {
+                        () = sync => {}
+                        _ = stopped => {}
+                    }
+                });
+            });
+        if let Err(e) = started {
+            tracing::error!(error = %e, "the snapshot's thread did not start; it stays off");
+        }
+        Self { _stop: stop }
+    }
+}
+
 /// Serves every orgd service, health and reflection (v1 and v1alpha) on
 /// `listener` until `shutdown` completes.
 pub async fn serve(
@@ -241,7 +274,10 @@ pub async fn serve(
         tokio::spawn(async move { app.fold_expiries_forever().await })
     };
     // The snapshot of hot reads answers only while this keeps it in step.
-    let syncer = app.store.snapshot_sync().map(tokio::spawn);
+    // It runs on a thread of its own: under a load of thousands of calls,
+    // a task among them would wait its turn past the snapshot's bound, and
+    // every read would go to the database just when it is busiest.
+    let syncer = app.store.snapshot_sync().map(SyncThread::start);
     let pruner = app.audit_retention.map(|retention| {
         let app = app.clone();
         tokio::spawn(async move { app.prune_forever(retention).await })
@@ -282,8 +318,6 @@ pub async fn serve(
         pruner.abort();
     }
     folder.abort();
-    if let Some(syncer) = syncer {
-        syncer.abort();
-    }
+    drop(syncer);
     result
 }

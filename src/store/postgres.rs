@@ -141,6 +141,17 @@ const CHANGES: &str = "orgd_cache";
 /// snapshot stops answering within its bound.
 async fn sync(pool: Pool<Postgres>, snapshot: Arc<Snapshot>) {
     let beats = format!("orgd_beat_{}", Uuid::new_v4().simple());
+    // Connections of its own (the listener's and the heartbeats'), made
+    // where this runs (its own thread, see `lib::serve`): calls waiting
+    // for the main pool never delay it.
+    let own = PgPoolOptions::new()
+        .max_connections(2)
+        .max_lifetime(None)
+        .idle_timeout(None)
+        .acquire_timeout(Duration::from_secs(1))
+        .connect_lazy_with((*pool.connect_options()).clone());
+    drop(pool);
+    let pool = own;
     let listening = listen(&pool, &beats, &snapshot);
     let beating = async {
         let mut failing = false;
@@ -168,14 +179,8 @@ async fn sync(pool: Pool<Postgres>, snapshot: Arc<Snapshot>) {
 }
 
 async fn listen(pool: &Pool<Postgres>, beats: &str, snapshot: &Snapshot) {
-    // Its own connection, outside the pool calls wait for.
-    let own = PgPoolOptions::new()
-        .max_connections(1)
-        .max_lifetime(None)
-        .idle_timeout(None)
-        .connect_lazy_with((*pool.connect_options()).clone());
     loop {
-        let mut listener = match PgListener::connect_with(&own).await {
+        let mut listener = match PgListener::connect_with(pool).await {
             Ok(listener) => listener,
             Err(e) => {
                 tracing::warn!(error = %e, "the snapshot cannot listen for changes; retrying");

@@ -115,7 +115,10 @@ impl SqlStore<Sqlite> {
             .busy_timeout(options.busy_timeout)
             .foreign_keys(true)
             .pragma("temp_store", "memory")
-            .pragma("cache_size", "-65536");
+            .pragma(
+                "cache_size",
+                format!("-{}", page_cache_kib(options.max_connections)),
+            );
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .test_before_acquire(false)
@@ -161,6 +164,19 @@ impl SqlStore<Sqlite> {
     }
 }
 
+/// SQLite's page caches of all connections together (KiB): each
+/// connection has its own, so the budget is shared out, and memory stays
+/// bounded however busy the pool gets. Pages beyond it are read through
+/// the kernel's page cache, which does not count against the process.
+const PAGE_CACHE_BUDGET_KIB: u32 = 48 * 1024;
+
+/// The page cache of one connection (KiB), for `readers` readers and the
+/// writer (at least 256 KiB, which only pools of more than 190 readers
+/// reach).
+fn page_cache_kib(readers: u32) -> u32 {
+    (PAGE_CACHE_BUDGET_KIB / (readers.max(1) + 1)).max(256)
+}
+
 /// Feed rows read per round.
 const FEED_PAGE: i64 = 1_000;
 /// How long feed rows are kept: far longer than any instance may fall
@@ -176,6 +192,14 @@ const RESTART_AFTER: Duration = Duration::from_secs(20);
 /// snapshot stops answering within its bound; an instance that fell behind
 /// for long starts over from an empty snapshot.
 async fn sync(reader: Pool<Sqlite>, writer: Pool<Sqlite>, snapshot: Arc<Snapshot>) {
+    // A reader of its own: calls waiting for the pool's readers never
+    // delay the feed.
+    let reader = SqlitePoolOptions::new()
+        .max_connections(1)
+        .max_lifetime(None)
+        .idle_timeout(None)
+        .acquire_timeout(Duration::from_secs(1))
+        .connect_lazy_with((*reader.connect_options()).clone());
     let following = async {
         let mut cursor: Option<i64> = None;
         let mut last_round = std::time::Instant::now();
@@ -246,4 +270,19 @@ async fn sync(reader: Pool<Sqlite>, writer: Pool<Sqlite>, snapshot: Arc<Snapshot
         }
     };
     tokio::join!(following, pruning);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_caches_of_a_pool_stay_within_the_budget() {
+        for readers in [1, 4, 16, 64, 128] {
+            let total = page_cache_kib(readers) * (readers + 1);
+            assert!(total <= PAGE_CACHE_BUDGET_KIB, "{readers} readers: {total} KiB");
+            assert!(page_cache_kib(readers) >= 256);
+        }
+        assert_eq!(page_cache_kib(15), 3 * 1024);
+    }
 }

@@ -1,0 +1,457 @@
+//! Speed benchmark: SPEC §5's targets as ratios against baselines measured
+//! in the same run, on both backends.
+//!
+//!     cargo bench --bench speed -- [--backends sqlite,postgres]
+//!         [--scale 1.0] [--seconds 5] [--batches 200]
+//!
+//! - **GetOrganization over gRPC**, as a plain member of the largest
+//!   organization of an `orgd generate` dataset: requests per second of orgd
+//!   against a trivial tonic server (built here from the project's protos)
+//!   that answers the same `GetOrganizationResponse` from memory, closed
+//!   loop at 1 connection x 1 stream, 4 x 16 and 16 x 64. Target ≥ 0.6.
+//! - **Batch upserts**: `--batches` batches of 1,000 products into one new
+//!   space of that organization: rows per second (target 50,000 on
+//!   PostgreSQL, 80,000 on SQLite) and the mean time of the last tenth of the
+//!   batches over the first tenth (target ≤ 1).
+//!
+//! Client and servers share the machine (and its cores), the same way for
+//! orgd and for the baseline. PostgreSQL needs DATABASE_URL (scripts/bench.sh
+//! starts a throwaway cluster).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use orgd::auth::{AuthConfig, Claims, Secret, issue_token};
+use orgd::generate::{Plan, generate};
+use orgd::proto::organization_service_client::OrganizationServiceClient;
+use orgd::proto::space_service_client::SpaceServiceClient;
+use orgd::proto::*;
+use orgd::{ServerConfig, build_app, serve};
+use sqlx::Connection;
+use tonic::codegen::http;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+const SECRET: &str = "benchmark-secret-0123456789";
+const ROOT: &str = "bench-root@orgd.test";
+/// (connections, streams per connection).
+const CONCURRENCIES: [(usize, usize); 3] = [(1, 1), (4, 16), (16, 64)];
+const BATCH: usize = 1_000;
+
+struct Options {
+    backends: Vec<String>,
+    scale: f64,
+    seconds: u64,
+    batches: usize,
+}
+
+fn options() -> Options {
+    let mut o = Options {
+        backends: vec!["sqlite".into(), "postgres".into()],
+        scale: 1.0,
+        seconds: 5,
+        batches: 200,
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        let value = args.get(i + 1).cloned().unwrap_or_default();
+        match args[i].as_str() {
+            "--backends" => o.backends = value.split(',').map(str::to_owned).collect(),
+            "--scale" => o.scale = value.parse().expect("--scale takes a number"),
+            "--seconds" => o.seconds = value.parse().expect("--seconds takes a number"),
+            "--batches" => o.batches = value.parse().expect("--batches takes a number"),
+            // cargo bench passes --bench; ignore anything else.
+            _ => {
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    o
+}
+
+async fn database_url(backend: &str, dir: &std::path::Path) -> String {
+    if backend == "sqlite" {
+        return format!("sqlite://{}", dir.join("bench.db").display());
+    }
+    let base = std::env::var("DATABASE_URL")
+        .expect("the postgres benchmark needs DATABASE_URL (see scripts/bench.sh)");
+    let name = format!("orgd_bench_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&base).await.expect("connect");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .expect("create db");
+    let (prefix, _) = base.rsplit_once('/').expect("database in DATABASE_URL");
+    format!("{prefix}/{name}")
+}
+
+fn token(email: &str) -> String {
+    let claims = Claims {
+        email: email.into(),
+        exp: chrono::Utc::now().timestamp() + 24 * 3600,
+        name: None,
+        sub: None,
+        iat: None,
+        iss: None,
+        aud: None,
+    };
+    issue_token(&Secret::new(SECRET), &claims).expect("token")
+}
+
+fn req<T>(t: &str, m: T) -> Request<T> {
+    let mut r = Request::new(m);
+    r.metadata_mut()
+        .insert("authorization", format!("Bearer {t}").parse().expect("header"));
+    r
+}
+
+// ---------------------------------------------------------------------------
+// The baseline: GetOrganization answered from memory, nothing else.
+// ---------------------------------------------------------------------------
+
+#[derive(Clone)]
+struct Baseline {
+    answer: Arc<GetOrganizationResponse>,
+}
+
+impl tonic::server::NamedService for Baseline {
+    const NAME: &'static str = "orgd.v1.OrganizationService";
+}
+
+struct Answer(Arc<GetOrganizationResponse>);
+
+impl tonic::server::UnaryService<GetOrganizationRequest> for Answer {
+    type Response = GetOrganizationResponse;
+    type Future = std::future::Ready<Result<Response<GetOrganizationResponse>, Status>>;
+    fn call(&mut self, _request: Request<GetOrganizationRequest>) -> Self::Future {
+        std::future::ready(Ok(Response::new((*self.0).clone())))
+    }
+}
+
+impl tower::Service<http::Request<tonic::body::Body>> for Baseline {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        let answer = self.answer.clone();
+        Box::pin(async move {
+            if request.uri().path() != "/orgd.v1.OrganizationService/GetOrganization" {
+                return Ok(Status::unimplemented("the baseline answers GetOrganization only").into_http());
+            }
+            let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::default());
+            Ok(grpc.unary(Answer(answer), request).await)
+        })
+    }
+}
+
+async fn serve_baseline(answer: GetOrganizationResponse) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(Baseline {
+                answer: Arc::new(answer),
+            })
+            .serve_with_incoming_shutdown(
+                // Nagle off, as orgd does: small replies must not wait for
+                // the peer's delayed ACK.
+                tokio_stream::StreamExt::map(
+                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    |conn| {
+                        if let Ok(stream) = &conn {
+                            let _ = stream.set_nodelay(true);
+                        }
+                        conn
+                    },
+                ),
+                async {
+                    let _ = stopped.await;
+                },
+            ),
+    );
+    (format!("http://{addr}"), stop)
+}
+
+// ---------------------------------------------------------------------------
+// Load
+// ---------------------------------------------------------------------------
+
+/// GetOrganization calls per second answered OK, closed loop: `streams`
+/// callers on each of `conns` connections, for `seconds` after a second of
+/// warm-up. Any other answer stops the benchmark.
+async fn closed_loop(uri: &str, conns: usize, streams: usize, seconds: u64, token: &str, slug: &str) -> f64 {
+    let mut channels = Vec::new();
+    for _ in 0..conns {
+        channels.push(
+            Channel::from_shared(uri.to_owned())
+                .expect("uri")
+                .connect()
+                .await
+                .expect("connect"),
+        );
+    }
+    let counted = Arc::new(AtomicU64::new(0));
+    let counting = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let warm_up = Duration::from_secs(1);
+    let end = Instant::now() + warm_up + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for channel in &channels {
+        for _ in 0..streams {
+            let mut client = OrganizationServiceClient::new(channel.clone());
+            let (token, slug) = (token.to_owned(), slug.to_owned());
+            let (counted, counting) = (counted.clone(), counting.clone());
+            tasks.push(tokio::spawn(async move {
+                while Instant::now() < end {
+                    client
+                        .get_organization(req(&token, GetOrganizationRequest { slug: slug.clone() }))
+                        .await
+                        .unwrap_or_else(|e| panic!("GetOrganization failed under load: {e:?}"));
+                    if counting.load(Ordering::Relaxed) {
+                        counted.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }));
+        }
+    }
+    tokio::time::sleep(warm_up).await;
+    counting.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    for task in tasks {
+        task.await.expect("caller");
+    }
+    counted.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+// ---------------------------------------------------------------------------
+// One backend
+// ---------------------------------------------------------------------------
+
+struct Results {
+    rows: usize,
+    generate_secs: f64,
+    response_bytes: usize,
+    /// (connections, streams, orgd req/s, baseline req/s) per concurrency.
+    get: Vec<(usize, usize, f64, f64)>,
+    rows_per_second: f64,
+    first_tenth: Duration,
+    last_tenth: Duration,
+}
+
+async fn measure(backend: &str, o: &Options) -> Results {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = ServerConfig {
+        database_url: database_url(backend, dir.path()).await,
+        storage_root: dir.path().join("storage"),
+        auth: AuthConfig {
+            hs256_secret: Secret::new(SECRET),
+            public_key_pem: None,
+            issuer: None,
+            audience: None,
+        },
+        superadmins: vec![ROOT.into()],
+        db_max_connections: 16,
+        db_busy_timeout: Duration::from_secs(10),
+        audit_signer: orgd::signing::AuditSigner::ephemeral(),
+        audit_retention: None,
+        soft_delete_window: orgd::app::DEFAULT_SOFT_DELETE_WINDOW,
+        // As served by default, but without the limits a benchmark's single
+        // caller would hit.
+        admission: orgd::api::admission::AdmissionConfig {
+            max_in_flight: 0,
+            wait: Duration::from_millis(100),
+        },
+        rate_limits: orgd::ratelimit::RateLimitConfig {
+            caller: 0.0,
+            organization: 0.0,
+        },
+        cache_entries: orgd::store::DEFAULT_CACHE_ENTRIES,
+    };
+    let app = build_app(&config).await.expect("app");
+    let plan = Plan::scaled(o.scale);
+    let started = Instant::now();
+    let dataset = generate(&app, &plan, &|phase: &str| {
+        eprintln!(
+            "  [{backend} x{} {:>7.1}s] {phase}",
+            o.scale,
+            started.elapsed().as_secs_f64()
+        )
+    })
+    .await
+    .expect("generate");
+    let generate_secs = started.elapsed().as_secs_f64();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let uri = format!("http://{}", listener.local_addr().expect("addr"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(app, listener, async {
+        let _ = stopped.await;
+    }));
+    let channel = Channel::from_shared(uri.clone())
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let member = token(&dataset.member_email);
+    let answer = OrganizationServiceClient::new(channel.clone())
+        .get_organization(req(
+            &member,
+            GetOrganizationRequest {
+                slug: dataset.largest_slug.clone(),
+            },
+        ))
+        .await
+        .expect("GetOrganization")
+        .into_inner();
+    let response_bytes = prost::Message::encoded_len(&answer);
+    let (baseline, stop_baseline) = serve_baseline(answer).await;
+    let mut get = Vec::new();
+    for (conns, streams) in CONCURRENCIES {
+        eprintln!("  [{backend}] GetOrganization at {conns} x {streams}");
+        let orgd = closed_loop(&uri, conns, streams, o.seconds, &member, &dataset.largest_slug).await;
+        let base = closed_loop(
+            &baseline,
+            conns,
+            streams,
+            o.seconds,
+            &member,
+            &dataset.largest_slug,
+        )
+        .await;
+        get.push((conns, streams, orgd, base));
+    }
+    let _ = stop_baseline.send(());
+
+    eprintln!("  [{backend}] {} batch upserts of {BATCH} products", o.batches);
+    let root = token(ROOT);
+    let space = SpaceServiceClient::new(channel.clone())
+        .create_space(req(
+            &root,
+            CreateSpaceRequest {
+                name: format!("Upserts {}", uuid::Uuid::new_v4().simple()),
+                visibility: "organization".into(),
+                admin_email: ROOT.into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("space")
+        .into_inner()
+        .space
+        .expect("space");
+    OrganizationServiceClient::new(channel.clone())
+        .add_space(req(
+            &root,
+            AddSpaceRequest {
+                slug: dataset.largest_slug.clone(),
+                space_id: space.id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("attach");
+    let mut spaces = SpaceServiceClient::new(channel.clone());
+    let mut times = Vec::with_capacity(o.batches);
+    let all = Instant::now();
+    for b in 0..o.batches {
+        let items: Vec<Product> = (0..BATCH)
+            .map(|i| Product {
+                id: uuid::Uuid::new_v4().to_string(),
+                name: format!("product {b}-{i}"),
+                description: "benchmark product".into(),
+                product_type: "table".into(),
+                provider: "warehouse".into(),
+                is_archived: i % 10 == 0,
+                ..Default::default()
+            })
+            .collect();
+        let started = Instant::now();
+        spaces
+            .batch_upsert_products(req(
+                &root,
+                BatchUpsertProductsRequest {
+                    space_id: space.id.clone(),
+                    items,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("upsert");
+        times.push(started.elapsed());
+    }
+    let rows_per_second = (o.batches * BATCH) as f64 / all.elapsed().as_secs_f64();
+    let tenth = (o.batches / 10).max(1);
+    let mean = |d: &[Duration]| d.iter().sum::<Duration>() / d.len().max(1) as u32;
+    let first_tenth = mean(&times[..tenth]);
+    let last_tenth = mean(&times[times.len() - tenth..]);
+    let _ = stop.send(());
+    let _ = server.await;
+    Results {
+        rows: plan.content_rows(),
+        generate_secs,
+        response_bytes,
+        get,
+        rows_per_second,
+        first_tenth,
+        last_tenth,
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1000.0)
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let o = options();
+    for backend in &o.backends {
+        eprintln!("{backend}: generating x{} and measuring", o.scale);
+        let r = measure(backend, &o).await;
+        println!("\n### {backend}\n");
+        println!(
+            "Dataset: {} content rows (generated in {:.0} s); GetOrganization answers {} bytes \
+             (the largest organization, as a plain member); {} s per case after 1 s of warm-up.\n",
+            r.rows, r.generate_secs, r.response_bytes, o.seconds
+        );
+        println!(
+            "| GetOrganization, conns x streams | orgd req/s | baseline req/s | ratio | target | ratio / target |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|");
+        for (conns, streams, orgd, base) in &r.get {
+            let ratio = orgd / base;
+            println!(
+                "| {conns} x {streams} | {orgd:.0} | {base:.0} | {ratio:.2} | 0.60 | {:.2} |",
+                ratio / 0.6
+            );
+        }
+        let target = if backend == "postgres" { 50_000.0 } else { 80_000.0 };
+        println!(
+            "\n| batch upserts ({} x {BATCH} products) | measured | target | ratio / target |",
+            o.batches
+        );
+        println!("|---|---:|---:|---:|");
+        println!(
+            "| rows/s | {:.0} | {target:.0} | {:.2} |",
+            r.rows_per_second,
+            r.rows_per_second / target
+        );
+        let growth = r.last_tenth.as_secs_f64() / r.first_tenth.as_secs_f64();
+        println!(
+            "| last tenth / first tenth batch time ({} ms / {} ms) | {growth:.2} | 1.00 | {:.2} |",
+            ms(r.last_tenth),
+            ms(r.first_tenth),
+            growth
+        );
+    }
+}
