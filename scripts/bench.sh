@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # scripts/bench.sh - a benchmark on both backends (see docs/benchmarks.md).
 # Starts a throwaway PostgreSQL cluster unless DATABASE_URL points at one.
-# The first argument may name the benchmark (aggregation, the default, or
-# audit); the rest go to it, e.g.
+# The first argument may name the benchmark (aggregation, the default,
+# audit, or speed: SPEC §5's ratios against a baseline server); the rest go
+# to it, e.g.
 #     scripts/bench.sh --backends sqlite --large 0.1 --iterations 20
 #     scripts/bench.sh audit --events 1000000
+#     scripts/bench.sh speed --scale 0.01 --seconds 3 --batches 50
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/tools.sh
@@ -26,7 +28,7 @@ fi
 export DATABASE_URL
 bench=aggregation
 case "${1:-}" in
-    aggregation | audit)
+    aggregation | audit | speed)
         bench="$1"
         shift
         ;;

@@ -1151,8 +1151,16 @@ where
                 .execute(&mut *tx)
                 .await?;
             if DB::rows_affected(&named) > 0 {
-                // The name shows in every organization the user is in.
-                tx.touch(Tag::All);
+                // The name shows in the organizations the user is in.
+                let orgs: Vec<Uuid> =
+                    sqlx::query_scalar("SELECT organization_id FROM memberships WHERE user_id = $1")
+                        .bind(id)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                tx.touch(Tag::User(id));
+                for org in orgs {
+                    tx.touch(Tag::Org(org));
+                }
             }
         }
         let row =

@@ -235,3 +235,41 @@ async fn with_the_snapshot_off_every_read_goes_to_the_database() {
         "no lookups are counted when the snapshot is off"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_sign_in_names_the_member_in_cached_organizations() {
+    let app = TestApp::spawn().await;
+    let slug = unique_slug("cachename");
+    let admin = format!("admin@{slug}.test");
+    app.create_org("Names", &slug, &admin).await;
+    let invited = format!("linus@{slug}.test");
+    let member = app.add_user(&slug, &invited, "member").await;
+    assert_eq!(member.display_name, "");
+    warm(&app, &admin, &slug).await;
+    let unnamed = get_org(&app, &admin, &slug).await.expect("read");
+    let listed = |o: &OrganizationDetails| {
+        o.members
+            .iter()
+            .find(|m| m.user_id == member.user_id)
+            .map(|m| m.display_name.clone())
+    };
+    assert_eq!(listed(&unnamed), Some(String::new()));
+
+    // The invited user signs in with a name, reading something else.
+    let named = token_with(orgd::auth::Claims {
+        email: invited.clone(),
+        exp: chrono::Utc::now().timestamp() + 3600,
+        name: Some("Linus".into()),
+        sub: None,
+        iat: None,
+        iss: None,
+        aud: None,
+    });
+    app.orgs()
+        .list_organizations(req(&named, ListOrganizationsRequest::default()))
+        .await
+        .expect("list");
+    // The admin's next read, from the snapshot, names them.
+    let seen = get_org(&app, &admin, &slug).await.expect("read");
+    assert_eq!(listed(&seen), Some("Linus".to_owned()));
+}

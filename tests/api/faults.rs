@@ -846,3 +846,107 @@ async fn a_request_id_refused_while_postgres_is_away_applies_once_when_it_return
     assert_eq!(first, again);
     assert_eq!(members_named(&app, "away", "late@away.test").await, 1);
 }
+
+/// The snapshot of hot reads across a PostgreSQL restart: while the database
+/// is away it stops answering within its bound (a change it cannot hear
+/// about could be committed by then), and after the restart a change made
+/// on another instance still reaches it within the bound (its listener
+/// reconnects and starts from an empty snapshot).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_snapshot_keeps_its_bound_across_a_postgres_restart() {
+    use orgd::store::snapshot::STALENESS_BOUND;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    if backend() != "postgres" {
+        return;
+    }
+    let cluster = OwnCluster::start();
+    let url = cluster.url.clone();
+    let first = TestApp::spawn_with(move |c| c.database_url = url).await;
+    let second = TestApp::spawn_on(&first.database_url, &first.storage_root).await;
+    first
+        .create_org("Restarted", "restarted", "admin@restarted.test")
+        .await;
+    let member = "member@restarted.test";
+    let member_id = first.add_user("restarted", member, "member").await.user_id;
+    let read = |app: &TestApp| {
+        let mut orgs = app.orgs();
+        async move {
+            let mut request = req(
+                &token(member),
+                GetOrganizationRequest {
+                    slug: "restarted".into(),
+                },
+            );
+            request.set_timeout(Duration::from_secs(5));
+            orgs.get_organization(request).await
+        }
+    };
+    // Read until the second instance answers from its snapshot.
+    let hits = || async {
+        crate::observability::sample(
+            &crate::observability::scrape(&second).await,
+            "orgd_cache_lookups_total",
+            &[("cache", "access"), ("result", "hit")],
+        )
+        .unwrap_or(0.0)
+    };
+    let mut warmed = false;
+    for _ in 0..200 {
+        read(&second).await.expect("a member reads");
+        if hits().await > 0.0 {
+            warmed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(warmed, "the second instance never answered from its snapshot");
+
+    cluster.pause();
+    tokio::time::sleep(STALENESS_BOUND * 2).await;
+    assert_error(read(&second).await, Code::Unavailable, "UNAVAILABLE");
+    cluster.resume();
+    wait_for_health(&first, ServingStatus::Serving).await;
+    wait_for_health(&second, ServingStatus::Serving).await;
+
+    // Removed on the first instance (retried while dead pooled connections
+    // fail a call or two)...
+    let mut attempts = 0;
+    loop {
+        let removed = first
+            .orgs()
+            .remove_user(req(
+                &root(),
+                RemoveUserRequest {
+                    slug: "restarted".into(),
+                    user_id: member_id.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await;
+        match removed {
+            Ok(_) => break,
+            Err(status) => {
+                assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+                attempts += 1;
+                assert!(attempts < 40, "the removal never went through");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    }
+    // ...and refused on the second once the bound has passed.
+    tokio::time::sleep(STALENESS_BOUND).await;
+    let mut attempts = 0;
+    loop {
+        match read(&second).await {
+            Err(status) if status.code() == Code::Unavailable => {
+                attempts += 1;
+                assert!(attempts < 40, "the second instance never came back");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            other => {
+                assert_error(other, Code::PermissionDenied, "NOT_AUTHORIZED");
+                break;
+            }
+        }
+    }
+}
