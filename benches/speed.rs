@@ -9,6 +9,10 @@
 //!   against a trivial tonic server (built here from the project's protos)
 //!   that answers the same `GetOrganizationResponse` from memory, closed
 //!   loop at 1 connection x 1 stream, 4 x 16 and 16 x 64. Target ≥ 0.6.
+//! - **GetOrganization over REST**, through a real Envoy configured from
+//!   envoy.yaml, against Envoy in front of the baseline: 32 HTTP/1.1
+//!   connections. Target ≥ 0.8. (Envoy comes from scripts/tools.sh
+//!   `ensure_envoy`, or ORGD_TEST_ENVOY.)
 //! - **Batch upserts**: `--batches` batches of 1,000 products into one new
 //!   space of that organization: rows per second (target 50,000 on
 //!   PostgreSQL, 80,000 on SQLite) and the mean time of the last tenth of the
@@ -34,11 +38,18 @@ use tonic::codegen::http;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
+// The tests' real Envoy, configured from envoy.yaml.
+#[allow(dead_code)]
+#[path = "../tests/api/envoy.rs"]
+mod envoy;
+
 const SECRET: &str = "benchmark-secret-0123456789";
 const ROOT: &str = "bench-root@orgd.test";
 /// (connections, streams per connection).
 const CONCURRENCIES: [(usize, usize); 3] = [(1, 1), (4, 16), (16, 64)];
 const BATCH: usize = 1_000;
+/// HTTP/1.1 connections of the REST measure.
+const REST_CONNS: usize = 32;
 
 struct Options {
     backends: Vec<String>,
@@ -155,12 +166,17 @@ impl tower::Service<http::Request<tonic::body::Body>> for Baseline {
     }
 }
 
-async fn serve_baseline(answer: GetOrganizationResponse) -> (String, tokio::sync::oneshot::Sender<()>) {
+async fn serve_baseline(
+    answer: GetOrganizationResponse,
+) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    // Health too: Envoy routes only to upstreams that pass its checks.
+    let (_, health) = tonic_health::server::health_reporter();
     tokio::spawn(
         tonic::transport::Server::builder()
+            .add_service(health)
             .add_service(Baseline {
                 answer: Arc::new(answer),
             })
@@ -181,7 +197,7 @@ async fn serve_baseline(answer: GetOrganizationResponse) -> (String, tokio::sync
                 },
             ),
     );
-    (format!("http://{addr}"), stop)
+    (addr, stop)
 }
 
 // ---------------------------------------------------------------------------
@@ -234,6 +250,47 @@ async fn closed_loop(uri: &str, conns: usize, streams: usize, seconds: u64, toke
     counted.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
 }
 
+/// GetOrganization through Envoy's REST transcoding: requests per second
+/// answered 200, closed loop over `conns` HTTP/1.1 keep-alive connections.
+async fn rest_loop(url: &str, conns: usize, seconds: u64, token: &str) -> f64 {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(conns)
+        .build()
+        .expect("client");
+    let counted = Arc::new(AtomicU64::new(0));
+    let counting = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let warm_up = Duration::from_secs(1);
+    let end = Instant::now() + warm_up + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let (client, url, token) = (client.clone(), url.to_owned(), token.to_owned());
+        let (counted, counting) = (counted.clone(), counting.clone());
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < end {
+                let reply = client
+                    .get(&url)
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .expect("GET through Envoy");
+                let status = reply.status();
+                let body = reply.bytes().await.expect("body");
+                assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+                if counting.load(Ordering::Relaxed) {
+                    counted.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(warm_up).await;
+    counting.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    for task in tasks {
+        task.await.expect("caller");
+    }
+    counted.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
 // ---------------------------------------------------------------------------
 // One backend
 // ---------------------------------------------------------------------------
@@ -244,6 +301,8 @@ struct Results {
     response_bytes: usize,
     /// (connections, streams, orgd req/s, baseline req/s) per concurrency.
     get: Vec<(usize, usize, f64, f64)>,
+    /// Through Envoy: to orgd, to the baseline (req/s).
+    rest: (f64, f64),
     rows_per_second: f64,
     first_tenth: Duration,
     last_tenth: Duration,
@@ -293,7 +352,8 @@ async fn measure(backend: &str, o: &Options) -> Results {
     let generate_secs = started.elapsed().as_secs_f64();
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let uri = format!("http://{}", listener.local_addr().expect("addr"));
+    let orgd_addr = listener.local_addr().expect("addr");
+    let uri = format!("http://{orgd_addr}");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(serve(app, listener, async {
         let _ = stopped.await;
@@ -315,7 +375,8 @@ async fn measure(backend: &str, o: &Options) -> Results {
         .expect("GetOrganization")
         .into_inner();
     let response_bytes = prost::Message::encoded_len(&answer);
-    let (baseline, stop_baseline) = serve_baseline(answer).await;
+    let (baseline_addr, stop_baseline) = serve_baseline(answer).await;
+    let baseline = format!("http://{baseline_addr}");
     let mut get = Vec::new();
     for (conns, streams) in CONCURRENCIES {
         eprintln!("  [{backend}] GetOrganization at {conns} x {streams}");
@@ -331,6 +392,16 @@ async fn measure(backend: &str, o: &Options) -> Results {
         .await;
         get.push((conns, streams, orgd, base));
     }
+    eprintln!("  [{backend}] GetOrganization through Envoy, {REST_CONNS} connections");
+    let path = format!("/organizations/{}", dataset.largest_slug);
+    let rest = {
+        let envoy = envoy::Envoy::start(&[orgd_addr]).await;
+        rest_loop(&envoy.url(&path), REST_CONNS, o.seconds, &member).await
+    };
+    let rest_baseline = {
+        let envoy = envoy::Envoy::start(&[baseline_addr]).await;
+        rest_loop(&envoy.url(&path), REST_CONNS, o.seconds, &member).await
+    };
     let _ = stop_baseline.send(());
 
     eprintln!("  [{backend}] {} batch upserts of {BATCH} products", o.batches);
@@ -402,6 +473,7 @@ async fn measure(backend: &str, o: &Options) -> Results {
         generate_secs,
         response_bytes,
         get,
+        rest: (rest, rest_baseline),
         rows_per_second,
         first_tenth,
         last_tenth,
@@ -435,6 +507,12 @@ async fn main() {
                 ratio / 0.6
             );
         }
+        let (rest, rest_baseline) = r.rest;
+        let ratio = rest / rest_baseline;
+        println!(
+            "| REST through Envoy, {REST_CONNS} connections (vs Envoy -> baseline) | {rest:.0} | {rest_baseline:.0} | {ratio:.2} | 0.80 | {:.2} |",
+            ratio / 0.8
+        );
         let target = if backend == "postgres" { 50_000.0 } else { 80_000.0 };
         println!(
             "\n| batch upserts ({} x {BATCH} products) | measured | target | ratio / target |",

@@ -106,9 +106,11 @@ impl Envoy {
     async fn wait_ready(&self) {
         let client = reqwest::Client::new();
         for _ in 0..300 {
-            // Without a token orgd answers 401: Envoy is up and routes to it.
+            // An answer other than 503 comes from the upstream (without a
+            // token orgd answers 401): Envoy is up, and its health checks
+            // let it route there.
             if let Ok(r) = client.get(format!("{}/organizations", self.base)).send().await
-                && r.status() == reqwest::StatusCode::UNAUTHORIZED
+                && r.status() != reqwest::StatusCode::SERVICE_UNAVAILABLE
             {
                 return;
             }
