@@ -13,6 +13,10 @@
 //!   envoy.yaml, against Envoy in front of the baseline: 32 HTTP/1.1
 //!   connections. Target ≥ 0.8. (Envoy comes from scripts/tools.sh
 //!   `ensure_envoy`, or ORGD_TEST_ENVOY.)
+//! - **Overload**: a second instance with admission control as served by
+//!   default; a search's capacity (closed loop, 128 callers), then twice that
+//!   offered in an open loop: answered per second over the capacity (target
+//!   ≥ 0.9), and how fast the excess is refused (RESOURCE_EXHAUSTED).
 //! - **Batch upserts**: `--batches` batches of 1,000 products into one new
 //!   space of that organization: rows per second (target 50,000 on
 //!   PostgreSQL, 80,000 on SQLite) and the mean time of the last tenth of the
@@ -29,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use orgd::auth::{AuthConfig, Claims, Secret, issue_token};
 use orgd::generate::{Plan, generate};
+use orgd::proto::aggregation_service_client::AggregationServiceClient;
 use orgd::proto::organization_service_client::OrganizationServiceClient;
 use orgd::proto::space_service_client::SpaceServiceClient;
 use orgd::proto::*;
@@ -291,6 +296,120 @@ async fn rest_loop(url: &str, conns: usize, seconds: u64, token: &str) -> f64 {
     counted.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
 }
 
+/// The overload measure's call: a search of the largest organization's
+/// products as its plain member (bound by the database, not the client).
+fn search(token: &str, slug: &str, term: &str) -> Request<ListProductsRequest> {
+    let mut request = req(
+        token,
+        ListProductsRequest {
+            slug: slug.to_owned(),
+            search: term.to_owned(),
+            ..Default::default()
+        },
+    );
+    request.set_timeout(Duration::from_secs(5));
+    request
+}
+
+async fn channels(uri: &str, n: usize) -> Vec<Channel> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(
+            Channel::from_shared(uri.to_owned())
+                .expect("uri")
+                .connect()
+                .await
+                .expect("connect"),
+        );
+    }
+    out
+}
+
+/// Searches per second, closed loop with `callers` over 4 connections:
+/// what the server can serve.
+async fn search_capacity(
+    uri: &str,
+    callers: usize,
+    seconds: u64,
+    token: &str,
+    slug: &str,
+    term: &str,
+) -> f64 {
+    let channels = channels(uri, 4).await;
+    let counted = Arc::new(AtomicU64::new(0));
+    let counting = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let warm_up = Duration::from_secs(1);
+    let end = Instant::now() + warm_up + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for c in 0..callers {
+        let mut client = AggregationServiceClient::new(channels[c % channels.len()].clone());
+        let (token, slug, term) = (token.to_owned(), slug.to_owned(), term.to_owned());
+        let (counted, counting) = (counted.clone(), counting.clone());
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < end {
+                let answered = client.list_products(search(&token, &slug, &term)).await.is_ok();
+                if answered && counting.load(Ordering::Relaxed) {
+                    counted.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(warm_up).await;
+    counting.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    for task in tasks {
+        task.await.expect("caller");
+    }
+    counted.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// What an open loop offering `rate` searches per second for `seconds`
+/// gets: answered per second, refused per second (RESOURCE_EXHAUSTED),
+/// the p99 time to a refusal, and calls that failed otherwise (timeouts).
+struct Offered {
+    goodput: f64,
+    refused: f64,
+    refusal_p99: Duration,
+    failed: u64,
+}
+
+async fn search_offered(uri: &str, rate: f64, seconds: u64, token: &str, slug: &str, term: &str) -> Offered {
+    let channels = channels(uri, 4).await;
+    let total = (rate * seconds as f64) as u64;
+    let period = Duration::from_secs_f64(1.0 / rate);
+    let started = tokio::time::Instant::now();
+    let mut tasks = Vec::with_capacity(total as usize);
+    for i in 0..total {
+        tokio::time::sleep_until(started + period * i as u32).await;
+        let mut client = AggregationServiceClient::new(channels[i as usize % channels.len()].clone());
+        let request = search(token, slug, term);
+        tasks.push(tokio::spawn(async move {
+            let sent = Instant::now();
+            let outcome = client.list_products(request).await.map(|_| ());
+            (outcome, sent.elapsed())
+        }));
+    }
+    let (mut ok, mut refused, mut failed) = (0u64, Vec::new(), 0u64);
+    for task in tasks {
+        match task.await.expect("call") {
+            (Ok(()), _) => ok += 1,
+            (Err(status), took) if status.code() == tonic::Code::ResourceExhausted => refused.push(took),
+            (Err(_), _) => failed += 1,
+        }
+    }
+    refused.sort();
+    let refusal_p99 = refused
+        .get((refused.len() * 99 / 100).min(refused.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or_default();
+    Offered {
+        goodput: ok as f64 / seconds as f64,
+        refused: refused.len() as f64 / seconds as f64,
+        refusal_p99,
+        failed,
+    }
+}
+
 // ---------------------------------------------------------------------------
 // One backend
 // ---------------------------------------------------------------------------
@@ -303,6 +422,9 @@ struct Results {
     get: Vec<(usize, usize, f64, f64)>,
     /// Through Envoy: to orgd, to the baseline (req/s).
     rest: (f64, f64),
+    /// Searches per second served closed-loop, and what twice that got.
+    capacity: f64,
+    offered: Offered,
     rows_per_second: f64,
     first_tenth: Duration,
     last_tenth: Duration,
@@ -404,6 +526,39 @@ async fn measure(backend: &str, o: &Options) -> Results {
     };
     let _ = stop_baseline.send(());
 
+    // Overload: a second instance as served by default (admission on), a
+    // search's capacity, then twice that offered in an open loop.
+    eprintln!("  [{backend}] overload: capacity, then twice that offered");
+    let mut defaults = config.clone();
+    defaults.admission = Default::default();
+    let guarded = build_app(&defaults).await.expect("second instance");
+    let guarded_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let guarded_uri = format!("http://{}", guarded_listener.local_addr().expect("addr"));
+    let (stop_guarded, guarded_stopped) = tokio::sync::oneshot::channel::<()>();
+    let guarded_server = tokio::spawn(serve(guarded, guarded_listener, async {
+        let _ = guarded_stopped.await;
+    }));
+    let capacity = search_capacity(
+        &guarded_uri,
+        128,
+        o.seconds,
+        &member,
+        &dataset.largest_slug,
+        &dataset.search_term,
+    )
+    .await;
+    let offered = search_offered(
+        &guarded_uri,
+        capacity * 2.0,
+        o.seconds,
+        &member,
+        &dataset.largest_slug,
+        &dataset.search_term,
+    )
+    .await;
+    let _ = stop_guarded.send(());
+    let _ = guarded_server.await;
+
     eprintln!("  [{backend}] {} batch upserts of {BATCH} products", o.batches);
     let root = token(ROOT);
     let space = SpaceServiceClient::new(channel.clone())
@@ -474,6 +629,8 @@ async fn measure(backend: &str, o: &Options) -> Results {
         response_bytes,
         get,
         rest: (rest, rest_baseline),
+        capacity,
+        offered,
         rows_per_second,
         first_tenth,
         last_tenth,
@@ -512,6 +669,25 @@ async fn main() {
         println!(
             "| REST through Envoy, {REST_CONNS} connections (vs Envoy -> baseline) | {rest:.0} | {rest_baseline:.0} | {ratio:.2} | 0.80 | {:.2} |",
             ratio / 0.8
+        );
+        let of = &r.offered;
+        println!(
+            "\n| overload: searches, offered {:.0}/s (2 x capacity {:.0}/s) | measured | target | ratio / target |",
+            r.capacity * 2.0,
+            r.capacity
+        );
+        println!("|---|---:|---:|---:|");
+        let kept = of.goodput / r.capacity;
+        println!(
+            "| goodput / capacity ({:.0}/s answered) | {kept:.2} | 0.90 | {:.2} |",
+            of.goodput,
+            kept / 0.9
+        );
+        println!(
+            "| refused fast: RESOURCE_EXHAUSTED {:.0}/s, p99 {} ms; other failures {} | | | |",
+            of.refused,
+            ms(of.refusal_p99),
+            of.failed
         );
         let target = if backend == "postgres" { 50_000.0 } else { 80_000.0 };
         println!(
