@@ -18,6 +18,9 @@
 //!   callers), then twice that offered in an open loop: answered per second
 //!   over the capacity (target ≥ 0.9), and how fast the excess is refused
 //!   (RESOURCE_EXHAUSTED).
+//! - **Memory**: peak RSS of `orgd serve` in a process of its own while
+//!   1,000 and then 10,000 streams read a small organization (targets 64 and
+//!   128 MiB).
 //! - **Batch upserts**: `--batches` batches of 1,000 products into one new
 //!   space of that organization: rows per second (target 50,000 on
 //!   PostgreSQL, 80,000 on SQLite) and the mean time of the last tenth of the
@@ -419,6 +422,85 @@ async fn search_offered(uri: &str, rate: f64, seconds: u64, token: &str, slug: &
     }
 }
 
+/// The largest resident set (KiB) of process `pid` while `conns` x `streams`
+/// callers read GetOrganization from it for `seconds`.
+async fn peak_rss(
+    pid: u32,
+    uri: &str,
+    conns: usize,
+    streams: usize,
+    seconds: u64,
+    token: &str,
+    slug: &str,
+) -> u64 {
+    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let peak = Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let (sampling, peak) = (sampling.clone(), peak.clone());
+        tokio::spawn(async move {
+            while sampling.load(Ordering::Relaxed) {
+                let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                let kib = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                    .unwrap_or(0);
+                peak.fetch_max(kib, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    closed_loop(uri, conns, streams, seconds, token, slug).await;
+    sampling.store(false, Ordering::Relaxed);
+    let _ = sampler.await;
+    peak.load(Ordering::Relaxed)
+}
+
+/// `orgd serve` in a process of its own on `database_url`, as served by
+/// default but without admission and rate limits (the callers are one
+/// user, in a closed loop); killed when dropped.
+async fn spawn_orgd(database_url: &str, dir: &std::path::Path) -> (tokio::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_orgd"))
+        .args(["serve", "--grpc-addr", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(dir)
+        .args([
+            "--database-url",
+            database_url,
+            "--max-in-flight",
+            "0",
+            "--rate-limit-caller",
+            "0",
+            "--rate-limit-org",
+            "0",
+        ])
+        .env("ORGD_JWT_SECRET", SECRET)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start orgd");
+    let uri = format!("http://127.0.0.1:{port}");
+    for _ in 0..200 {
+        if let Ok(channel) = Channel::from_shared(uri.clone()).expect("uri").connect().await {
+            let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+            if health
+                .check(tonic_health::pb::HealthCheckRequest::default())
+                .await
+                .is_ok()
+            {
+                return (child, uri);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("orgd did not start");
+}
+
 // ---------------------------------------------------------------------------
 // One backend
 // ---------------------------------------------------------------------------
@@ -434,6 +516,8 @@ struct Results {
     /// Searches per second served closed-loop, and what twice that got.
     capacity: f64,
     offered: Offered,
+    /// Peak RSS (KiB) under 1,000 and 10,000 streams.
+    rss: (u64, u64),
     rows_per_second: f64,
     first_tenth: Duration,
     last_tenth: Duration,
@@ -636,8 +720,30 @@ async fn measure(backend: &str, o: &Options) -> Results {
     let mean = |d: &[Duration]| d.iter().sum::<Duration>() / d.len().max(1) as u32;
     let first_tenth = mean(&times[..tenth]);
     let last_tenth = mean(&times[times.len() - tenth..]);
+    // A small organization of the member's, for the memory measure (the
+    // largest one's answer is the size of its spaces and members).
+    let small = format!("small-{}", uuid::Uuid::new_v4().simple());
+    OrganizationServiceClient::new(channel.clone())
+        .create_organization(req(
+            &root,
+            CreateOrganizationRequest {
+                name: "Small".into(),
+                slug: Some(small.clone()),
+                admin_email: dataset.member_email.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("small organization");
     let _ = stop.send(());
     let _ = server.await;
+
+    eprintln!("  [{backend}] memory of orgd in its own process under 1,000 and 10,000 streams");
+    let (child, orgd_uri) = spawn_orgd(&config.database_url, &dir.path().join("process")).await;
+    let pid = child.id().expect("pid");
+    let rss_1k = peak_rss(pid, &orgd_uri, 10, 100, o.seconds, &member, &small).await;
+    let rss_10k = peak_rss(pid, &orgd_uri, 100, 100, o.seconds, &member, &small).await;
+    drop(child);
     Results {
         rows: plan.content_rows(),
         generate_secs,
@@ -646,6 +752,7 @@ async fn measure(backend: &str, o: &Options) -> Results {
         rest: (rest, rest_baseline),
         capacity,
         offered,
+        rss: (rss_1k, rss_10k),
         rows_per_second,
         first_tenth,
         last_tenth,
@@ -703,6 +810,21 @@ async fn main() {
             of.refused,
             ms(of.refusal_p99),
             of.failed
+        );
+        let mib = |kib: u64| kib as f64 / 1024.0;
+        println!(
+            "\n| memory of orgd (its own process), GetOrganization of a small organization | peak RSS MiB | target MiB | ratio / target |"
+        );
+        println!("|---|---:|---:|---:|");
+        println!(
+            "| 1,000 streams (10 connections x 100) | {:.1} | 64 | {:.2} |",
+            mib(r.rss.0),
+            mib(r.rss.0) / 64.0
+        );
+        println!(
+            "| 10,000 streams (100 connections x 100) | {:.1} | 128 | {:.2} |",
+            mib(r.rss.1),
+            mib(r.rss.1) / 128.0
         );
         let target = if backend == "postgres" { 50_000.0 } else { 80_000.0 };
         println!(
