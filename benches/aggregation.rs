@@ -12,18 +12,18 @@
 
 use std::time::{Duration, Instant};
 
-use orgd::auth::{AuthConfig, Claims, Secret, issue_token};
+use orgd::auth::{AuthConfig, Secret};
 use orgd::domain::content::Scope;
 use orgd::domain::types::Email;
 use orgd::generate::{Dataset, Plan, generate};
 use orgd::proto::aggregation_service_client::AggregationServiceClient;
 use orgd::proto::*;
 use orgd::{ServerConfig, build_app, serve};
-use sqlx::Connection;
-use tonic::Request;
 use tonic::transport::Channel;
 
-const SECRET: &str = "benchmark-secret-0123456789";
+mod common;
+
+use common::{SECRET, database_url, req, token};
 
 struct Options {
     backends: Vec<String>,
@@ -39,60 +39,17 @@ fn options() -> Options {
         large: 1.0,
         iterations: 40,
     };
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i < args.len() {
-        let value = args.get(i + 1).cloned().unwrap_or_default();
-        match args[i].as_str() {
-            "--backends" => o.backends = value.split(',').map(str::to_owned).collect(),
+    common::flags(|name, value| {
+        match name {
+            "--backends" => o.backends = common::backends(value),
             "--small" => o.small = value.parse().expect("--small takes a number"),
             "--large" => o.large = value.parse().expect("--large takes a number"),
             "--iterations" => o.iterations = value.parse().expect("--iterations takes a number"),
-            // cargo bench passes --bench; ignore anything else.
-            _ => {
-                i += 1;
-                continue;
-            }
+            _ => return false,
         }
-        i += 2;
-    }
+        true
+    });
     o
-}
-
-async fn database_url(backend: &str, dir: &std::path::Path) -> String {
-    if backend == "sqlite" {
-        return format!("sqlite://{}", dir.join("bench.db").display());
-    }
-    let base = std::env::var("DATABASE_URL")
-        .expect("the postgres benchmark needs DATABASE_URL (see scripts/bench.sh)");
-    let name = format!("orgd_bench_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(&base).await.expect("connect");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await
-        .expect("create db");
-    let (prefix, _) = base.rsplit_once('/').expect("database in DATABASE_URL");
-    format!("{prefix}/{name}")
-}
-
-fn token(email: &str) -> String {
-    let claims = Claims {
-        email: email.into(),
-        exp: chrono::Utc::now().timestamp() + 24 * 3600,
-        name: None,
-        sub: None,
-        iat: None,
-        iss: None,
-        aud: None,
-    };
-    issue_token(&Secret::new(SECRET), &claims).expect("token")
-}
-
-fn req<T>(t: &str, m: T) -> Request<T> {
-    let mut r = Request::new(m);
-    r.metadata_mut()
-        .insert("authorization", format!("Bearer {t}").parse().expect("header"));
-    r
 }
 
 /// One measured case: a name and the call it makes.
@@ -276,7 +233,7 @@ struct Measured {
 async fn measure(backend: &str, scale: f64, iterations: usize) -> Measured {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = ServerConfig {
-        database_url: database_url(backend, dir.path()).await,
+        database_url: database_url(backend, dir.path(), "bench").await,
         storage_root: dir.path().join("storage"),
         auth: AuthConfig {
             hs256_secret: Secret::new(SECRET),

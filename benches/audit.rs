@@ -26,6 +26,8 @@ use orgd::store::{NewOrganization, NewSpace, StoreOptions};
 use sqlx::Connection;
 use uuid::Uuid;
 
+mod common;
+
 struct Options {
     backends: Vec<String>,
     events: i64,
@@ -40,43 +42,21 @@ fn options() -> Options {
         writers: 8,
         batches: 40,
     };
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i < args.len() {
-        let value = args.get(i + 1).cloned().unwrap_or_default();
-        match args[i].as_str() {
-            "--backends" => o.backends = value.split(',').map(str::to_owned).collect(),
+    common::flags(|name, value| {
+        match name {
+            "--backends" => o.backends = common::backends(value),
             "--events" => o.events = value.parse().expect("--events takes a number"),
             "--writers" => o.writers = value.parse().expect("--writers takes a number"),
             "--batches" => o.batches = value.parse().expect("--batches takes a number"),
-            _ => {
-                i += 1;
-                continue;
-            }
+            _ => return false,
         }
-        i += 2;
-    }
+        true
+    });
     o
 }
 
-async fn database_url(backend: &str, dir: &std::path::Path, name: &str) -> String {
-    if backend == "sqlite" {
-        return format!("sqlite://{}", dir.join(format!("{name}.db")).display());
-    }
-    let base = std::env::var("DATABASE_URL")
-        .expect("the postgres benchmark needs DATABASE_URL (see scripts/bench.sh)");
-    let db = format!("orgd_bench_{}", Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(&base).await.expect("connect");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
-        .execute(&mut admin)
-        .await
-        .expect("create db");
-    let (prefix, _) = base.rsplit_once('/').expect("database in DATABASE_URL");
-    format!("{prefix}/{db}")
-}
-
 async fn app(backend: &str, dir: &std::path::Path, name: &str, audit_trail: bool) -> (Arc<App>, String) {
-    let url = database_url(backend, dir, name).await;
+    let url = common::database_url(backend, dir, name).await;
     let options = StoreOptions {
         max_connections: 16,
         audit_trail,

@@ -35,14 +35,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use orgd::auth::{AuthConfig, Claims, Secret, issue_token};
+use orgd::auth::{AuthConfig, Secret};
 use orgd::generate::{Plan, generate};
 use orgd::proto::aggregation_service_client::AggregationServiceClient;
 use orgd::proto::organization_service_client::OrganizationServiceClient;
 use orgd::proto::space_service_client::SpaceServiceClient;
 use orgd::proto::*;
 use orgd::{ServerConfig, build_app, serve};
-use sqlx::Connection;
 use tonic::codegen::http;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
@@ -52,7 +51,9 @@ use tonic::{Request, Response, Status};
 #[path = "../tests/api/envoy.rs"]
 mod envoy;
 
-const SECRET: &str = "benchmark-secret-0123456789";
+mod common;
+
+use common::{SECRET, database_url, req, token};
 const ROOT: &str = "bench-root@orgd.test";
 /// (connections, streams per connection).
 const CONCURRENCIES: [(usize, usize); 3] = [(1, 1), (4, 16), (16, 64)];
@@ -76,61 +77,18 @@ fn options() -> Options {
         batches: 200,
         db_connections: 16,
     };
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i < args.len() {
-        let value = args.get(i + 1).cloned().unwrap_or_default();
-        match args[i].as_str() {
-            "--backends" => o.backends = value.split(',').map(str::to_owned).collect(),
+    common::flags(|name, value| {
+        match name {
+            "--backends" => o.backends = common::backends(value),
             "--scale" => o.scale = value.parse().expect("--scale takes a number"),
             "--seconds" => o.seconds = value.parse().expect("--seconds takes a number"),
             "--batches" => o.batches = value.parse().expect("--batches takes a number"),
             "--db-connections" => o.db_connections = value.parse().expect("--db-connections takes a number"),
-            // cargo bench passes --bench; ignore anything else.
-            _ => {
-                i += 1;
-                continue;
-            }
+            _ => return false,
         }
-        i += 2;
-    }
+        true
+    });
     o
-}
-
-async fn database_url(backend: &str, dir: &std::path::Path) -> String {
-    if backend == "sqlite" {
-        return format!("sqlite://{}", dir.join("bench.db").display());
-    }
-    let base = std::env::var("DATABASE_URL")
-        .expect("the postgres benchmark needs DATABASE_URL (see scripts/bench.sh)");
-    let name = format!("orgd_bench_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(&base).await.expect("connect");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await
-        .expect("create db");
-    let (prefix, _) = base.rsplit_once('/').expect("database in DATABASE_URL");
-    format!("{prefix}/{name}")
-}
-
-fn token(email: &str) -> String {
-    let claims = Claims {
-        email: email.into(),
-        exp: chrono::Utc::now().timestamp() + 24 * 3600,
-        name: None,
-        sub: None,
-        iat: None,
-        iss: None,
-        aud: None,
-    };
-    issue_token(&Secret::new(SECRET), &claims).expect("token")
-}
-
-fn req<T>(t: &str, m: T) -> Request<T> {
-    let mut r = Request::new(m);
-    r.metadata_mut()
-        .insert("authorization", format!("Bearer {t}").parse().expect("header"));
-    r
 }
 
 // ---------------------------------------------------------------------------
@@ -216,79 +174,25 @@ async fn serve_baseline(
 // Load
 // ---------------------------------------------------------------------------
 
-/// GetOrganization calls per second answered OK, closed loop: `streams`
-/// callers on each of `conns` connections, for `seconds` after a second of
-/// warm-up. Any other answer stops the benchmark.
-async fn closed_loop(uri: &str, conns: usize, streams: usize, seconds: u64, token: &str, slug: &str) -> f64 {
-    let mut channels = Vec::new();
-    for _ in 0..conns {
-        channels.push(
-            Channel::from_shared(uri.to_owned())
-                .expect("uri")
-                .connect()
-                .await
-                .expect("connect"),
-        );
-    }
+/// Calls per second answered, closed loop: `callers` tasks, each with the
+/// call `make` gives it for its index, calling one after another for
+/// `seconds` after a second of warm-up. A call answers whether it counts.
+async fn drive<C, F>(callers: usize, seconds: u64, make: impl Fn(usize) -> C) -> f64
+where
+    C: FnMut() -> F + Send + 'static,
+    F: std::future::Future<Output = bool> + Send,
+{
     let counted = Arc::new(AtomicU64::new(0));
     let counting = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let warm_up = Duration::from_secs(1);
     let end = Instant::now() + warm_up + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
-    for channel in &channels {
-        for _ in 0..streams {
-            let mut client = OrganizationServiceClient::new(channel.clone());
-            let (token, slug) = (token.to_owned(), slug.to_owned());
-            let (counted, counting) = (counted.clone(), counting.clone());
-            tasks.push(tokio::spawn(async move {
-                while Instant::now() < end {
-                    client
-                        .get_organization(req(&token, GetOrganizationRequest { slug: slug.clone() }))
-                        .await
-                        .unwrap_or_else(|e| panic!("GetOrganization failed under load: {e:?}"));
-                    if counting.load(Ordering::Relaxed) {
-                        counted.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }));
-        }
-    }
-    tokio::time::sleep(warm_up).await;
-    counting.store(true, Ordering::Relaxed);
-    let started = Instant::now();
-    for task in tasks {
-        task.await.expect("caller");
-    }
-    counted.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
-}
-
-/// GetOrganization through Envoy's REST transcoding: requests per second
-/// answered 200, closed loop over `conns` HTTP/1.1 keep-alive connections.
-async fn rest_loop(url: &str, conns: usize, seconds: u64, token: &str) -> f64 {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(conns)
-        .build()
-        .expect("client");
-    let counted = Arc::new(AtomicU64::new(0));
-    let counting = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let warm_up = Duration::from_secs(1);
-    let end = Instant::now() + warm_up + Duration::from_secs(seconds);
-    let mut tasks = Vec::new();
-    for _ in 0..conns {
-        let (client, url, token) = (client.clone(), url.to_owned(), token.to_owned());
+    for i in 0..callers {
+        let mut call = make(i);
         let (counted, counting) = (counted.clone(), counting.clone());
         tasks.push(tokio::spawn(async move {
             while Instant::now() < end {
-                let reply = client
-                    .get(&url)
-                    .bearer_auth(&token)
-                    .send()
-                    .await
-                    .expect("GET through Envoy");
-                let status = reply.status();
-                let body = reply.bytes().await.expect("body");
-                assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-                if counting.load(Ordering::Relaxed) {
+                if call().await && counting.load(Ordering::Relaxed) {
                     counted.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -301,6 +205,65 @@ async fn rest_loop(url: &str, conns: usize, seconds: u64, token: &str) -> f64 {
         task.await.expect("caller");
     }
     counted.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn channels(uri: &str, n: usize) -> Vec<Channel> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(
+            Channel::from_shared(uri.to_owned())
+                .expect("uri")
+                .connect()
+                .await
+                .expect("connect"),
+        );
+    }
+    out
+}
+
+/// GetOrganization calls per second, closed loop: `streams` callers on each
+/// of `conns` connections. Any answer but OK stops the benchmark.
+async fn closed_loop(uri: &str, conns: usize, streams: usize, seconds: u64, token: &str, slug: &str) -> f64 {
+    let channels = channels(uri, conns).await;
+    drive(conns * streams, seconds, |i| {
+        let client = OrganizationServiceClient::new(channels[i % conns].clone());
+        let (token, slug) = (token.to_owned(), slug.to_owned());
+        move || {
+            let mut client = client.clone();
+            let request = req(&token, GetOrganizationRequest { slug: slug.clone() });
+            async move {
+                client
+                    .get_organization(request)
+                    .await
+                    .unwrap_or_else(|e| panic!("GetOrganization failed under load: {e:?}"));
+                true
+            }
+        }
+    })
+    .await
+}
+
+/// GetOrganization through Envoy's REST transcoding: requests per second
+/// answered 200, closed loop over `conns` HTTP/1.1 keep-alive connections.
+async fn rest_loop(url: &str, conns: usize, seconds: u64, token: &str) -> f64 {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(conns)
+        .build()
+        .expect("client");
+    drive(conns, seconds, |_| {
+        let (client, url, token) = (client.clone(), url.to_owned(), token.to_owned());
+        move || {
+            let request = client.get(&url).bearer_auth(&token);
+            async move {
+                let reply = request.send().await.expect("GET through Envoy");
+                let status = reply.status();
+                let body = reply.bytes().await.expect("body");
+                assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+                true
+            }
+        }
+    })
+    .await
 }
 
 /// The overload measure's call: a search of the largest organization's
@@ -318,20 +281,6 @@ fn search(token: &str, slug: &str, term: &str) -> Request<ListProductsRequest> {
     request
 }
 
-async fn channels(uri: &str, n: usize) -> Vec<Channel> {
-    let mut out = Vec::new();
-    for _ in 0..n {
-        out.push(
-            Channel::from_shared(uri.to_owned())
-                .expect("uri")
-                .connect()
-                .await
-                .expect("connect"),
-        );
-    }
-    out
-}
-
 /// Searches per second, closed loop with `callers` over 4 connections:
 /// what the server can serve.
 async fn search_capacity(
@@ -343,31 +292,16 @@ async fn search_capacity(
     term: &str,
 ) -> f64 {
     let channels = channels(uri, 4).await;
-    let counted = Arc::new(AtomicU64::new(0));
-    let counting = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let warm_up = Duration::from_secs(1);
-    let end = Instant::now() + warm_up + Duration::from_secs(seconds);
-    let mut tasks = Vec::new();
-    for c in 0..callers {
-        let mut client = AggregationServiceClient::new(channels[c % channels.len()].clone());
+    drive(callers, seconds, |i| {
+        let client = AggregationServiceClient::new(channels[i % channels.len()].clone());
         let (token, slug, term) = (token.to_owned(), slug.to_owned(), term.to_owned());
-        let (counted, counting) = (counted.clone(), counting.clone());
-        tasks.push(tokio::spawn(async move {
-            while Instant::now() < end {
-                let answered = client.list_products(search(&token, &slug, &term)).await.is_ok();
-                if answered && counting.load(Ordering::Relaxed) {
-                    counted.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }));
-    }
-    tokio::time::sleep(warm_up).await;
-    counting.store(true, Ordering::Relaxed);
-    let started = Instant::now();
-    for task in tasks {
-        task.await.expect("caller");
-    }
-    counted.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+        move || {
+            let mut client = client.clone();
+            let request = search(&token, &slug, &term);
+            async move { client.list_products(request).await.is_ok() }
+        }
+    })
+    .await
 }
 
 /// What an open loop offering `rate` searches per second for `seconds`
@@ -526,7 +460,7 @@ struct Results {
 async fn measure(backend: &str, o: &Options) -> Results {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = ServerConfig {
-        database_url: database_url(backend, dir.path()).await,
+        database_url: database_url(backend, dir.path(), "bench").await,
         storage_root: dir.path().join("storage"),
         auth: AuthConfig {
             hs256_secret: Secret::new(SECRET),
