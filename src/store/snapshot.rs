@@ -160,8 +160,21 @@ pub struct Snapshot {
     /// anywhere has been applied; 0 until the first sync round.
     synced: AtomicU64,
     state: Mutex<State>,
-    metrics: CacheMetrics,
+    /// Handles into the metric families, made once (none when off): the
+    /// lookups by `CACHES` x `RESULTS`, the invalidations by `SOURCES`.
+    lookups: Vec<Counter>,
+    invalidations: Vec<Counter>,
 }
+
+const CACHES: [&str; 3] = ["caller", "access", "organization"];
+const RESULTS: [&str; 3] = ["hit", "miss", "bypass"];
+const SOURCES: [&str; 2] = ["local", "remote"];
+const CALLER: usize = 0;
+const ACCESS: usize = 1;
+const ORGANIZATION: usize = 2;
+const HIT: usize = 0;
+const MISS: usize = 1;
+const BYPASS: usize = 2;
 
 impl std::fmt::Debug for Snapshot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -185,7 +198,33 @@ impl Snapshot {
                 access: HashMap::new(),
                 details: HashMap::new(),
             }),
-            metrics,
+            lookups: if capacity == 0 {
+                Vec::new()
+            } else {
+                CACHES
+                    .iter()
+                    .flat_map(|cache| RESULTS.iter().map(move |result| (*cache, *result)))
+                    .map(|(cache, result)| {
+                        metrics
+                            .lookups
+                            .get_or_create(&CacheLabels { cache, result })
+                            .clone()
+                    })
+                    .collect()
+            },
+            invalidations: if capacity == 0 {
+                Vec::new()
+            } else {
+                SOURCES
+                    .iter()
+                    .map(|source| {
+                        metrics
+                            .invalidations
+                            .get_or_create(&InvalidationLabels { source })
+                            .clone()
+                    })
+                    .collect()
+            },
         }
     }
 
@@ -210,11 +249,10 @@ impl Snapshot {
         synced != 0 && self.clock().saturating_sub(synced) <= STALENESS_BOUND.as_micros() as u64
     }
 
-    fn count(&self, cache: &'static str, result: &'static str) {
-        self.metrics
-            .lookups
-            .get_or_create(&CacheLabels { cache, result })
-            .inc();
+    fn count(&self, cache: usize, result: usize) {
+        if let Some(counter) = self.lookups.get(cache * RESULTS.len() + result) {
+            counter.inc();
+        }
     }
 
     /// A ticket for a read about to go to the database, or `None` when what
@@ -229,7 +267,7 @@ impl Snapshot {
 
     fn lookup<K, V, Q>(
         &self,
-        cache: &'static str,
+        cache: usize,
         map: impl Fn(&State) -> &HashMap<K, Entry<V>>,
         key: &Q,
     ) -> Option<V>
@@ -242,7 +280,7 @@ impl Snapshot {
             return None;
         }
         if !self.fresh() {
-            self.count(cache, "bypass");
+            self.count(cache, BYPASS);
             return None;
         }
         let found = self.state.lock().ok().and_then(|state| {
@@ -251,7 +289,7 @@ impl Snapshot {
                 .filter(|entry| state.valid(entry))
                 .map(|entry| entry.value.clone())
         });
-        self.count(cache, if found.is_some() { "hit" } else { "miss" });
+        self.count(cache, if found.is_some() { HIT } else { MISS });
         found
     }
 
@@ -294,7 +332,7 @@ impl Snapshot {
 
     /// The user behind an email.
     pub fn user(&self, email: &str) -> Option<User> {
-        self.lookup("caller", |s| &s.users, email)
+        self.lookup(CALLER, |s| &s.users, email)
     }
 
     pub fn put_user(&self, ticket: Option<Ticket>, user: &User) {
@@ -315,7 +353,7 @@ impl Snapshot {
         }
         // The key is owned; build it once per lookup.
         let key = (slug.to_owned(), user);
-        self.lookup("access", |s| &s.access, &key)
+        self.lookup(ACCESS, |s| &s.access, &key)
     }
 
     pub fn put_access(&self, ticket: Option<Ticket>, slug: &str, user: Uuid, access: &OrgAccess) {
@@ -331,7 +369,7 @@ impl Snapshot {
 
     /// An organization's details (spaces, first members, member count).
     pub fn details(&self, org: Uuid) -> Option<Arc<OrganizationDetails>> {
-        self.lookup("organization", |s| &s.details, &org)
+        self.lookup(ORGANIZATION, |s| &s.details, &org)
     }
 
     pub fn put_details(&self, ticket: Option<Ticket>, details: Arc<OrganizationDetails>) {
@@ -367,10 +405,10 @@ impl Snapshot {
                 }
             }
         }
-        self.metrics
-            .invalidations
-            .get_or_create(&InvalidationLabels { source })
-            .inc();
+        let index = usize::from(source != SOURCES[0]);
+        if let Some(counter) = self.invalidations.get(index) {
+            counter.inc();
+        }
     }
 }
 
