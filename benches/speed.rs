@@ -391,7 +391,7 @@ async fn peak_rss(
 }
 
 /// `orgd serve` in a process of its own on `database_url`, as served by
-/// default but without admission and rate limits (the callers are one
+/// default but without admission (at the door and at the database) and rate limits (the callers are one
 /// user, in a closed loop); killed when dropped.
 async fn spawn_orgd(database_url: &str, dir: &std::path::Path) -> (tokio::process::Child, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -407,6 +407,8 @@ async fn spawn_orgd(database_url: &str, dir: &std::path::Path) -> (tokio::proces
             database_url,
             "--max-in-flight",
             "0",
+            "--db-read-wait-ms",
+            "30000",
             "--rate-limit-caller",
             "0",
             "--rate-limit-org",
@@ -479,6 +481,7 @@ async fn measure(backend: &str, o: &Options) -> Results {
         admission: orgd::api::admission::AdmissionConfig {
             max_in_flight: 0,
             wait: Duration::from_millis(100),
+            read_wait: Duration::from_secs(30),
         },
         rate_limits: orgd::ratelimit::RateLimitConfig {
             caller: 0.0,

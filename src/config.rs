@@ -177,6 +177,10 @@ pub struct ServeArgs {
     /// How long a call waits for a turn when --max-in-flight are running.
     #[arg(long, env = "ORGD_ADMISSION_WAIT_MS", default_value_t = 100)]
     pub admission_wait_ms: u64,
+    /// How long a read waits for a database reader when every one is busy
+    /// before the call gets RESOURCE_EXHAUSTED (OVERLOADED).
+    #[arg(long, env = "ORGD_DB_READ_WAIT_MS", default_value_t = 100)]
+    pub db_read_wait_ms: u64,
     /// How long a deleted organization or space can be restored before it
     /// is purged (e.g. 30d, 12h); 0 purges at once.
     #[arg(long, env = "ORGD_SOFT_DELETE_WINDOW", default_value = "30d")]

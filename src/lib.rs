@@ -103,6 +103,7 @@ pub async fn build_app(config: &ServerConfig) -> Result<Arc<App>, String> {
         busy_timeout: config.db_busy_timeout,
         metrics: metrics.store(),
         cache_entries: config.cache_entries,
+        read_wait: config.admission.read_wait,
         ..StoreOptions::default()
     };
     let store = store::connect(&config.database_url, &options).await?;

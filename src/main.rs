@@ -69,6 +69,7 @@ async fn run_serve(args: ServeArgs) -> Result<(), String> {
         admission: orgd::api::admission::AdmissionConfig {
             max_in_flight: args.max_in_flight,
             wait: std::time::Duration::from_millis(args.admission_wait_ms),
+            read_wait: std::time::Duration::from_millis(args.db_read_wait_ms),
         },
         rate_limits: orgd::ratelimit::RateLimitConfig {
             caller: args.rate_limit_caller,

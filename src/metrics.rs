@@ -91,6 +91,9 @@ pub struct StoreMetrics {
     pub write_acquire: Histogram,
     pub audit_appends: Counter,
     pub cache: crate::store::snapshot::CacheMetrics,
+    /// Calls refused at capacity: by admission, or because no database
+    /// reader came free within the read wait.
+    pub overloaded: Counter,
 }
 
 impl Default for StoreMetrics {
@@ -99,6 +102,7 @@ impl Default for StoreMetrics {
             write_acquire: Histogram::new(RPC_BUCKETS),
             audit_appends: Counter::default(),
             cache: Default::default(),
+            overloaded: Counter::default(),
         }
     }
 }
@@ -119,7 +123,6 @@ pub struct Metrics {
     pools: Family<PoolLabels, Gauge>,
     store: StoreMetrics,
     rate_limited: Family<LimitLabels, Counter>,
-    overloaded: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -198,11 +201,11 @@ impl Metrics {
             "Calls refused by a rate limit, by limit (caller, organization)",
             rate_limited.clone(),
         );
-        let overloaded = Counter::default();
         registry.register(
             "orgd_overloaded",
-            "Calls refused because the server was at capacity (--max-in-flight)",
-            overloaded.clone(),
+            "Calls refused because the server was at capacity (--max-in-flight, or no database \
+             reader free within --db-read-wait-ms)",
+            store.overloaded.clone(),
         );
         let build = Family::<BuildLabels, Gauge>::default();
         build
@@ -219,13 +222,12 @@ impl Metrics {
             pools,
             store,
             rate_limited,
-            overloaded,
         })
     }
 
     /// A call refused at capacity.
     pub fn overloaded(&self) {
-        self.overloaded.inc();
+        self.store.overloaded.inc();
     }
 
     /// A call a rate limit refused.

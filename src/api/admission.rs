@@ -17,7 +17,7 @@ use tonic::body::Body;
 use tonic::codegen::http;
 use tower::{Layer, Service};
 
-use crate::domain::{Error, ErrorKind};
+use crate::domain::Error;
 use crate::metrics::Metrics;
 
 /// How many calls run at once and how long one may wait for its turn.
@@ -26,6 +26,10 @@ pub struct AdmissionConfig {
     /// 0 admits everything.
     pub max_in_flight: usize,
     pub wait: Duration,
+    /// How long an admitted call's read waits for a database reader when
+    /// every one is in use (see `store::SqlStore::read`): admission bounds
+    /// the calls in the server, this bounds the queue at the database.
+    pub read_wait: Duration,
 }
 
 impl Default for AdmissionConfig {
@@ -33,12 +37,10 @@ impl Default for AdmissionConfig {
         Self {
             max_in_flight: 256,
             wait: Duration::from_millis(100),
+            read_wait: crate::store::DEFAULT_READ_WAIT,
         }
     }
 }
-
-/// What a refused caller is told to wait before retrying.
-const RETRY_AFTER: Duration = Duration::from_millis(500);
 
 #[derive(Clone)]
 pub struct AdmissionLayer {
@@ -79,20 +81,7 @@ pub struct Admitted<S> {
 }
 
 fn overloaded() -> Status {
-    Status::from(
-        Error::new(
-            ErrorKind::ResourceExhausted,
-            "OVERLOADED",
-            "the server is at capacity; retry shortly",
-        )
-        .rate_limited(crate::domain::error::RateLimited {
-            scope: "server",
-            limit: 0,
-            remaining: 0,
-            reset_secs: 1,
-            retry_after: RETRY_AFTER,
-        }),
-    )
+    Status::from(Error::overloaded())
 }
 
 impl<S> Service<http::Request<Body>> for Admitted<S>

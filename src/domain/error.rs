@@ -131,7 +131,28 @@ impl Error {
             "the service is temporarily unavailable, try again",
         )
     }
+
+    /// The server is at capacity (SPEC §5, overload): RESOURCE_EXHAUSTED
+    /// `OVERLOADED` with a RetryInfo, refused before the call queues into
+    /// a timeout.
+    pub fn overloaded() -> Self {
+        Self::new(
+            ErrorKind::ResourceExhausted,
+            "OVERLOADED",
+            "the server is at capacity; retry shortly",
+        )
+        .rate_limited(RateLimited {
+            scope: "server",
+            limit: 0,
+            remaining: 0,
+            reset_secs: 1,
+            retry_after: OVERLOADED_RETRY_AFTER,
+        })
+    }
 }
+
+/// What a caller refused at capacity is told to wait before retrying.
+const OVERLOADED_RETRY_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

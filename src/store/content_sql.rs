@@ -357,7 +357,7 @@ where
              JOIN space_stats st ON st.space_id = s.id WHERE"
         ));
         Self::push_visible_spaces(&mut qb, scope);
-        Ok(qb.build_query_scalar().fetch_one(store.reader()).await?)
+        Ok(qb.build_query_scalar().fetch_one(&mut *store.read().await?).await?)
     }
 
     /// The counter columns of the given statuses (all when none).
@@ -411,7 +411,7 @@ where
         }
         let mut qb = QueryBuilder::<DB>::new("SELECT s.id FROM spaces s WHERE");
         Self::push_visible_spaces(&mut qb, scope);
-        Ok(Some(qb.build_query_scalar().fetch_all(store.reader()).await?))
+        Ok(Some(qb.build_query_scalar().fetch_all(&mut *store.read().await?).await?))
     }
 
     fn push_scope(qb: &mut QueryBuilder<DB>, scope: &Scope, visible: &Option<Vec<Uuid>>) {
@@ -501,14 +501,14 @@ where
                 count
                     .build_query_scalar()
                     .persistent(!searching)
-                    .fetch_one(store.reader())
+                    .fetch_one(&mut *store.read().await?)
                     .await?
             }
         };
         let rows = rows
             .build()
             .persistent(!searching)
-            .fetch_all(store.reader())
+            .fetch_all(&mut *store.read().await?)
             .await?
             .iter()
             .map(listing.decode)
@@ -550,7 +550,7 @@ where
         for (name, mut qb) in plans {
             let lines = qb
                 .build()
-                .fetch_all(store.reader())
+                .fetch_all(&mut *store.read().await?)
                 .await?
                 .iter()
                 .map(|row| row.try_get::<String, _>(DB::EXPLAIN_COLUMN))
@@ -1071,7 +1071,7 @@ where
             ")), 0) AS BIGINT) AS past FROM spaces s LEFT JOIN space_stats st ON st.space_id = s.id WHERE",
         );
         Self::push_visible_spaces(&mut qb, scope);
-        let row = qb.build().fetch_one(self.reader()).await?;
+        let row = qb.build().fetch_one(&mut *self.read().await?).await?;
         let ran: i64 = row.try_get("ran")?;
         let passed: i64 = row.try_get("passed")?;
 
@@ -1081,7 +1081,7 @@ where
         expired.push_bind(today * EXPIRY_DAY);
         expired.push(" AND c.expires_at <= ");
         expired.push_bind(now);
-        let expired_today: i64 = expired.build_query_scalar().fetch_one(self.reader()).await?;
+        let expired_today: i64 = expired.build_query_scalar().fetch_one(&mut *self.read().await?).await?;
         let active: i64 = row.try_get("active")?;
         let past: i64 = row.try_get("past")?;
         let active_contracts = active - past - expired_today;
@@ -1097,7 +1097,7 @@ where
         let total_users: i64 =
             sqlx::query_scalar("SELECT count(*) FROM memberships WHERE organization_id = $1")
                 .bind(scope.org)
-                .fetch_one(self.reader())
+                .fetch_one(&mut *self.read().await?)
                 .await?;
         Ok(Stats {
             total_spaces: row.try_get("spaces")?,

@@ -5,6 +5,8 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use sqlx::migrate::{Migrate, Migrator};
 use sqlx::{Database, Pool, QueryBuilder};
@@ -80,6 +82,7 @@ pub struct Tx<DB: Dialect> {
     inner: sqlx::Transaction<'static, DB>,
     touched: Vec<Tag>,
     snapshot: Arc<Snapshot>,
+    _held: Held,
 }
 
 impl<DB: Dialect> std::ops::Deref for Tx<DB> {
@@ -144,6 +147,50 @@ where
     Ok(())
 }
 
+/// How many of a pool's connections callers hold now: what tells a pool
+/// that is busy (every connection in use) from one that cannot connect.
+#[derive(Clone, Default)]
+pub(super) struct InUse(Arc<AtomicUsize>);
+
+impl InUse {
+    fn hold(&self) -> Held {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Held(self.0.clone())
+    }
+
+    fn count(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// One connection counted in an `InUse` until dropped.
+struct Held(Arc<AtomicUsize>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A reader connection (see `SqlStore::read`).
+pub(super) struct ReadConn<DB: Database> {
+    conn: sqlx::pool::PoolConnection<DB>,
+    _held: Held,
+}
+
+impl<DB: Database> std::ops::Deref for ReadConn<DB> {
+    type Target = DB::Connection;
+    fn deref(&self) -> &Self::Target {
+        &self.conn
+    }
+}
+
+impl<DB: Database> std::ops::DerefMut for ReadConn<DB> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.conn
+    }
+}
+
 /// The store over one backend: a pool for writes and one for reads (the
 /// same pool on PostgreSQL; SQLite has one writer connection).
 pub struct SqlStore<DB: Database> {
@@ -155,6 +202,12 @@ pub struct SqlStore<DB: Database> {
     pub(super) metrics: crate::metrics::StoreMetrics,
     /// Hot reads kept in memory (see `snapshot`).
     pub(super) snapshot: Arc<Snapshot>,
+    /// How long a read waits for a reader connection (see `read`).
+    pub(super) read_wait: Duration,
+    /// Connections of `reader` and of `writer` held now (one count on
+    /// PostgreSQL, where they are one pool).
+    pub(super) readers_in_use: InUse,
+    pub(super) writers_in_use: InUse,
 }
 
 impl<DB: Dialect> SqlStore<DB> {
@@ -169,6 +222,7 @@ impl<DB: Dialect> SqlStore<DB> {
             inner: tx?,
             touched: Vec::new(),
             snapshot: self.snapshot.clone(),
+            _held: self.writers_in_use.hold(),
         })
     }
 
@@ -179,6 +233,7 @@ impl<DB: Dialect> SqlStore<DB> {
             inner: self.writer.begin_with(DB::BEGIN_WRITE).await?,
             touched: Vec::new(),
             snapshot: self.snapshot.clone(),
+            _held: self.writers_in_use.hold(),
         })
     }
 }
@@ -190,5 +245,44 @@ impl<DB: Database> SqlStore<DB> {
 
     pub(super) fn reader(&self) -> &Pool<DB> {
         &self.reader
+    }
+
+    /// A reader connection, for the statements of one read. A read that
+    /// finds every reader in use and none free within `read_wait` is
+    /// refused `OVERLOADED` (SPEC §5, overload): waiting longer would only
+    /// add its latency to the queue's, and the caller is better told to
+    /// retry. One that cannot get a connection because the database cannot
+    /// be reached is `UNAVAILABLE`, as before.
+    pub(super) async fn read(&self) -> Result<ReadConn<DB>> {
+        match tokio::time::timeout(self.read_wait, self.reader.acquire()).await {
+            Ok(Ok(conn)) => Ok(ReadConn {
+                conn,
+                _held: self.readers_in_use.hold(),
+            }),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) if self.busy() => {
+                self.metrics.overloaded.inc();
+                Err(Error::overloaded())
+            }
+            Err(_) => Err(Error::unavailable(format!(
+                "no reader connection within {:?}: {} open of {}, {} in use",
+                self.read_wait,
+                self.reader.size(),
+                self.reader.options().get_max_connections(),
+                self.readers_in_use.count(),
+            ))),
+        }
+    }
+
+    /// Whether a read that got no connection found the pool busy rather
+    /// than the database away: every connection is open or being opened,
+    /// none is idle, and callers hold some (the rest may be on their way
+    /// back to the pool). When the database cannot be reached, callers
+    /// hold none: connecting fails, and what they held failed and was
+    /// dropped.
+    fn busy(&self) -> bool {
+        self.reader.size() >= self.reader.options().get_max_connections()
+            && self.reader.num_idle() == 0
+            && self.readers_in_use.count() > 0
     }
 }

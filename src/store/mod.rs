@@ -482,7 +482,13 @@ pub struct StoreOptions {
     /// organization details hold a tenth); 0 turns it off. It answers only
     /// while `serve` keeps it in step with the database.
     pub cache_entries: usize,
+    /// How long a read waits for a reader connection when every one is in
+    /// use before it is refused `OVERLOADED` (see `SqlStore::read`).
+    pub read_wait: std::time::Duration,
 }
+
+/// How long a read waits for a free reader by default.
+pub const DEFAULT_READ_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Entries of the snapshot of hot reads by default.
 pub const DEFAULT_CACHE_ENTRIES: usize = 10_000;
@@ -495,6 +501,7 @@ impl Default for StoreOptions {
             busy_timeout: std::time::Duration::from_secs(10),
             metrics: crate::metrics::StoreMetrics::default(),
             cache_entries: DEFAULT_CACHE_ENTRIES,
+            read_wait: DEFAULT_READ_WAIT,
         }
     }
 }

@@ -115,6 +115,7 @@ impl SqlStore<Postgres> {
             .connect_with(connect)
             .await
             .map_err(|e| format!("cannot reach the database {shown}: {e}"))?;
+        let in_use = super::dialect::InUse::default();
         Ok(Self {
             writer: pool.clone(),
             reader: pool,
@@ -124,6 +125,10 @@ impl SqlStore<Postgres> {
                 options.cache_entries,
                 options.metrics.cache.clone(),
             )),
+            read_wait: options.read_wait,
+            // One pool: reads and writes hold its connections alike.
+            readers_in_use: in_use.clone(),
+            writers_in_use: in_use,
         })
     }
 }

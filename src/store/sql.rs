@@ -1131,7 +1131,7 @@ where
             "SELECT id, email, display_name, is_superadmin, created_at FROM users WHERE email = $1",
         )
         .bind(email.as_str().to_owned())
-        .fetch_optional(self.reader())
+        .fetch_optional(&mut *self.read().await?)
         .await?;
         let user = row.as_ref().map(Self::user_from).transpose()?;
         if let Some(user) = &user {
@@ -1267,7 +1267,7 @@ where
         )))
         .bind(slug.to_owned())
         .bind(user)
-        .fetch_optional(self.reader())
+        .fetch_optional(&mut *self.read().await?)
         .await?;
         let Some(row) = row else { return Ok(None) };
         let access = OrgAccess {
@@ -1293,7 +1293,7 @@ where
         let rows = sqlx::query(view_sql())
             .bind(slug.to_owned())
             .bind(user)
-            .fetch_all(self.reader())
+            .fetch_all(&mut *self.read().await?)
             .await?;
         let mut head = None;
         let (mut spaces, mut members) = (Vec::new(), Vec::new());
@@ -1342,7 +1342,7 @@ where
              ORDER BY s.created_at DESC, s.id DESC"
         )))
         .bind(org.id)
-        .fetch_all(self.reader())
+        .fetch_all(&mut *self.read().await?)
         .await?
         .iter()
         .map(Self::space_from)
@@ -1352,7 +1352,7 @@ where
              ORDER BY m.created_at DESC, m.user_id DESC LIMIT 1000"
         )))
         .bind(org.id)
-        .fetch_all(self.reader())
+        .fetch_all(&mut *self.read().await?)
         .await?
         .iter()
         .map(Self::member_from)
@@ -1366,7 +1366,7 @@ where
              FROM organizations o WHERE o.id = $1"
         )))
         .bind(org.id)
-        .fetch_optional(self.reader())
+        .fetch_optional(&mut *self.read().await?)
         .await?
         .ok_or_else(|| Error::org_not_found(&org.slug))?;
         let details = Arc::new(OrganizationDetails {
@@ -1412,14 +1412,14 @@ where
         let total: i64 = build("SELECT count(*)")
             .build_query_scalar()
             .persistent(filter.search.is_none())
-            .fetch_one(self.reader())
+            .fetch_one(&mut *self.read().await?)
             .await?;
         let mut qb = build(&format!("SELECT {ORG_COLUMNS}"));
         Self::push_page(&mut qb, "o.created_at", "o.id", &page);
         let orgs = qb
             .build()
             .persistent(filter.search.is_none())
-            .fetch_all(self.reader())
+            .fetch_all(&mut *self.read().await?)
             .await?
             .iter()
             .map(Self::org_from)
@@ -1445,7 +1445,7 @@ where
         }
         qb.push(") ORDER BY s.organization_id, s.name, s.id");
         let mut spaces: std::collections::HashMap<Uuid, Vec<SpaceRef>> = std::collections::HashMap::new();
-        for row in qb.build().fetch_all(self.reader()).await? {
+        for row in qb.build().fetch_all(&mut *self.read().await?).await? {
             let org: Uuid = row.try_get("organization_id")?;
             spaces.entry(org).or_default().push(SpaceRef {
                 id: row.try_get("id")?,
@@ -1462,7 +1462,7 @@ where
         }
         qb.push(") GROUP BY organization_id");
         let mut counts: std::collections::HashMap<Uuid, i64> = std::collections::HashMap::new();
-        for row in qb.build().fetch_all(self.reader()).await? {
+        for row in qb.build().fetch_all(&mut *self.read().await?).await? {
             counts.insert(row.try_get("organization_id")?, row.try_get("n")?);
         }
         let items = page
@@ -2187,13 +2187,13 @@ where
         };
         let total: i64 = build("SELECT count(*) FROM invitations i")
             .build_query_scalar()
-            .fetch_one(self.reader())
+            .fetch_one(&mut *self.read().await?)
             .await?;
         let mut qb = build(INVITATION_SELECT);
         Self::push_page(&mut qb, "i.created_at", "i.id", &page);
         let rows = qb
             .build()
-            .fetch_all(self.reader())
+            .fetch_all(&mut *self.read().await?)
             .await?
             .iter()
             .map(Self::invitation_from)
@@ -2224,7 +2224,7 @@ where
         let total: i64 = build("SELECT count(*)")
             .build_query_scalar()
             .persistent(filter.search.is_none())
-            .fetch_one(self.reader())
+            .fetch_one(&mut *self.read().await?)
             .await?;
         let mut qb = build(
             "SELECT u.id AS user_id, u.email, u.display_name, m.role, m.created_at AS joined_at, m.version",
@@ -2233,7 +2233,7 @@ where
         let rows = qb
             .build()
             .persistent(filter.search.is_none())
-            .fetch_all(self.reader())
+            .fetch_all(&mut *self.read().await?)
             .await?
             .iter()
             .map(Self::member_from)
@@ -2313,7 +2313,7 @@ where
         )))
         .bind(space)
         .bind(user)
-        .fetch_optional(self.reader())
+        .fetch_optional(&mut *self.read().await?)
         .await?;
         let Some(row) = row else { return Ok(None) };
         Ok(Some(SpaceAccess {
@@ -2367,14 +2367,14 @@ where
         let total: i64 = build("SELECT count(*)")
             .build_query_scalar()
             .persistent(filter.search.is_none())
-            .fetch_one(self.reader())
+            .fetch_one(&mut *self.read().await?)
             .await?;
         let mut qb = build(&format!("SELECT {SPACE_COLUMNS}"));
         Self::push_page(&mut qb, "s.created_at", "s.id", &page);
         let rows = qb
             .build()
             .persistent(filter.search.is_none())
-            .fetch_all(self.reader())
+            .fetch_all(&mut *self.read().await?)
             .await?
             .iter()
             .map(Self::space_from)
@@ -2581,7 +2581,7 @@ where
             "SELECT id FROM spaces WHERE purge_at IS NOT NULL AND purge_at <= $1 ORDER BY purge_at LIMIT 500",
         )
         .bind(now)
-        .fetch_all(self.reader())
+        .fetch_all(&mut *self.read().await?)
         .await?;
         for space in spaces {
             let mut tx = self.write_tx().await?;
@@ -2619,7 +2619,7 @@ where
             "SELECT id FROM organizations WHERE purge_at IS NOT NULL AND purge_at <= $1 ORDER BY purge_at LIMIT 500",
         )
         .bind(now)
-        .fetch_all(self.reader())
+        .fetch_all(&mut *self.read().await?)
         .await?;
         let mut purged = Vec::with_capacity(orgs.len());
         for org in orgs {
@@ -2658,7 +2658,7 @@ where
     async fn list_space_members(&self, space: Uuid, page: PageRequest) -> Result<Page<Member>> {
         let total: i64 = sqlx::query_scalar("SELECT count(*) FROM space_members WHERE space_id = $1")
             .bind(space)
-            .fetch_one(self.reader())
+            .fetch_one(&mut *self.read().await?)
             .await?;
         let mut qb = QueryBuilder::<DB>::new(SPACE_MEMBER_SELECT);
         qb.push(" WHERE m.space_id = ");
@@ -2666,7 +2666,7 @@ where
         Self::push_page(&mut qb, "m.created_at", "m.user_id", &page);
         let rows = qb
             .build()
-            .fetch_all(self.reader())
+            .fetch_all(&mut *self.read().await?)
             .await?
             .iter()
             .map(Self::member_from)
@@ -2817,7 +2817,7 @@ where
         .bind(caller)
         .bind(request_id)
         .bind(now_micros() - crate::store::REQUEST_ID_TTL_MICROS)
-        .fetch_optional(self.reader())
+        .fetch_optional(&mut *self.read().await?)
         .await?;
         let Some(row) = row else { return Ok(None) };
         Ok(Some(RequestRecord {
@@ -2874,12 +2874,12 @@ where
              FROM organizations WHERE id = $1",
         )
         .bind(org)
-        .fetch_optional(self.reader())
+        .fetch_optional(&mut *self.read().await?)
         .await?;
         let Some(row) = row else { return Ok(None) };
         let spaces: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM spaces WHERE organization_id = $1")
             .bind(org)
-            .fetch_all(self.reader())
+            .fetch_all(&mut *self.read().await?)
             .await?;
         Ok(Some(StorageState {
             org: Self::org_from(&row)?,
@@ -2896,7 +2896,7 @@ where
         }
         qb.push(" ORDER BY id LIMIT ");
         qb.push_bind(limit);
-        Ok(qb.build_query_scalar().fetch_all(self.reader()).await?)
+        Ok(qb.build_query_scalar().fetch_all(&mut *self.read().await?).await?)
     }
 
     #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "audit_head"))]
@@ -2906,7 +2906,7 @@ where
              base_signature, deleted_at FROM audit_heads WHERE organization_id = $1",
         )
         .bind(org)
-        .fetch_optional(self.reader())
+        .fetch_optional(&mut *self.read().await?)
         .await?;
         let Some(row) = row else { return Ok(None) };
         let base_seq: i64 = row.try_get("base_seq")?;
@@ -2945,7 +2945,7 @@ where
         }
         qb.push(" ORDER BY organization_id LIMIT ");
         qb.push_bind(limit);
-        Ok(qb.build_query_scalar().fetch_all(self.reader()).await?)
+        Ok(qb.build_query_scalar().fetch_all(&mut *self.read().await?).await?)
     }
 
     #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "newest_event_before"))]
@@ -2956,7 +2956,7 @@ where
         )
         .bind(chain)
         .bind(cutoff)
-        .fetch_optional(self.reader())
+        .fetch_optional(&mut *self.read().await?)
         .await?;
         Ok(match row {
             Some(row) => Some((row.try_get("seq")?, row.try_get("hash")?)),
@@ -3064,7 +3064,7 @@ where
         };
         let total: i64 = build("SELECT count(*)")
             .build_query_scalar()
-            .fetch_one(self.reader())
+            .fetch_one(&mut *self.read().await?)
             .await?;
         let mut qb = build(&format!("SELECT {EVENT_COLUMNS}"));
         if let Some(after) = page.after {
@@ -3077,7 +3077,7 @@ where
         qb.push_bind(page.offset());
         let rows = qb
             .build()
-            .fetch_all(self.reader())
+            .fetch_all(&mut *self.read().await?)
             .await?
             .iter()
             .map(Self::event_from)
@@ -3099,7 +3099,7 @@ where
         .bind(org)
         .bind(after_seq)
         .bind(limit)
-        .fetch_all(self.reader())
+        .fetch_all(&mut *self.read().await?)
         .await?;
         Ok(rows
             .iter()

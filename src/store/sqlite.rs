@@ -168,6 +168,9 @@ impl SqlStore<Sqlite> {
                 options.cache_entries,
                 options.metrics.cache.clone(),
             )),
+            read_wait: options.read_wait,
+            readers_in_use: Default::default(),
+            writers_in_use: Default::default(),
         })
     }
 }
@@ -296,5 +299,39 @@ mod tests {
             assert!(page_cache_kib(readers) >= 256);
         }
         assert_eq!(page_cache_kib(15), 1024);
+    }
+
+    /// With every reader held, a read is refused OVERLOADED (and counted)
+    /// after the read wait instead of queueing for the pool's 30 s; once a
+    /// reader is free again, reads are served.
+    #[tokio::test]
+    async fn a_read_finding_every_reader_busy_is_refused_overloaded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("busy.db").display());
+        let options = StoreOptions {
+            max_connections: 2,
+            read_wait: Duration::from_millis(50),
+            ..StoreOptions::default()
+        };
+        let store = SqlStore::<Sqlite>::connect(&url, &options).await.expect("open");
+        let held = [
+            store.read().await.expect("first reader"),
+            store.read().await.expect("second reader"),
+        ];
+        let refused = match store.read().await {
+            Ok(_) => panic!("a third reader was handed out of a pool of two"),
+            Err(e) => e,
+        };
+        assert_eq!(refused.kind, crate::domain::ErrorKind::ResourceExhausted);
+        assert_eq!(refused.reason, "OVERLOADED");
+        assert!(refused.rate_limited.is_some(), "tells when to retry");
+        assert_eq!(options.metrics.overloaded.get(), 1);
+        drop(held);
+        let mut conn = store.read().await.expect("a reader once they are free");
+        let one: i64 = sqlx::query_scalar("SELECT 1")
+            .fetch_one(&mut *conn)
+            .await
+            .expect("read");
+        assert_eq!(one, 1);
     }
 }

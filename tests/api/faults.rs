@@ -336,7 +336,14 @@ async fn postgres_going_away_is_unavailable_and_loses_no_acknowledged_write() {
     }
     let cluster = OwnCluster::start();
     let url = cluster.url.clone();
-    let app = TestApp::spawn_with(move |c| c.database_url = url).await;
+    let app = TestApp::spawn_with(move |c| {
+        c.database_url = url;
+        // As served by default: a read that gets no connection within the
+        // short read wait must still be told the database is away, not
+        // that the server is busy.
+        c.admission.read_wait = orgd::store::DEFAULT_READ_WAIT;
+    })
+    .await;
     app.create_org("Steady", "steady", "admin@steady.test").await;
 
     // Writers keep adding members while the database goes away and back.

@@ -133,7 +133,13 @@ fn test_config(database_url: &str, storage_root: PathBuf) -> ServerConfig {
         audit_signer: orgd::signing::AuditSigner::ephemeral(),
         audit_retention: None,
         soft_delete_window: orgd::app::DEFAULT_SOFT_DELETE_WINDOW,
-        admission: Default::default(),
+        // Tests run many calls at once on a loaded machine: a read waits for
+        // a reader as long as it must, except where overload is under test
+        // (`overload.rs`).
+        admission: orgd::api::admission::AdmissionConfig {
+            read_wait: std::time::Duration::from_secs(10),
+            ..Default::default()
+        },
         rate_limits: orgd::ratelimit::RateLimitConfig::default(),
         cache_entries: orgd::store::DEFAULT_CACHE_ENTRIES,
     }
