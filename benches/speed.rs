@@ -2,7 +2,7 @@
 //! in the same run, on both backends.
 //!
 //!     cargo bench --bench speed -- [--backends sqlite,postgres]
-//!         [--scale 1.0] [--seconds 5] [--batches 200] [--db-connections 16]
+//!         [--scale 1.0] [--seconds 5] [--batches 200] [--db-connections N]
 //!
 //! - **GetOrganization over gRPC**, as a plain member of the largest
 //!   organization of an `orgd generate` dataset: requests per second of orgd
@@ -66,7 +66,8 @@ struct Options {
     scale: f64,
     seconds: u64,
     batches: usize,
-    db_connections: u32,
+    /// Database connections; the server's default when not given.
+    db_connections: Option<u32>,
 }
 
 fn options() -> Options {
@@ -75,7 +76,7 @@ fn options() -> Options {
         scale: 1.0,
         seconds: 5,
         batches: 200,
-        db_connections: 16,
+        db_connections: None,
     };
     common::flags(|name, value| {
         match name {
@@ -83,7 +84,9 @@ fn options() -> Options {
             "--scale" => o.scale = value.parse().expect("--scale takes a number"),
             "--seconds" => o.seconds = value.parse().expect("--seconds takes a number"),
             "--batches" => o.batches = value.parse().expect("--batches takes a number"),
-            "--db-connections" => o.db_connections = value.parse().expect("--db-connections takes a number"),
+            "--db-connections" => {
+                o.db_connections = Some(value.parse().expect("--db-connections takes a number"))
+            }
             _ => return false,
         }
         true
@@ -356,7 +359,33 @@ async fn search_offered(uri: &str, rate: f64, seconds: u64, token: &str, slug: &
     }
 }
 
-/// The largest resident set (KiB) of process `pid` while `conns` x `streams`
+/// A process's resident set (KiB): in all, and its anonymous (heap,
+/// stacks) and file-backed (mapped files, such as SQLite's mapped
+/// database) parts.
+#[derive(Clone, Copy, Default)]
+struct Rss {
+    total: u64,
+    anon: u64,
+    file: u64,
+}
+
+fn rss_of(pid: u32) -> Rss {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Rss {
+        total: field("VmRSS:"),
+        anon: field("RssAnon:"),
+        file: field("RssFile:") + field("RssShmem:"),
+    }
+}
+
+/// The largest resident set of process `pid` while `conns` x `streams`
 /// callers read GetOrganization from it for `seconds`.
 async fn peak_rss(
     pid: u32,
@@ -366,20 +395,19 @@ async fn peak_rss(
     seconds: u64,
     token: &str,
     slug: &str,
-) -> u64 {
+) -> Rss {
     let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let peak = Arc::new(AtomicU64::new(0));
+    let peak = Arc::new(std::sync::Mutex::new(Rss::default()));
     let sampler = {
         let (sampling, peak) = (sampling.clone(), peak.clone());
         tokio::spawn(async move {
             while sampling.load(Ordering::Relaxed) {
-                let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-                let kib = status
-                    .lines()
-                    .find_map(|l| l.strip_prefix("VmRSS:"))
-                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-                    .unwrap_or(0);
-                peak.fetch_max(kib, Ordering::Relaxed);
+                let now = rss_of(pid);
+                if let Ok(mut peak) = peak.lock()
+                    && now.total > peak.total
+                {
+                    *peak = now;
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         })
@@ -387,7 +415,7 @@ async fn peak_rss(
     closed_loop(uri, conns, streams, seconds, token, slug).await;
     sampling.store(false, Ordering::Relaxed);
     let _ = sampler.await;
-    peak.load(Ordering::Relaxed)
+    peak.lock().map(|p| *p).unwrap_or_default()
 }
 
 /// `orgd serve` in a process of its own on `database_url`, as served by
@@ -452,8 +480,8 @@ struct Results {
     /// Searches per second served closed-loop, and what twice that got.
     capacity: f64,
     offered: Offered,
-    /// Peak RSS (KiB) under 1,000 and 10,000 streams.
-    rss: (u64, u64),
+    /// Peak RSS under 1,000 and 10,000 streams.
+    rss: (Rss, Rss),
     rows_per_second: f64,
     first_tenth: Duration,
     last_tenth: Duration,
@@ -461,8 +489,12 @@ struct Results {
 
 async fn measure(backend: &str, o: &Options) -> Results {
     let dir = tempfile::tempdir().expect("tempdir");
+    let url = database_url(backend, dir.path(), "bench").await;
     let config = ServerConfig {
-        database_url: database_url(backend, dir.path(), "bench").await,
+        db_max_connections: o
+            .db_connections
+            .unwrap_or_else(|| orgd::store::default_max_connections(&url)),
+        database_url: url,
         storage_root: dir.path().join("storage"),
         auth: AuthConfig {
             hs256_secret: Secret::new(SECRET),
@@ -471,7 +503,6 @@ async fn measure(backend: &str, o: &Options) -> Results {
             audience: None,
         },
         superadmins: vec![ROOT.into()],
-        db_max_connections: o.db_connections,
         db_busy_timeout: Duration::from_secs(10),
         audit_signer: orgd::signing::AuditSigner::ephemeral(),
         audit_retention: None,
@@ -581,6 +612,7 @@ async fn measure(backend: &str, o: &Options) -> Results {
             &dataset.search_term,
         )
         .await;
+        eprintln!("  [{backend}] searches with {callers} callers: {served:.0}/s");
         capacity = capacity.max(served);
     }
     let offered = search_offered(
@@ -750,19 +782,21 @@ async fn main() {
         );
         let mib = |kib: u64| kib as f64 / 1024.0;
         println!(
-            "\n| memory of orgd (its own process), GetOrganization of a small organization | peak RSS MiB | target MiB | ratio / target |"
+            "\n| memory of orgd (its own process), GetOrganization of a small organization | peak RSS MiB (heap and stacks + mapped files) | target MiB | ratio / target |"
         );
         println!("|---|---:|---:|---:|");
-        println!(
-            "| 1,000 streams (10 connections x 100) | {:.1} | 64 | {:.2} |",
-            mib(r.rss.0),
-            mib(r.rss.0) / 64.0
-        );
-        println!(
-            "| 10,000 streams (100 connections x 100) | {:.1} | 128 | {:.2} |",
-            mib(r.rss.1),
-            mib(r.rss.1) / 128.0
-        );
+        for (label, rss, target) in [
+            ("1,000 streams (10 connections x 100)", r.rss.0, 64.0),
+            ("10,000 streams (100 connections x 100)", r.rss.1, 128.0),
+        ] {
+            println!(
+                "| {label} | {:.1} ({:.1} + {:.1}) | {target:.0} | {:.2} |",
+                mib(rss.total),
+                mib(rss.anon),
+                mib(rss.file),
+                mib(rss.total) / target
+            );
+        }
         let target = if backend == "postgres" { 50_000.0 } else { 80_000.0 };
         println!(
             "\n| batch upserts ({} x {BATCH} products) | measured | target | ratio / target |",

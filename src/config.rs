@@ -154,9 +154,10 @@ pub struct ServeArgs {
     /// Root of the organizations' storage directories; default <data dir>/storage.
     #[arg(long, env = "ORGD_STORAGE_ROOT")]
     pub storage_root: Option<PathBuf>,
-    /// Database connections (readers on SQLite).
-    #[arg(long, env = "ORGD_DB_MAX_CONNECTIONS", default_value_t = 16)]
-    pub db_max_connections: u32,
+    /// Database connections (readers on SQLite); default 16 on PostgreSQL,
+    /// twice the cores (2 to 16) on SQLite.
+    #[arg(long, env = "ORGD_DB_MAX_CONNECTIONS")]
+    pub db_max_connections: Option<u32>,
     /// SQLite: how long a write waits for a write lock held by another
     /// process (a backup, the sqlite3 shell) before answering UNAVAILABLE.
     #[arg(long, env = "ORGD_DB_BUSY_TIMEOUT", default_value = "10s")]

@@ -56,7 +56,9 @@ async fn run_serve(args: ServeArgs) -> Result<(), String> {
             .auth_config(&args.data.data_dir)
             .map_err(|e| format!("reading JWT settings: {e}"))?,
         superadmins: args.superadmins.clone(),
-        db_max_connections: args.db_max_connections,
+        db_max_connections: args
+            .db_max_connections
+            .unwrap_or_else(|| store::default_max_connections(&args.data.database_url())),
         db_busy_timeout: std::time::Duration::from_secs(
             parse_ttl(&args.db_busy_timeout).map_err(|e| format!("--db-busy-timeout: {e}"))? as u64,
         ),

@@ -351,13 +351,13 @@ where
 
     /// A list total from the per-space counters: `expr` sums
     /// `space_stats` columns (alias `st`) over the visible spaces.
-    async fn counted_total(store: &Self, scope: &Scope, expr: &str) -> Result<i64> {
+    async fn counted_total(conn: &mut DB::Connection, scope: &Scope, expr: &str) -> Result<i64> {
         let mut qb = QueryBuilder::<DB>::new(format!(
             "SELECT CAST(COALESCE(SUM({expr}), 0) AS BIGINT) FROM spaces s \
              JOIN space_stats st ON st.space_id = s.id WHERE"
         ));
         Self::push_visible_spaces(&mut qb, scope);
-        Ok(qb.build_query_scalar().fetch_one(&mut *store.read().await?).await?)
+        Ok(qb.build_query_scalar().fetch_one(conn).await?)
     }
 
     /// The counter columns of the given statuses (all when none).
@@ -405,13 +405,13 @@ where
     /// The ids of the spaces the caller may see, fetched first where the
     /// backend filters index entries best by an id list
     /// (PostgreSQL); `None` where a subquery serves as well (SQLite).
-    async fn visible(store: &Self, scope: &Scope) -> Result<Option<Vec<Uuid>>> {
+    async fn visible(conn: &mut DB::Connection, scope: &Scope) -> Result<Option<Vec<Uuid>>> {
         if !DB::SPACE_ID_LISTS {
             return Ok(None);
         }
         let mut qb = QueryBuilder::<DB>::new("SELECT s.id FROM spaces s WHERE");
         Self::push_visible_spaces(&mut qb, scope);
-        Ok(Some(qb.build_query_scalar().fetch_all(&mut *store.read().await?).await?))
+        Ok(Some(qb.build_query_scalar().fetch_all(conn).await?))
     }
 
     fn push_scope(qb: &mut QueryBuilder<DB>, scope: &Scope, visible: &Option<Vec<Uuid>>) {
@@ -491,24 +491,28 @@ where
         counters: Option<String>,
         searching: bool,
     ) -> Result<Page<T>> {
-        let visible = Self::visible(store, scope).await?;
+        // One reader for the call's statements: a call waits for a reader
+        // (and may be refused, see `SqlStore::read`) once, never after
+        // part of its work is done.
+        let mut conn = store.read().await?;
+        let visible = Self::visible(&mut conn, scope).await?;
         let (mut count, mut rows) = Self::list_queries("", listing, &page, scope, &visible, &filters);
         // A search is planned for its pattern (a one-shot statement gets a
         // custom plan on PostgreSQL); other lists reuse prepared plans.
         let total: i64 = match counters {
-            Some(expr) => Self::counted_total(store, scope, &expr).await?,
+            Some(expr) => Self::counted_total(&mut conn, scope, &expr).await?,
             None => {
                 count
                     .build_query_scalar()
                     .persistent(!searching)
-                    .fetch_one(&mut *store.read().await?)
+                    .fetch_one(&mut *conn)
                     .await?
             }
         };
         let rows = rows
             .build()
             .persistent(!searching)
-            .fetch_all(&mut *store.read().await?)
+            .fetch_all(&mut *conn)
             .await?
             .iter()
             .map(listing.decode)
@@ -533,7 +537,7 @@ where
         let open = |qb: &mut QueryBuilder<DB>| Self::push_in(qb, "c.status", &["open", "in_progress"]);
         let mut plans = Vec::new();
         let prefix = DB::EXPLAIN;
-        let visible = Self::visible(store, scope).await?;
+        let visible = Self::visible(&mut *store.read().await?, scope).await?;
         let (c, r) = Self::list_queries(prefix, &Self::PRODUCTS, &first, scope, &visible, &live);
         plans.push(("ListProducts: total".to_owned(), c));
         plans.push(("ListProducts: page 1".to_owned(), r));
@@ -1071,17 +1075,18 @@ where
             ")), 0) AS BIGINT) AS past FROM spaces s LEFT JOIN space_stats st ON st.space_id = s.id WHERE",
         );
         Self::push_visible_spaces(&mut qb, scope);
-        let row = qb.build().fetch_one(&mut *self.read().await?).await?;
+        let mut conn = self.read().await?;
+        let row = qb.build().fetch_one(&mut *conn).await?;
         let ran: i64 = row.try_get("ran")?;
         let passed: i64 = row.try_get("passed")?;
 
         let mut expired = QueryBuilder::<DB>::new("SELECT count(*) FROM contracts c");
-        Self::push_scope(&mut expired, scope, &Self::visible(self, scope).await?);
+        Self::push_scope(&mut expired, scope, &Self::visible(&mut conn, scope).await?);
         expired.push(" AND c.status = 'active' AND c.expires_at >= ");
         expired.push_bind(today * EXPIRY_DAY);
         expired.push(" AND c.expires_at <= ");
         expired.push_bind(now);
-        let expired_today: i64 = expired.build_query_scalar().fetch_one(&mut *self.read().await?).await?;
+        let expired_today: i64 = expired.build_query_scalar().fetch_one(&mut *conn).await?;
         let active: i64 = row.try_get("active")?;
         let past: i64 = row.try_get("past")?;
         let active_contracts = active - past - expired_today;
@@ -1097,7 +1102,7 @@ where
         let total_users: i64 =
             sqlx::query_scalar("SELECT count(*) FROM memberships WHERE organization_id = $1")
                 .bind(scope.org)
-                .fetch_one(&mut *self.read().await?)
+                .fetch_one(&mut *conn)
                 .await?;
         Ok(Stats {
             total_spaces: row.try_get("spaces")?,

@@ -520,6 +520,22 @@ pub async fn connect(url: &str, options: &StoreOptions) -> std::result::Result<A
     Ok(store)
 }
 
+/// Connections a server opens by default: 16 to PostgreSQL; on SQLite,
+/// twice the cores (at least 2, at most 16) readers. SQLite's readers run
+/// in this process, so readers beyond the cores only take turns on them,
+/// each with a smaller share of the page cache: on 2 cores a search's
+/// capacity was 95/s with 4 readers against 81/s with 16, and at twice
+/// that load 4 readers kept 90% of it where 16 kept 77%
+/// (docs/benchmarks.md).
+pub fn default_max_connections(url: &str) -> u32 {
+    if url.starts_with("sqlite:") {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+        (2 * cores).clamp(2, 16)
+    } else {
+        16
+    }
+}
+
 /// The current time in microseconds since the Unix epoch.
 pub fn now_micros() -> i64 {
     chrono::Utc::now().timestamp_micros()

@@ -1337,12 +1337,14 @@ where
             return Ok(details);
         }
         let ticket = self.snapshot.ticket();
+        // One reader for all of the call's statements (see `read`).
+        let mut conn = self.read().await?;
         let spaces = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {SPACE_COLUMNS} FROM spaces s WHERE s.organization_id = $1 \
              ORDER BY s.created_at DESC, s.id DESC"
         )))
         .bind(org.id)
-        .fetch_all(&mut *self.read().await?)
+        .fetch_all(&mut *conn)
         .await?
         .iter()
         .map(Self::space_from)
@@ -1352,7 +1354,7 @@ where
              ORDER BY m.created_at DESC, m.user_id DESC LIMIT 1000"
         )))
         .bind(org.id)
-        .fetch_all(&mut *self.read().await?)
+        .fetch_all(&mut *conn)
         .await?
         .iter()
         .map(Self::member_from)
@@ -1366,7 +1368,7 @@ where
              FROM organizations o WHERE o.id = $1"
         )))
         .bind(org.id)
-        .fetch_optional(&mut *self.read().await?)
+        .fetch_optional(&mut *conn)
         .await?
         .ok_or_else(|| Error::org_not_found(&org.slug))?;
         let details = Arc::new(OrganizationDetails {
@@ -1385,6 +1387,8 @@ where
         filter: &OrganizationFilter,
         page: PageRequest,
     ) -> Result<Page<OrganizationSummary>> {
+        // One reader for all of the call's statements (see `read`).
+        let mut conn = self.read().await?;
         let build = |select: &str| {
             let mut qb = QueryBuilder::<DB>::new(select);
             qb.push(" FROM organizations o");
@@ -1412,14 +1416,14 @@ where
         let total: i64 = build("SELECT count(*)")
             .build_query_scalar()
             .persistent(filter.search.is_none())
-            .fetch_one(&mut *self.read().await?)
+            .fetch_one(&mut *conn)
             .await?;
         let mut qb = build(&format!("SELECT {ORG_COLUMNS}"));
         Self::push_page(&mut qb, "o.created_at", "o.id", &page);
         let orgs = qb
             .build()
             .persistent(filter.search.is_none())
-            .fetch_all(&mut *self.read().await?)
+            .fetch_all(&mut *conn)
             .await?
             .iter()
             .map(Self::org_from)
@@ -1445,7 +1449,7 @@ where
         }
         qb.push(") ORDER BY s.organization_id, s.name, s.id");
         let mut spaces: std::collections::HashMap<Uuid, Vec<SpaceRef>> = std::collections::HashMap::new();
-        for row in qb.build().fetch_all(&mut *self.read().await?).await? {
+        for row in qb.build().fetch_all(&mut *conn).await? {
             let org: Uuid = row.try_get("organization_id")?;
             spaces.entry(org).or_default().push(SpaceRef {
                 id: row.try_get("id")?,
@@ -1462,7 +1466,7 @@ where
         }
         qb.push(") GROUP BY organization_id");
         let mut counts: std::collections::HashMap<Uuid, i64> = std::collections::HashMap::new();
-        for row in qb.build().fetch_all(&mut *self.read().await?).await? {
+        for row in qb.build().fetch_all(&mut *conn).await? {
             counts.insert(row.try_get("organization_id")?, row.try_get("n")?);
         }
         let items = page
@@ -2163,6 +2167,8 @@ where
         state: Option<InvitationState>,
         page: PageRequest,
     ) -> Result<Page<Invitation>> {
+        // One reader for all of the call's statements (see `read`).
+        let mut conn = self.read().await?;
         let now = now_micros();
         let build = |select: &str| {
             let mut qb = QueryBuilder::<DB>::new(select);
@@ -2187,13 +2193,13 @@ where
         };
         let total: i64 = build("SELECT count(*) FROM invitations i")
             .build_query_scalar()
-            .fetch_one(&mut *self.read().await?)
+            .fetch_one(&mut *conn)
             .await?;
         let mut qb = build(INVITATION_SELECT);
         Self::push_page(&mut qb, "i.created_at", "i.id", &page);
         let rows = qb
             .build()
-            .fetch_all(&mut *self.read().await?)
+            .fetch_all(&mut *conn)
             .await?
             .iter()
             .map(Self::invitation_from)
@@ -2208,6 +2214,8 @@ where
         filter: &MemberFilter,
         page: PageRequest,
     ) -> Result<Page<Member>> {
+        // One reader for all of the call's statements (see `read`).
+        let mut conn = self.read().await?;
         let build = |select: &str| {
             let mut qb = QueryBuilder::<DB>::new(select);
             qb.push(" FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.organization_id = ");
@@ -2224,7 +2232,7 @@ where
         let total: i64 = build("SELECT count(*)")
             .build_query_scalar()
             .persistent(filter.search.is_none())
-            .fetch_one(&mut *self.read().await?)
+            .fetch_one(&mut *conn)
             .await?;
         let mut qb = build(
             "SELECT u.id AS user_id, u.email, u.display_name, m.role, m.created_at AS joined_at, m.version",
@@ -2233,7 +2241,7 @@ where
         let rows = qb
             .build()
             .persistent(filter.search.is_none())
-            .fetch_all(&mut *self.read().await?)
+            .fetch_all(&mut *conn)
             .await?
             .iter()
             .map(Self::member_from)
@@ -2325,6 +2333,8 @@ where
 
     #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "list_spaces"))]
     async fn list_spaces(&self, filter: &SpaceFilter, page: PageRequest) -> Result<Page<Space>> {
+        // One reader for all of the call's statements (see `read`).
+        let mut conn = self.read().await?;
         let build = |select: &str| {
             let mut qb = QueryBuilder::<DB>::new(select);
             qb.push(" FROM spaces s WHERE 1 = 1");
@@ -2367,14 +2377,14 @@ where
         let total: i64 = build("SELECT count(*)")
             .build_query_scalar()
             .persistent(filter.search.is_none())
-            .fetch_one(&mut *self.read().await?)
+            .fetch_one(&mut *conn)
             .await?;
         let mut qb = build(&format!("SELECT {SPACE_COLUMNS}"));
         Self::push_page(&mut qb, "s.created_at", "s.id", &page);
         let rows = qb
             .build()
             .persistent(filter.search.is_none())
-            .fetch_all(&mut *self.read().await?)
+            .fetch_all(&mut *conn)
             .await?
             .iter()
             .map(Self::space_from)
@@ -2656,9 +2666,11 @@ where
 
     #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "list_space_members"))]
     async fn list_space_members(&self, space: Uuid, page: PageRequest) -> Result<Page<Member>> {
+        // One reader for all of the call's statements (see `read`).
+        let mut conn = self.read().await?;
         let total: i64 = sqlx::query_scalar("SELECT count(*) FROM space_members WHERE space_id = $1")
             .bind(space)
-            .fetch_one(&mut *self.read().await?)
+            .fetch_one(&mut *conn)
             .await?;
         let mut qb = QueryBuilder::<DB>::new(SPACE_MEMBER_SELECT);
         qb.push(" WHERE m.space_id = ");
@@ -2666,7 +2678,7 @@ where
         Self::push_page(&mut qb, "m.created_at", "m.user_id", &page);
         let rows = qb
             .build()
-            .fetch_all(&mut *self.read().await?)
+            .fetch_all(&mut *conn)
             .await?
             .iter()
             .map(Self::member_from)
@@ -2869,17 +2881,19 @@ where
 
     #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "storage_state"))]
     async fn storage_state(&self, org: Uuid) -> Result<Option<StorageState>> {
+        // One reader for all of the call's statements (see `read`).
+        let mut conn = self.read().await?;
         let row = sqlx::query(
             "SELECT id, name, slug, description, created_at, updated_at, labels, version, deleted_at, purge_at \
              FROM organizations WHERE id = $1",
         )
         .bind(org)
-        .fetch_optional(&mut *self.read().await?)
+        .fetch_optional(&mut *conn)
         .await?;
         let Some(row) = row else { return Ok(None) };
         let spaces: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM spaces WHERE organization_id = $1")
             .bind(org)
-            .fetch_all(&mut *self.read().await?)
+            .fetch_all(&mut *conn)
             .await?;
         Ok(Some(StorageState {
             org: Self::org_from(&row)?,
@@ -2896,7 +2910,10 @@ where
         }
         qb.push(" ORDER BY id LIMIT ");
         qb.push_bind(limit);
-        Ok(qb.build_query_scalar().fetch_all(&mut *self.read().await?).await?)
+        Ok(qb
+            .build_query_scalar()
+            .fetch_all(&mut *self.read().await?)
+            .await?)
     }
 
     #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "audit_head"))]
@@ -2945,7 +2962,10 @@ where
         }
         qb.push(" ORDER BY organization_id LIMIT ");
         qb.push_bind(limit);
-        Ok(qb.build_query_scalar().fetch_all(&mut *self.read().await?).await?)
+        Ok(qb
+            .build_query_scalar()
+            .fetch_all(&mut *self.read().await?)
+            .await?)
     }
 
     #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "newest_event_before"))]
@@ -3032,6 +3052,8 @@ where
         filter: &EventFilter,
         page: PageRequest,
     ) -> Result<Page<Event>> {
+        // One reader for all of the call's statements (see `read`).
+        let mut conn = self.read().await?;
         let build = |select: &str| {
             let mut qb = QueryBuilder::<DB>::new(select);
             qb.push(" FROM audit_events e WHERE e.organization_id = ");
@@ -3064,7 +3086,7 @@ where
         };
         let total: i64 = build("SELECT count(*)")
             .build_query_scalar()
-            .fetch_one(&mut *self.read().await?)
+            .fetch_one(&mut *conn)
             .await?;
         let mut qb = build(&format!("SELECT {EVENT_COLUMNS}"));
         if let Some(after) = page.after {
@@ -3077,7 +3099,7 @@ where
         qb.push_bind(page.offset());
         let rows = qb
             .build()
-            .fetch_all(&mut *self.read().await?)
+            .fetch_all(&mut *conn)
             .await?
             .iter()
             .map(Self::event_from)

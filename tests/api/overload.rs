@@ -121,7 +121,8 @@ async fn reads_beyond_the_busy_database_connections_are_refused_at_once() {
 
     let mut db = Db::connect(&app.database_url).await;
     db.execute("BEGIN", &[]).await;
-    db.execute("LOCK TABLE products IN ACCESS EXCLUSIVE MODE", &[]).await;
+    db.execute("LOCK TABLE products IN ACCESS EXCLUSIVE MODE", &[])
+        .await;
     const CALLS: usize = 12;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     for _ in 0..CALLS {
