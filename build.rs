@@ -35,6 +35,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Maps encode in key order, so equal requests encode to equal
         // bytes (request fingerprints of idempotent retries).
         .btree_map(".")
+        // Small first codec buffers (see `api::codec`).
+        .codec_path("crate::api::codec::SmallBufferCodec")
         .build_client(true)
         .build_server(true)
         .compile_fds(compiler.file_descriptor_set())?;

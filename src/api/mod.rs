@@ -5,6 +5,7 @@
 pub mod admission;
 pub mod aggregation;
 pub mod authn;
+pub mod codec;
 pub mod content;
 pub mod errors;
 pub mod organizations;
