@@ -240,20 +240,15 @@ where
                 format!("CAST(COALESCE(SUM(CASE WHEN {when} THEN 1 ELSE 0 END), 0) AS BIGINT) AS {column}")
             })
             .collect();
-        // The ids as a list joined on (space_id, id): a plain `id IN (...)`
-        // lets SQLite prefer walking the space's covering index instead,
-        // which costs the size of the space.
+        // Each id of the list looked up on (space_id, id): the cost of the
+        // batch, not of the space (see `Dialect::push_by_ids`).
         let by_ids = |select: String| {
             let mut qb = QueryBuilder::<DB>::new(select);
             qb.push(" FROM (");
             qb.push_values(ids, |mut row, id| {
                 row.push_bind(*id);
             });
-            qb.push(format!(
-                ") AS v JOIN {} p ON p.id = v.column1 AND p.space_id = ",
-                kind.table()
-            ));
-            qb.push_bind(space);
+            DB::push_by_ids(&mut qb, kind.table(), space);
             qb
         };
         let row = by_ids(format!("SELECT {}", sums.join(", ")))
@@ -270,7 +265,7 @@ where
                 "SELECT p.expires_at / {EXPIRY_DAY} AS day, CAST(count(*) AS BIGINT) AS n"
             ));
             qb.push(format!(
-                " WHERE p.status = 'active' AND p.expires_at IS NOT NULL GROUP BY p.expires_at / {EXPIRY_DAY}"
+                " AND p.status = 'active' AND p.expires_at IS NOT NULL GROUP BY p.expires_at / {EXPIRY_DAY}"
             ));
             for row in qb.build().fetch_all(&mut **tx).await? {
                 days.insert(row.try_get::<i64, _>("day")?, row.try_get::<i64, _>("n")?);
@@ -619,14 +614,24 @@ where
             return Ok(());
         }
         let table = kind.table();
-        let mut qb = QueryBuilder::<DB>::new(format!("UPDATE {table} SET name = v.column3 FROM ("));
+        // Which rows the batch renames, looked up id by id (see `counted`):
+        // usually none.
+        let mut qb = QueryBuilder::<DB>::new("SELECT p.id FROM (");
         qb.push_values(names, |mut row, (id, name)| {
-            row.push_bind(*id)
-                .push_bind((*name).to_owned())
-                .push_bind(format!("\u{1}{id}"));
+            row.push_bind(*id).push_bind((*name).to_owned());
+        });
+        DB::push_by_ids(&mut qb, table, space);
+        qb.push(" AND p.name <> v.column2");
+        let renamed: Vec<Uuid> = qb.build_query_scalar().fetch_all(&mut **tx).await?;
+        if renamed.is_empty() {
+            return Ok(());
+        }
+        let mut qb = QueryBuilder::<DB>::new(format!("UPDATE {table} SET name = v.column2 FROM ("));
+        qb.push_values(&renamed, |mut row, id| {
+            row.push_bind(*id).push_bind(format!("\u{1}{id}"));
         });
         qb.push(format!(
-            ") AS v WHERE {table}.id = v.column1 AND {table}.name <> v.column2 AND {table}.space_id = "
+            ") AS v WHERE {table}.id = v.column1 AND {table}.space_id = "
         ));
         qb.push_bind(space);
         qb.build().execute(&mut **tx).await?;

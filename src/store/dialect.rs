@@ -59,6 +59,15 @@ pub trait Dialect: Database + sqlx::database::HasStatementCache {
     /// table for the alias's table).
     fn push_search(qb: &mut QueryBuilder<Self>, alias: &str, fts: &str, columns: [&str; 2], term: &str);
 
+    /// Closes a `FROM (VALUES <ids>, ...` list and joins to it, as `p`,
+    /// the rows of `table` in `space` with those ids (`v.column1`), each
+    /// looked up on (space_id, id), followed by a WHERE clause that more
+    /// conditions may extend with ` AND ...`. The lookups are forced: left
+    /// to choose, both planners may walk the whole space's rows and probe
+    /// the list instead, since their statistics say spaces are small, and
+    /// the batch's cost would grow with its space.
+    fn push_by_ids(qb: &mut QueryBuilder<Self>, table: &str, space: Uuid);
+
     /// ` AND <column> starts with <prefix>`, served by an index.
     fn push_prefix(qb: &mut QueryBuilder<Self>, column: &str, prefix: &str);
 

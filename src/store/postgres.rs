@@ -73,6 +73,16 @@ impl Dialect for Postgres {
         qb.push(" ESCAPE '\\')");
     }
 
+    /// A LATERAL subquery evaluated once per id of the list (`OFFSET 0`
+    /// keeps the planner from flattening it into a join it may reorder).
+    fn push_by_ids(qb: &mut QueryBuilder<Self>, table: &str, space: Uuid) {
+        qb.push(format!(
+            ") AS v CROSS JOIN LATERAL (SELECT * FROM {table} x WHERE x.space_id = "
+        ));
+        qb.push_bind(space);
+        qb.push(" AND x.id = v.column1 OFFSET 0) p WHERE true");
+    }
+
     /// LIKE with the prefix escaped, which a `text_pattern_ops` index serves
     /// whatever the collation.
     fn push_prefix(qb: &mut QueryBuilder<Self>, column: &str, prefix: &str) {
