@@ -525,8 +525,8 @@ pub async fn connect(url: &str, options: &StoreOptions) -> std::result::Result<A
 /// in this process, so readers beyond the cores only take turns on them,
 /// each with a smaller share of the page cache: on 2 cores a search's
 /// capacity was 95/s with 4 readers against 81/s with 16, and at twice
-/// that load 4 readers kept 90% of it where 16 kept 77%
-/// (docs/benchmarks.md).
+/// that load 4 readers kept 90% of it where 16 kept 77% (one run each;
+/// docs/benchmarks.md).
 pub fn default_max_connections(url: &str) -> u32 {
     if url.starts_with("sqlite:") {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
