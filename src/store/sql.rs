@@ -230,6 +230,21 @@ pub(super) const SPACE_COLUMNS: &str = "s.id, s.name, s.slug, s.description, s.v
      s.agent_status, s.agent_autonomy, s.organization_id, s.created_at, s.updated_at, s.labels, s.version, \
      s.deleted_at, s.purge_at";
 
+/// Which spaces a ListSpaces caller reaches through its organizations.
+enum SpaceReach {
+    /// Every space (a superadmin, no organization filter).
+    All,
+    /// These (organization, visibility) pairs: one index walk each.
+    Pairs(Vec<(Uuid, &'static str)>),
+    /// A caller in more organizations than `MAX_SPACE_WALKS` walks: one
+    /// join over its memberships (sorted as a whole, not merged).
+    Joined(Uuid),
+}
+
+/// The most index walks one ListSpaces merges (SQLite allows 500 terms in
+/// a compound statement; each walk binds a few parameters).
+const MAX_SPACE_WALKS: usize = 64;
+
 pub(super) const SPACE_RETURNING: &str = "id, name, slug, description, visibility, repo, agent_id, agent_status, \
      agent_autonomy, organization_id, created_at, updated_at, labels, version, deleted_at, purge_at";
 
@@ -843,6 +858,70 @@ where
             qb.push_bind(value.to_owned());
             qb.push(")");
         }
+    }
+
+    /// ListSpaces with `show_deleted` (an administrator's view, rare):
+    /// the visibility rule as one condition over every space.
+    async fn list_spaces_with_deleted(
+        conn: &mut DB::Connection,
+        filter: &SpaceFilter,
+        page: PageRequest,
+    ) -> Result<Page<Space>> {
+        let build = |select: &str| {
+            let mut qb = QueryBuilder::<DB>::new(select);
+            qb.push(" FROM spaces s WHERE 1 = 1");
+            if let Some(user) = filter.visible_to {
+                // Space members; organization admins; organization
+                // members for spaces that are not restricted.
+                qb.push(" AND (s.id IN (SELECT space_id FROM space_members WHERE user_id = ");
+                qb.push_bind(user);
+                qb.push(
+                    ") OR s.organization_id IN (SELECT organization_id FROM memberships WHERE user_id = ",
+                );
+                qb.push_bind(user);
+                qb.push(" AND (role = 'admin' OR s.visibility = 'organization')))");
+            }
+            if let Some(org) = filter.organization_id {
+                qb.push(" AND s.organization_id = ");
+                qb.push_bind(org);
+            }
+            if let Some(term) = &filter.search {
+                DB::push_search(&mut qb, "s", "spaces_fts", ["name", "slug"], term);
+            }
+            Self::push_label_filter(&mut qb, LabelOwner::Space, "s", &filter.labels);
+            match (filter.show_deleted, filter.visible_to) {
+                (false, _) => {
+                    qb.push(" AND s.deleted_at IS NULL");
+                }
+                // Deleted spaces are listed to their admins.
+                (true, Some(user)) => {
+                    qb.push(
+                        " AND (s.deleted_at IS NULL OR s.id IN \
+                         (SELECT space_id FROM space_members WHERE role = 'admin' AND user_id = ",
+                    );
+                    qb.push_bind(user);
+                    qb.push("))");
+                }
+                (true, None) => {}
+            }
+            qb
+        };
+        let total: i64 = build("SELECT count(*)")
+            .build_query_scalar()
+            .persistent(filter.search.is_none())
+            .fetch_one(&mut *conn)
+            .await?;
+        let mut qb = build(&format!("SELECT {SPACE_COLUMNS}"));
+        Self::push_page(&mut qb, "s.created_at", "s.id", &page);
+        let rows = qb
+            .build()
+            .persistent(filter.search.is_none())
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(Self::space_from)
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(Self::page_of(&page, rows, total, Space::cursor))
     }
 
     /// A new version of the organization: its etag changes.
@@ -2335,60 +2414,172 @@ where
     async fn list_spaces(&self, filter: &SpaceFilter, page: PageRequest) -> Result<Page<Space>> {
         // One reader for all of the call's statements (see `read`).
         let mut conn = self.read().await?;
-        let build = |select: &str| {
-            let mut qb = QueryBuilder::<DB>::new(select);
-            qb.push(" FROM spaces s WHERE 1 = 1");
-            if let Some(user) = filter.visible_to {
-                // Space members; organization admins; organization
-                // members for spaces that are not restricted.
-                qb.push(" AND (s.id IN (SELECT space_id FROM space_members WHERE user_id = ");
+        if filter.show_deleted {
+            return Self::list_spaces_with_deleted(&mut conn, filter, page).await;
+        }
+        // The caller's reach: which (organization, visibility) pairs it
+        // sees through its organizations. Each pair is one walk of
+        // `spaces_live_by_visibility` in list order; the walks are merged,
+        // never one scan of every space evaluating the visibility rule.
+        let reach = match filter.visible_to {
+            None => match filter.organization_id {
+                None => SpaceReach::All,
+                Some(org) => SpaceReach::Pairs(vec![(org, "organization"), (org, "restricted")]),
+            },
+            Some(user) => {
+                let mut qb =
+                    QueryBuilder::<DB>::new("SELECT organization_id, role FROM memberships WHERE user_id = ");
                 qb.push_bind(user);
-                qb.push(
-                    ") OR s.organization_id IN (SELECT organization_id FROM memberships WHERE user_id = ",
-                );
-                qb.push_bind(user);
-                qb.push(" AND (role = 'admin' OR s.visibility = 'organization')))");
+                if let Some(org) = filter.organization_id {
+                    qb.push(" AND organization_id = ");
+                    qb.push_bind(org);
+                }
+                let mut pairs = Vec::new();
+                for row in qb.build().fetch_all(&mut *conn).await? {
+                    let org: Uuid = row.try_get("organization_id")?;
+                    let role: String = row.try_get("role")?;
+                    pairs.push((org, "organization"));
+                    if role == OrgRole::Admin.as_str() {
+                        pairs.push((org, "restricted"));
+                    }
+                }
+                if pairs.len() > MAX_SPACE_WALKS {
+                    SpaceReach::Joined(user)
+                } else {
+                    SpaceReach::Pairs(pairs)
+                }
             }
+        };
+        // Every branch: the filters, live spaces only, and the keyset
+        // cursor (each branch starts after it, in its index's order).
+        let conditions = |qb: &mut QueryBuilder<DB>, keyset: bool| {
+            qb.push(" AND s.deleted_at IS NULL");
+            if let Some(term) = &filter.search {
+                DB::push_search(qb, "s", "spaces_fts", ["name", "slug"], term);
+            }
+            Self::push_label_filter(qb, LabelOwner::Space, "s", &filter.labels);
+            if let (true, Some(after)) = (keyset, page.after) {
+                qb.push(" AND (s.created_at, s.id) < (");
+                qb.push_bind(after.created_at);
+                qb.push(", ");
+                qb.push_bind(after.id);
+                qb.push(")");
+            }
+        };
+        // The branches, disjoint, joined by UNION ALL: the reach's walks,
+        // then the caller's own spaces (space member) not already reached.
+        let branches = |qb: &mut QueryBuilder<DB>, select: &str, keyset: bool| {
+            let mut first = true;
+            let mut union = |qb: &mut QueryBuilder<DB>| {
+                if !std::mem::take(&mut first) {
+                    qb.push(" UNION ALL ");
+                }
+                qb.push(select);
+            };
+            match &reach {
+                SpaceReach::All => {
+                    union(qb);
+                    qb.push(" FROM spaces s WHERE 1 = 1");
+                    conditions(qb, keyset);
+                }
+                SpaceReach::Pairs(pairs) => {
+                    for (org, visibility) in pairs {
+                        union(qb);
+                        qb.push(" FROM spaces s WHERE s.organization_id = ");
+                        qb.push_bind(*org);
+                        qb.push(" AND s.visibility = ");
+                        qb.push_bind(*visibility);
+                        conditions(qb, keyset);
+                    }
+                }
+                SpaceReach::Joined(user) => {
+                    union(qb);
+                    qb.push(
+                        " FROM memberships m JOIN spaces s ON s.organization_id = m.organization_id \
+                         WHERE m.user_id = ",
+                    );
+                    qb.push_bind(*user);
+                    qb.push(" AND (m.role = 'admin' OR s.visibility = 'organization')");
+                    conditions(qb, keyset);
+                }
+            }
+            let Some(user) = filter.visible_to else { return };
+            union(qb);
+            qb.push(" FROM space_members sm JOIN spaces s ON s.id = sm.space_id WHERE sm.user_id = ");
+            qb.push_bind(user);
             if let Some(org) = filter.organization_id {
                 qb.push(" AND s.organization_id = ");
                 qb.push_bind(org);
             }
-            if let Some(term) = &filter.search {
-                DB::push_search(&mut qb, "s", "spaces_fts", ["name", "slug"], term);
-            }
-            Self::push_label_filter(&mut qb, LabelOwner::Space, "s", &filter.labels);
-            match (filter.show_deleted, filter.visible_to) {
-                (false, _) => {
-                    qb.push(" AND s.deleted_at IS NULL");
-                }
-                // Deleted spaces are listed to their admins.
-                (true, Some(user)) => {
-                    qb.push(
-                        " AND (s.deleted_at IS NULL OR s.id IN \
-                         (SELECT space_id FROM space_members WHERE role = 'admin' AND user_id = ",
-                    );
-                    qb.push_bind(user);
+            match &reach {
+                SpaceReach::Pairs(pairs) if !pairs.is_empty() => {
+                    qb.push(" AND (s.organization_id IS NULL OR NOT (");
+                    let mut or = qb.separated(" OR ");
+                    for (org, visibility) in pairs {
+                        or.push("(s.organization_id = ");
+                        or.push_bind_unseparated(*org);
+                        or.push_unseparated(" AND s.visibility = ");
+                        or.push_bind_unseparated(*visibility);
+                        or.push_unseparated(")");
+                    }
                     qb.push("))");
                 }
-                (true, None) => {}
+                SpaceReach::Joined(_) => {
+                    qb.push(
+                        " AND NOT EXISTS (SELECT 1 FROM memberships m WHERE m.organization_id = s.organization_id \
+                         AND m.user_id = ",
+                    );
+                    qb.push_bind(user);
+                    qb.push(" AND (m.role = 'admin' OR s.visibility = 'organization'))");
+                }
+                _ => {}
             }
-            qb
+            conditions(qb, keyset);
         };
-        let total: i64 = build("SELECT count(*)")
+        let persistent = filter.search.is_none();
+        let mut count = QueryBuilder::<DB>::new("SELECT count(*) FROM (");
+        branches(&mut count, "SELECT s.id", false);
+        count.push(") AS v");
+        let total: i64 = count
             .build_query_scalar()
-            .persistent(filter.search.is_none())
+            .persistent(persistent)
             .fetch_one(&mut *conn)
             .await?;
-        let mut qb = build(&format!("SELECT {SPACE_COLUMNS}"));
-        Self::push_page(&mut qb, "s.created_at", "s.id", &page);
-        let rows = qb
+        // The page's ids over the indexes, then only those rows in full.
+        let mut ids = QueryBuilder::<DB>::new("");
+        branches(&mut ids, "SELECT s.created_at AS created_at, s.id AS id", true);
+        ids.push(" ORDER BY created_at DESC, id DESC LIMIT ");
+        ids.push_bind(page.fetch());
+        ids.push(" OFFSET ");
+        ids.push_bind(page.offset());
+        let ids: Vec<Uuid> = ids
             .build()
-            .persistent(filter.search.is_none())
+            .persistent(persistent)
             .fetch_all(&mut *conn)
             .await?
             .iter()
-            .map(Self::space_from)
-            .collect::<std::result::Result<Vec<_>, _>>()?;
+            .map(|row| row.try_get("id"))
+            .collect::<std::result::Result<_, _>>()?;
+        let mut rows = Vec::with_capacity(ids.len());
+        if !ids.is_empty() {
+            let mut qb =
+                QueryBuilder::<DB>::new(format!("SELECT {SPACE_COLUMNS} FROM spaces s WHERE s.id IN ("));
+            let mut list = qb.separated(", ");
+            for id in &ids {
+                list.push_bind(*id);
+            }
+            qb.push(")");
+            let mut by_id: std::collections::HashMap<Uuid, Space> = qb
+                .build()
+                .fetch_all(&mut *conn)
+                .await?
+                .iter()
+                .map(|row| Self::space_from(row).map(|space| (space.id, space)))
+                .collect::<std::result::Result<_, _>>()?;
+            // In the page's order; a space deleted between the two
+            // statements is left out.
+            rows.extend(ids.iter().filter_map(|id| by_id.remove(id)));
+        }
         Ok(Self::page_of(&page, rows, total, Space::cursor))
     }
 

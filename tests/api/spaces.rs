@@ -303,3 +303,212 @@ async fn listing_spaces_filters_by_organization_and_search() {
     let status = assert_error(bad, Code::InvalidArgument, "INVALID_ID");
     assert_eq!(info_meta(&status, "field").as_deref(), Some("organization_id"));
 }
+
+/// ListSpaces merges one index walk per (organization, visibility) pair the
+/// caller reaches with the spaces it is a member of. Over a random world
+/// (organizations it administers, belongs to or not; restricted and open
+/// spaces; detached and deleted ones; space memberships anywhere), every
+/// listing must be exactly the spaces the visibility rule allows, newest
+/// first, the same through page numbers and page tokens; then again once
+/// the caller is in so many organizations that the walks give way to one
+/// join.
+#[tokio::test]
+async fn listed_spaces_are_exactly_the_visible_ones_newest_first() {
+    use rand::{Rng, SeedableRng};
+    let app = TestApp::spawn().await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5ace_5eed);
+    let walker = "walker@spaces.test";
+    let boss = "boss@spaces.test";
+    // (slug, organization id, the walker's role)
+    let mut orgs: Vec<(String, String, Option<&str>)> = Vec::new();
+    for (slug, role) in [
+        ("w-admin", Some("admin")),
+        ("w-member", Some("member")),
+        ("w-member-too", Some("member")),
+        ("w-other", None),
+    ] {
+        let admin = if role == Some("admin") { walker } else { boss };
+        let org = app.create_org(slug, slug, admin).await;
+        if role == Some("member") {
+            app.add_user(slug, walker, "member").await;
+        }
+        orgs.push((slug.to_owned(), org.id, role));
+    }
+    let words = ["alpha", "beta", "gamma"];
+    // (id, name, organization index, restricted, walker is a space member, deleted),
+    // in creation order.
+    struct Made {
+        id: String,
+        name: String,
+        org: Option<usize>,
+        restricted: bool,
+        member: bool,
+        deleted: bool,
+    }
+    /// Which of the made spaces a listing's filter keeps.
+    type Keep = Box<dyn Fn(&Made) -> bool>;
+    let mut made: Vec<Made> = Vec::new();
+    let mut spaces = app.spaces();
+    let mut make = async |orgs: &[(String, String, Option<&str>)],
+                          rng: &mut rand::rngs::StdRng,
+                          made: &mut Vec<Made>| {
+        let n = made.len();
+        let name = format!("Walk {n} {}", words[rng.random_range(0..words.len())]);
+        let restricted = rng.random_bool(0.4);
+        let space = app
+            .create_space(
+                &name,
+                if restricted { "restricted" } else { "organization" },
+                boss,
+            )
+            .await;
+        let org = (!rng.random_bool(0.15)).then(|| rng.random_range(0..orgs.len()));
+        if let Some(o) = org {
+            app.attach(&orgs[o].0, &space.id).await;
+        }
+        let member = rng.random_bool(0.3);
+        if member {
+            spaces
+                .add_space_member(req(
+                    &root(),
+                    AddSpaceMemberRequest {
+                        space_id: space.id.clone(),
+                        user_email: walker.into(),
+                        role: "viewer".into(),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .expect("space member");
+        }
+        let deleted = rng.random_bool(0.15);
+        if deleted {
+            spaces
+                .delete_space(req(
+                    &root(),
+                    DeleteSpaceRequest {
+                        space_id: space.id.clone(),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .expect("delete");
+        }
+        made.push(Made {
+            id: space.id,
+            name,
+            org,
+            restricted,
+            member,
+            deleted,
+        });
+    };
+    for _ in 0..36 {
+        make(&orgs, &mut rng, &mut made).await;
+    }
+
+    let check = async |orgs: &[(String, String, Option<&str>)], made: &[Made], stage: &str| {
+        let mut c = app.spaces();
+        for (who, superadmin) in [(token(walker), false), (root(), true)] {
+            let sees = |m: &Made| {
+                !m.deleted
+                    && (superadmin
+                        || m.member
+                        || m.org.is_some_and(|o| match orgs[o].2 {
+                            Some("admin") => true,
+                            Some(_) => !m.restricted,
+                            None => false,
+                        }))
+            };
+            let mut filters: Vec<(String, ListSpacesRequest, Keep)> = vec![(
+                "no filter".into(),
+                ListSpacesRequest::default(),
+                Box::new(|_| true),
+            )];
+            for (o, (slug, id, _)) in orgs.iter().enumerate() {
+                filters.push((
+                    format!("organization {slug}"),
+                    ListSpacesRequest {
+                        organization_id: id.clone(),
+                        ..Default::default()
+                    },
+                    Box::new(move |m: &Made| m.org == Some(o)),
+                ));
+            }
+            filters.push((
+                "search beta".into(),
+                ListSpacesRequest {
+                    search: "beta".into(),
+                    ..Default::default()
+                },
+                Box::new(|m: &Made| m.name.contains("beta")),
+            ));
+            for (what, request, keep) in filters {
+                let expected: Vec<&str> = made
+                    .iter()
+                    .rev()
+                    .filter(|m| sees(m) && keep(m))
+                    .map(|m| m.id.as_str())
+                    .collect();
+                let context = format!("{stage}, superadmin {superadmin}, {what}");
+                // Page tokens, three at a time.
+                let mut listed: Vec<String> = Vec::new();
+                let mut token = String::new();
+                loop {
+                    let page = c
+                        .list_spaces(req(
+                            &who,
+                            ListSpacesRequest {
+                                size: 3,
+                                page_token: token.clone(),
+                                ..request.clone()
+                            },
+                        ))
+                        .await
+                        .expect("list")
+                        .into_inner();
+                    assert_eq!(page.total as usize, expected.len(), "{context}: total");
+                    listed.extend(page.items.into_iter().map(|s| s.id));
+                    if page.next_page_token.is_empty() {
+                        break;
+                    }
+                    token = page.next_page_token;
+                    assert!(listed.len() <= expected.len(), "{context}: too many pages");
+                }
+                assert_eq!(listed, expected, "{context}: through page tokens");
+                // Page numbers: the second page of four.
+                let second = c
+                    .list_spaces(req(
+                        &who,
+                        ListSpacesRequest {
+                            size: 4,
+                            page: Some(2),
+                            ..request.clone()
+                        },
+                    ))
+                    .await
+                    .expect("list")
+                    .into_inner();
+                let want: Vec<&str> = expected.iter().skip(4).take(4).copied().collect();
+                assert_eq!(
+                    second.items.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+                    want,
+                    "{context}: page 2"
+                );
+            }
+        }
+    };
+    check(&orgs, &made, "walks").await;
+
+    // Administering 33 more organizations (two walks each) takes the
+    // walker past the walks a statement merges: one join instead.
+    for i in 0..33 {
+        let slug = format!("w-many-{i}");
+        let org = app.create_org(&slug, &slug, walker).await;
+        orgs.push((slug, org.id, Some("admin")));
+    }
+    for _ in 0..12 {
+        make(&orgs, &mut rng, &mut made).await;
+    }
+    check(&orgs, &made, "joined").await;
+}
