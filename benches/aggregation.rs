@@ -17,6 +17,8 @@ use orgd::domain::content::Scope;
 use orgd::domain::types::Email;
 use orgd::generate::{Dataset, Plan, generate};
 use orgd::proto::aggregation_service_client::AggregationServiceClient;
+use orgd::proto::organization_service_client::OrganizationServiceClient;
+use orgd::proto::space_service_client::SpaceServiceClient;
 use orgd::proto::*;
 use orgd::{ServerConfig, build_app, serve};
 use tonic::transport::Channel;
@@ -30,6 +32,11 @@ struct Options {
     small: f64,
     large: f64,
     iterations: usize,
+    /// Overrides of the large dataset's registry (SPEC §5: 10,000
+    /// organizations, 100,000 spaces, 10,000 members in one organization).
+    large_organizations: Option<usize>,
+    large_spaces: Option<usize>,
+    large_members: Option<usize>,
 }
 
 fn options() -> Options {
@@ -38,6 +45,9 @@ fn options() -> Options {
         small: 0.01,
         large: 1.0,
         iterations: 40,
+        large_organizations: None,
+        large_spaces: None,
+        large_members: None,
     };
     common::flags(|name, value| {
         match name {
@@ -45,6 +55,13 @@ fn options() -> Options {
             "--small" => o.small = value.parse().expect("--small takes a number"),
             "--large" => o.large = value.parse().expect("--large takes a number"),
             "--iterations" => o.iterations = value.parse().expect("--iterations takes a number"),
+            "--large-organizations" => {
+                o.large_organizations = Some(value.parse().expect("--large-organizations takes a number"))
+            }
+            "--large-spaces" => o.large_spaces = Some(value.parse().expect("--large-spaces takes a number")),
+            "--large-members" => {
+                o.large_members = Some(value.parse().expect("--large-members takes a number"))
+            }
             _ => return false,
         }
         true
@@ -53,24 +70,39 @@ fn options() -> Options {
 }
 
 /// One measured case: a name and the call it makes.
-type Case = (
-    &'static str,
-    Box<dyn Fn(AggregationServiceClient<Channel>, String, Dataset) -> CallFuture>,
-);
+type Case = (&'static str, Box<dyn Fn(Channel, Tokens, Dataset) -> CallFuture>);
+
+/// The callers: the plain member of the largest organization, and a
+/// superadmin (ListOrganizations over every organization).
+#[derive(Clone)]
+struct Tokens {
+    member: String,
+    root: String,
+}
+
+/// The benchmark's superadmin.
+const ROOT: &str = "bench-root@orgd.test";
+
+/// Search terms of the registry lists, matching about a ninth of the
+/// generated names ("Space 17 …", "u12…@gen.test", "Org 1…").
+const SPACE_SEARCH: &str = "Space 1";
+const USER_SEARCH: &str = "u12";
+const ORG_SEARCH: &str = "Org 1";
 type CallFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), tonic::Status>> + Send>>;
 
 fn cases() -> Vec<Case> {
     fn case<F, Fut>(name: &'static str, f: F) -> Case
     where
-        F: Fn(AggregationServiceClient<Channel>, String, Dataset) -> Fut + 'static,
+        F: Fn(Channel, Tokens, Dataset) -> Fut + 'static,
         Fut: std::future::Future<Output = Result<(), tonic::Status>> + Send + 'static,
     {
         (name, Box::new(move |c, t, d| Box::pin(f(c, t, d))))
     }
     vec![
-        case("ListProducts page 1", |mut c, t, d| async move {
+        case("ListProducts page 1", |ch, t, d| async move {
+            let mut c = AggregationServiceClient::new(ch);
             c.list_products(req(
-                &t,
+                &t.member,
                 ListProductsRequest {
                     slug: d.largest_slug,
                     ..Default::default()
@@ -79,9 +111,10 @@ fn cases() -> Vec<Case> {
             .await
             .map(drop)
         }),
-        case("ListProducts page 500", |mut c, t, d| async move {
+        case("ListProducts page 500", |ch, t, d| async move {
+            let mut c = AggregationServiceClient::new(ch);
             c.list_products(req(
-                &t,
+                &t.member,
                 ListProductsRequest {
                     slug: d.largest_slug,
                     page: Some(500),
@@ -91,9 +124,10 @@ fn cases() -> Vec<Case> {
             .await
             .map(drop)
         }),
-        case("ListProducts search, page 1", |mut c, t, d| async move {
+        case("ListProducts search, page 1", |ch, t, d| async move {
+            let mut c = AggregationServiceClient::new(ch);
             c.list_products(req(
-                &t,
+                &t.member,
                 ListProductsRequest {
                     slug: d.largest_slug,
                     search: d.search_term,
@@ -103,9 +137,10 @@ fn cases() -> Vec<Case> {
             .await
             .map(drop)
         }),
-        case("ListProducts search, page 500", |mut c, t, d| async move {
+        case("ListProducts search, page 500", |ch, t, d| async move {
+            let mut c = AggregationServiceClient::new(ch);
             c.list_products(req(
-                &t,
+                &t.member,
                 ListProductsRequest {
                     slug: d.largest_slug,
                     search: d.search_term,
@@ -116,9 +151,10 @@ fn cases() -> Vec<Case> {
             .await
             .map(drop)
         }),
-        case("ListContracts page 1", |mut c, t, d| async move {
+        case("ListContracts page 1", |ch, t, d| async move {
+            let mut c = AggregationServiceClient::new(ch);
             c.list_contracts(req(
-                &t,
+                &t.member,
                 ListContractsRequest {
                     slug: d.largest_slug,
                     ..Default::default()
@@ -127,9 +163,10 @@ fn cases() -> Vec<Case> {
             .await
             .map(drop)
         }),
-        case("ListContracts page 500", |mut c, t, d| async move {
+        case("ListContracts page 500", |ch, t, d| async move {
+            let mut c = AggregationServiceClient::new(ch);
             c.list_contracts(req(
-                &t,
+                &t.member,
                 ListContractsRequest {
                     slug: d.largest_slug,
                     page: Some(500),
@@ -139,9 +176,10 @@ fn cases() -> Vec<Case> {
             .await
             .map(drop)
         }),
-        case("ListContracts search, page 1", |mut c, t, d| async move {
+        case("ListContracts search, page 1", |ch, t, d| async move {
+            let mut c = AggregationServiceClient::new(ch);
             c.list_contracts(req(
-                &t,
+                &t.member,
                 ListContractsRequest {
                     slug: d.largest_slug,
                     search: d.search_term,
@@ -151,9 +189,10 @@ fn cases() -> Vec<Case> {
             .await
             .map(drop)
         }),
-        case("ListIssues page 1", |mut c, t, d| async move {
+        case("ListIssues page 1", |ch, t, d| async move {
+            let mut c = AggregationServiceClient::new(ch);
             c.list_issues(req(
-                &t,
+                &t.member,
                 ListIssuesRequest {
                     slug: d.largest_slug,
                     ..Default::default()
@@ -162,9 +201,10 @@ fn cases() -> Vec<Case> {
             .await
             .map(drop)
         }),
-        case("ListIssues page 500", |mut c, t, d| async move {
+        case("ListIssues page 500", |ch, t, d| async move {
+            let mut c = AggregationServiceClient::new(ch);
             c.list_issues(req(
-                &t,
+                &t.member,
                 ListIssuesRequest {
                     slug: d.largest_slug,
                     page: Some(500),
@@ -174,9 +214,10 @@ fn cases() -> Vec<Case> {
             .await
             .map(drop)
         }),
-        case("ListIssues open+in_progress, page 1", |mut c, t, d| async move {
+        case("ListIssues open+in_progress, page 1", |ch, t, d| async move {
+            let mut c = AggregationServiceClient::new(ch);
             c.list_issues(req(
-                &t,
+                &t.member,
                 ListIssuesRequest {
                     slug: d.largest_slug,
                     status: vec!["open,in_progress".into()],
@@ -186,9 +227,10 @@ fn cases() -> Vec<Case> {
             .await
             .map(drop)
         }),
-        case("ListQualityChecks page 1", |mut c, t, d| async move {
+        case("ListQualityChecks page 1", |ch, t, d| async move {
+            let mut c = AggregationServiceClient::new(ch);
             c.list_quality_checks(req(
-                &t,
+                &t.member,
                 ListQualityChecksRequest {
                     slug: d.largest_slug,
                     ..Default::default()
@@ -197,9 +239,10 @@ fn cases() -> Vec<Case> {
             .await
             .map(drop)
         }),
-        case("ListQualityChecks page 500", |mut c, t, d| async move {
+        case("ListQualityChecks page 500", |ch, t, d| async move {
+            let mut c = AggregationServiceClient::new(ch);
             c.list_quality_checks(req(
-                &t,
+                &t.member,
                 ListQualityChecksRequest {
                     slug: d.largest_slug,
                     page: Some(500),
@@ -209,8 +252,116 @@ fn cases() -> Vec<Case> {
             .await
             .map(drop)
         }),
-        case("GetStats", |mut c, t, d| async move {
-            c.get_stats(req(&t, GetStatsRequest { slug: d.largest_slug }))
+        case("GetStats", |ch, t, d| async move {
+            let mut c = AggregationServiceClient::new(ch);
+            c.get_stats(req(&t.member, GetStatsRequest { slug: d.largest_slug }))
+                .await
+                .map(drop)
+        }),
+        case("ListSpaces page 1", |ch, t, _| async move {
+            SpaceServiceClient::new(ch)
+                .list_spaces(req(&t.member, ListSpacesRequest::default()))
+                .await
+                .map(drop)
+        }),
+        case("ListSpaces page 500", |ch, t, _| async move {
+            SpaceServiceClient::new(ch)
+                .list_spaces(req(
+                    &t.member,
+                    ListSpacesRequest {
+                        page: Some(500),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .map(drop)
+        }),
+        case("ListSpaces search, page 1", |ch, t, _| async move {
+            SpaceServiceClient::new(ch)
+                .list_spaces(req(
+                    &t.member,
+                    ListSpacesRequest {
+                        search: SPACE_SEARCH.into(),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .map(drop)
+        }),
+        case("ListUsers page 1", |ch, t, d| async move {
+            OrganizationServiceClient::new(ch)
+                .list_users(req(
+                    &t.member,
+                    ListUsersRequest {
+                        slug: d.largest_slug,
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .map(drop)
+        }),
+        case("ListUsers page 500", |ch, t, d| async move {
+            OrganizationServiceClient::new(ch)
+                .list_users(req(
+                    &t.member,
+                    ListUsersRequest {
+                        slug: d.largest_slug,
+                        page: Some(500),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .map(drop)
+        }),
+        case("ListUsers search, page 1", |ch, t, d| async move {
+            OrganizationServiceClient::new(ch)
+                .list_users(req(
+                    &t.member,
+                    ListUsersRequest {
+                        slug: d.largest_slug,
+                        search: USER_SEARCH.into(),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .map(drop)
+        }),
+        case("ListOrganizations (superadmin) page 1", |ch, t, _| async move {
+            OrganizationServiceClient::new(ch)
+                .list_organizations(req(&t.root, ListOrganizationsRequest::default()))
+                .await
+                .map(drop)
+        }),
+        case("ListOrganizations (superadmin) page 500", |ch, t, _| async move {
+            OrganizationServiceClient::new(ch)
+                .list_organizations(req(
+                    &t.root,
+                    ListOrganizationsRequest {
+                        page: Some(500),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .map(drop)
+        }),
+        case(
+            "ListOrganizations (superadmin) search, page 1",
+            |ch, t, _| async move {
+                OrganizationServiceClient::new(ch)
+                    .list_organizations(req(
+                        &t.root,
+                        ListOrganizationsRequest {
+                            search: ORG_SEARCH.into(),
+                            ..Default::default()
+                        },
+                    ))
+                    .await
+                    .map(drop)
+            },
+        ),
+        case("ListOrganizations (member) page 1", |ch, t, _| async move {
+            OrganizationServiceClient::new(ch)
+                .list_organizations(req(&t.member, ListOrganizationsRequest::default()))
                 .await
                 .map(drop)
         }),
@@ -230,7 +381,8 @@ struct Measured {
     plans: Vec<(String, String)>,
 }
 
-async fn measure(backend: &str, scale: f64, iterations: usize) -> Measured {
+async fn measure(backend: &str, plan: Plan, iterations: usize) -> Measured {
+    let rows = plan.content_rows();
     let dir = tempfile::tempdir().expect("tempdir");
     let config = ServerConfig {
         database_url: database_url(backend, dir.path(), "bench").await,
@@ -241,7 +393,7 @@ async fn measure(backend: &str, scale: f64, iterations: usize) -> Measured {
             issuer: None,
             audience: None,
         },
-        superadmins: Vec::new(),
+        superadmins: vec![ROOT.into()],
         db_max_connections: 8,
         db_busy_timeout: std::time::Duration::from_secs(10),
         audit_signer: orgd::signing::AuditSigner::ephemeral(),
@@ -256,11 +408,10 @@ async fn measure(backend: &str, scale: f64, iterations: usize) -> Measured {
         cache_entries: orgd::store::DEFAULT_CACHE_ENTRIES,
     };
     let app = build_app(&config).await.expect("app");
-    let plan = Plan::scaled(scale);
     let started = Instant::now();
     let dataset = generate(&app, &plan, &|phase: &str| {
         eprintln!(
-            "  [{backend} x{scale} {:>7.1}s] {phase}",
+            "  [{backend} {rows} rows {:>7.1}s] {phase}",
             started.elapsed().as_secs_f64()
         )
     })
@@ -303,20 +454,22 @@ async fn measure(backend: &str, scale: f64, iterations: usize) -> Measured {
         .connect()
         .await
         .expect("connect");
-    let client = AggregationServiceClient::new(channel);
-    let t = token(&dataset.member_email);
+    let t = Tokens {
+        member: token(&dataset.member_email),
+        root: token(ROOT),
+    };
 
     let mut latencies = Vec::new();
     for (name, call) in cases() {
         for _ in 0..3 {
-            call(client.clone(), t.clone(), dataset.clone())
+            call(channel.clone(), t.clone(), dataset.clone())
                 .await
                 .unwrap_or_else(|e| panic!("{name}: {e:?}"));
         }
         let mut samples = Vec::with_capacity(iterations);
         for _ in 0..iterations {
             let start = Instant::now();
-            call(client.clone(), t.clone(), dataset.clone())
+            call(channel.clone(), t.clone(), dataset.clone())
                 .await
                 .unwrap_or_else(|e| panic!("{name}: {e:?}"));
             samples.push(start.elapsed());
@@ -346,17 +499,36 @@ async fn main() {
             "{backend}: generating and measuring the small dataset (x{})",
             o.small
         );
-        let small = measure(backend, o.small, o.iterations).await;
+        let small_plan = Plan::scaled(o.small);
+        let small = measure(backend, small_plan, o.iterations).await;
         eprintln!(
             "{backend}: generating and measuring the large dataset (x{})",
             o.large
         );
-        let large = measure(backend, o.large, o.iterations).await;
+        let scaled = Plan::scaled(o.large);
+        let large_plan = Plan {
+            organizations: o.large_organizations.unwrap_or(scaled.organizations),
+            spaces: o.large_spaces.unwrap_or(scaled.spaces),
+            largest_org_members: o.large_members.unwrap_or(scaled.largest_org_members),
+            ..scaled
+        };
+        let large = measure(backend, large_plan, o.iterations).await;
         println!("\n### {backend}\n");
         println!(
             "Datasets: small {} content rows (generated in {:.0} s), large {} content rows (generated in {:.0} s). \
-             {} calls per case, as a plain member of the largest organization.\n",
-            small.rows, small.generate_secs, large.rows, large.generate_secs, o.iterations
+             Registry: small {} organizations, {} spaces, {} members in the largest; large {}, {}, {}. \
+             {} calls per case, as a plain member of the largest organization (ListOrganizations also as a superadmin).\n",
+            small.rows,
+            small.generate_secs,
+            large.rows,
+            large.generate_secs,
+            small_plan.organizations,
+            small_plan.spaces,
+            small_plan.largest_org_members,
+            large_plan.organizations,
+            large_plan.spaces,
+            large_plan.largest_org_members,
+            o.iterations
         );
         println!(
             "| RPC | small p50 ms | small p99 ms | large p50 ms | large p99 ms | p50 large/small | p99 large/small |"
