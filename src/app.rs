@@ -170,6 +170,37 @@ impl App {
             .map_err(|e| e.to_string())
     }
 
+    /// After a change to one space of the organization (attach, detach):
+    /// brings that space's directory in step, in time independent of the
+    /// organization's other spaces. A failure is retried as a full sync.
+    pub async fn sync_space_storage(&self, org: Uuid, space: Uuid) {
+        if let Err(e) = self.try_sync_space_storage(org, space).await {
+            tracing::error!(org = %org, space = %space, error = %e, "storage directory out of step; will retry");
+            if let Ok(mut retry) = self.storage_retry.lock() {
+                retry.insert(org);
+            }
+        }
+    }
+
+    async fn try_sync_space_storage(&self, org: Uuid, space: Uuid) -> std::result::Result<(), String> {
+        let stripe = (org.as_u128() % STORAGE_STRIPES as u128) as usize;
+        let _serialized = self.storage_locks[stripe].lock().await;
+        // Read after taking the lock, as `try_sync_storage`.
+        let state = self
+            .store
+            .space_storage_state(org, space)
+            .await
+            .map_err(|e| e.message)?;
+        let (org_state, attached) = match &state {
+            Some((o, attached)) => (Some(o), *attached),
+            None => (None, false),
+        };
+        self.storage
+            .apply_space(org, org_state, space, attached)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     /// Retries the directories that failed, until shut down.
     pub async fn retry_storage_forever(&self) {
         loop {
@@ -530,7 +561,7 @@ impl App {
             .notify(actor, || self.store.attach_space(actor, slug, space))
             .await?;
         if let Some(org) = attached.organization_id {
-            self.sync_storage(org).await;
+            self.sync_space_storage(org, space).await;
         }
         Ok(attached)
     }
@@ -540,7 +571,7 @@ impl App {
         let org = self
             .notify(actor, || self.store.detach_space(actor, slug, space))
             .await?;
-        self.sync_storage(org).await;
+        self.sync_space_storage(org, space).await;
         Ok(())
     }
 

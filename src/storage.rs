@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use uuid::Uuid;
 
+use crate::domain::model::Organization;
 use crate::store::StorageState;
 
 #[derive(Debug, Clone)]
@@ -47,11 +48,11 @@ impl Storage {
     }
 
     /// The body of `organization.json`.
-    fn meta(state: &StorageState) -> io::Result<Vec<u8>> {
+    fn meta(org: &Organization) -> io::Result<Vec<u8>> {
         let mut body = serde_json::to_vec_pretty(&serde_json::json!({
-            "id": state.org.id.to_string(),
-            "name": state.org.name,
-            "slug": state.org.slug,
+            "id": org.id.to_string(),
+            "name": org.name,
+            "slug": org.slug,
         }))
         .map_err(io::Error::other)?;
         body.push(b'\n');
@@ -66,18 +67,7 @@ impl Storage {
         let Some(state) = state else {
             return remove_dir_if_present(&dir).await;
         };
-        let spaces_dir = dir.join("spaces");
-        tokio::fs::create_dir_all(&spaces_dir).await?;
-        let body = Self::meta(state)?;
-        let meta = dir.join(META_FILE);
-        let current = match tokio::fs::read(&meta).await {
-            Ok(bytes) => Some(bytes),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e),
-        };
-        if current.as_deref() != Some(body.as_slice()) {
-            write_atomically(&dir, &meta, &body).await?;
-        }
+        let spaces_dir = self.apply_meta(&state.org).await?;
 
         let wanted: HashSet<Uuid> = state.spaces.iter().copied().collect();
         let mut present = HashSet::new();
@@ -109,6 +99,50 @@ impl Storage {
             }
         }
         Ok(())
+    }
+
+    /// After a change to one space of the organization (attached,
+    /// detached): that space's directory exists exactly when `attached`,
+    /// and `organization.json` is current; the other spaces' directories
+    /// are not listed, so the cost does not grow with the organization.
+    /// `None`: the organization does not exist (as [`Storage::apply`]).
+    /// Callers serialize calls for one organization.
+    pub async fn apply_space(
+        &self,
+        org: Uuid,
+        state: Option<&Organization>,
+        space: Uuid,
+        attached: bool,
+    ) -> io::Result<()> {
+        let Some(state) = state else {
+            return remove_dir_if_present(&self.org_dir(org)).await;
+        };
+        let dir = self.apply_meta(state).await?.join(space.to_string());
+        if attached {
+            tokio::fs::create_dir_all(&dir).await
+        } else {
+            remove_dir_if_present(&dir).await
+        }
+    }
+
+    /// Creates the organization's directory and its `spaces` directory if
+    /// missing and rewrites `organization.json` if it differs; returns the
+    /// `spaces` directory.
+    async fn apply_meta(&self, org: &Organization) -> io::Result<PathBuf> {
+        let dir = self.org_dir(org.id);
+        let spaces_dir = dir.join("spaces");
+        tokio::fs::create_dir_all(&spaces_dir).await?;
+        let body = Self::meta(org)?;
+        let meta = dir.join(META_FILE);
+        let current = match tokio::fs::read(&meta).await {
+            Ok(bytes) => Some(bytes),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        if current.as_deref() != Some(body.as_slice()) {
+            write_atomically(&dir, &meta, &body).await?;
+        }
+        Ok(spaces_dir)
     }
 
     /// The organization ids that have a directory.

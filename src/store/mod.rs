@@ -365,6 +365,10 @@ pub trait Store: ContentStore {
     /// What the organization's storage directory must hold (committed
     /// state); `None` when the organization does not exist.
     async fn storage_state(&self, org: Uuid) -> Result<Option<StorageState>>;
+    /// The organization and whether `space` is attached to it (committed
+    /// state), for syncing one space's directory; `None` when the
+    /// organization does not exist.
+    async fn space_storage_state(&self, org: Uuid, space: Uuid) -> Result<Option<(Organization, bool)>>;
     /// Organization ids in id order, after `after`.
     async fn organization_ids(&self, after: Option<Uuid>, limit: i64) -> Result<Vec<Uuid>>;
 

@@ -3092,6 +3092,21 @@ where
         }))
     }
 
+    #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "space_storage_state"))]
+    async fn space_storage_state(&self, org: Uuid, space: Uuid) -> Result<Option<(Organization, bool)>> {
+        let row = sqlx::query(
+            "SELECT id, name, slug, description, created_at, updated_at, labels, version, deleted_at, purge_at, \
+             EXISTS (SELECT 1 FROM spaces s WHERE s.id = $2 AND s.organization_id = $1) AS attached \
+             FROM organizations WHERE id = $1",
+        )
+        .bind(org)
+        .bind(space)
+        .fetch_optional(&mut *self.read().await?)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some((Self::org_from(&row)?, row.try_get("attached")?)))
+    }
+
     #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "organization_ids"))]
     async fn organization_ids(&self, after: Option<Uuid>, limit: i64) -> Result<Vec<Uuid>> {
         let mut qb = QueryBuilder::<DB>::new("SELECT id FROM organizations");
