@@ -7,3 +7,5 @@ CREATE INDEX spaces_live_by_visibility
     WHERE deleted_at IS NULL;
 -- A superadmin's list of every live space.
 CREATE INDEX spaces_live_newest ON spaces (created_at DESC, id DESC) WHERE deleted_at IS NULL;
+-- ListOrganizations embeds each organization's first spaces by name.
+CREATE INDEX spaces_by_organization_name ON spaces (organization_id, name, id) INCLUDE (slug);

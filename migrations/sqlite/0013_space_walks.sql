@@ -10,3 +10,5 @@ CREATE INDEX spaces_live_by_visibility
 CREATE INDEX spaces_live_newest ON spaces (created_at DESC, id DESC, deleted_at) WHERE deleted_at IS NULL;
 -- A caller's own spaces (space member), looked up by id without their rows.
 CREATE INDEX spaces_listed_by_id ON spaces (id, organization_id, visibility, created_at, deleted_at);
+-- ListOrganizations embeds each organization's first spaces by name.
+CREATE INDEX spaces_by_organization_name ON spaces (organization_id, name, id, slug);

@@ -44,15 +44,20 @@ pub struct SpaceRef {
 #[derive(Debug, Clone, PartialEq)]
 pub struct OrganizationSummary {
     pub org: Organization,
+    /// The first `MAX_EMBEDDED` by name.
     pub spaces: Vec<SpaceRef>,
+    pub space_count: i64,
     pub user_count: i64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct OrganizationDetails {
     pub org: Organization,
+    /// The newest `MAX_EMBEDDED`.
     pub spaces: Vec<Space>,
+    /// The newest `MAX_EMBEDDED`.
     pub members: Vec<Member>,
+    pub space_count: i64,
     pub user_count: i64,
 }
 

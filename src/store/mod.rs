@@ -401,6 +401,13 @@ pub struct StorageState {
 }
 
 /// How long a request id is remembered (AIP-155: at least a day).
+/// At most this many spaces and members are embedded in an organization
+/// (GetOrganization, ListOrganizations); `space_count` and `user_count`
+/// are the totals, and ListSpaces / ListUsers page through all of them.
+/// Keeps a response of an organization of 100,000 spaces within what a
+/// client accepts by default (4 MiB for gRPC).
+pub const MAX_EMBEDDED: i64 = 1000;
+
 pub const REQUEST_ID_TTL_MICROS: i64 = 24 * 3600 * 1_000_000;
 
 /// What a change made with a request id left behind.

@@ -29,9 +29,9 @@ use crate::domain::types::{Agent, AgentStatus, Email, OrgRole, SpaceRole, Visibi
 use crate::domain::{Error, Result};
 use crate::progress::Reporter;
 use crate::store::{
-    MemberFilter, NewInvitation, NewOrganization, NewSpace, OrganizationChanges, OrganizationFilter,
-    RequestRecord, SpaceChanges, SpaceFilter, StorageState, Store, is_unique_violation, last_admin,
-    now_micros, targets,
+    MAX_EMBEDDED, MemberFilter, NewInvitation, NewOrganization, NewSpace, OrganizationChanges,
+    OrganizationFilter, RequestRecord, SpaceChanges, SpaceFilter, StorageState, Store, is_unique_violation,
+    last_admin, now_micros, targets,
 };
 
 /// Which resource's labels.
@@ -96,8 +96,8 @@ impl MemberTable {
 pub(super) use super::dialect::Tx;
 
 /// GetOrganization in one statement: the organization with the caller's
-/// role and the member count (kind `o`), its spaces (`s`) and its newest
-/// 1,000 members (`m`), as one union of rows with the columns of all three
+/// role and the member and space counts (kind `o`), its newest 1,000
+/// spaces (`s`) and its newest 1,000 members (`m`), as one union of rows with the columns of all three
 /// (NULL where a kind has none), so each kind decodes as everywhere else.
 /// Read in one statement, the parts are one consistent state. `$1` is the
 /// slug, `$2` the caller.
@@ -106,7 +106,7 @@ fn view_sql() -> sqlx::AssertSqlSafe<&'static str> {
     let sql = SQL.get_or_init(|| {
         // Each column with its type, for the NULLs of the kinds without it
         // (PostgreSQL resolves a union's types pair by pair).
-        const COLUMNS: [(&str, &str); 22] = [
+        const COLUMNS: [(&str, &str); 23] = [
             ("id", "UUID"),
             ("name", "TEXT"),
             ("slug", "TEXT"),
@@ -125,6 +125,7 @@ fn view_sql() -> sqlx::AssertSqlSafe<&'static str> {
             ("purge_at", "BIGINT"),
             ("role", "TEXT"),
             ("user_count", "BIGINT"),
+            ("space_count", "BIGINT"),
             ("user_id", "UUID"),
             ("email", "TEXT"),
             ("display_name", "TEXT"),
@@ -168,6 +169,10 @@ fn view_sql() -> sqlx::AssertSqlSafe<&'static str> {
                     "user_count",
                     "(SELECT count(*) FROM memberships c WHERE c.organization_id = o.id)",
                 ),
+                (
+                    "space_count",
+                    "(SELECT count(*) FROM spaces c WHERE c.organization_id = o.id)",
+                ),
             ],
             "organizations o LEFT JOIN memberships m ON m.organization_id = o.id AND m.user_id = $2 \
              WHERE o.slug = $1 AND o.deleted_at IS NULL",
@@ -194,7 +199,10 @@ fn view_sql() -> sqlx::AssertSqlSafe<&'static str> {
                 "purge_at",
             ],
             &[],
-            &format!("spaces s WHERE s.organization_id = {org}"),
+            &format!(
+                "(SELECT * FROM spaces ss WHERE ss.organization_id = {org} \
+                 ORDER BY ss.created_at DESC, ss.id DESC LIMIT {MAX_EMBEDDED}) s"
+            ),
         );
         let members = branch(
             "m",
@@ -205,7 +213,7 @@ fn view_sql() -> sqlx::AssertSqlSafe<&'static str> {
                 "(SELECT u.id AS user_id, u.email, u.display_name, mm.role, mm.created_at AS joined_at, \
                  mm.version FROM memberships mm JOIN users u ON u.id = mm.user_id \
                  WHERE mm.organization_id = {org} \
-                 ORDER BY mm.created_at DESC, mm.user_id DESC LIMIT 1000) x"
+                 ORDER BY mm.created_at DESC, mm.user_id DESC LIMIT {MAX_EMBEDDED}) x"
             ),
         );
         format!("{head} UNION ALL {spaces} UNION ALL {members}")
@@ -1384,8 +1392,8 @@ where
                         org: Self::org_from(row)?,
                         role: Self::org_role(row.try_get("role")?)?,
                     };
-                    let count: i64 = row.try_get("user_count")?;
-                    head = Some((access, count));
+                    let counts: (i64, i64) = (row.try_get("user_count")?, row.try_get("space_count")?);
+                    head = Some((access, counts));
                 }
                 "s" => spaces.push(Self::space_from(row)?),
                 _ => members.push(Self::member_from(row)?),
@@ -1393,7 +1401,7 @@ where
         }
         // No organization row: the slug names no live organization (and
         // the other parts, which go through it, are empty).
-        let Some((access, user_count)) = head else {
+        let Some((access, (user_count, space_count))) = head else {
             return Ok(None);
         };
         // Newest first, as every list.
@@ -1403,6 +1411,7 @@ where
             org: access.org.clone(),
             spaces,
             members,
+            space_count,
             user_count,
         });
         self.snapshot.put_access(ticket, slug, user, &access);
@@ -1420,7 +1429,7 @@ where
         let mut conn = self.read().await?;
         let spaces = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {SPACE_COLUMNS} FROM spaces s WHERE s.organization_id = $1 \
-             ORDER BY s.created_at DESC, s.id DESC"
+             ORDER BY s.created_at DESC, s.id DESC LIMIT {MAX_EMBEDDED}"
         )))
         .bind(org.id)
         .fetch_all(&mut *conn)
@@ -1430,7 +1439,7 @@ where
         .collect::<std::result::Result<Vec<_>, _>>()?;
         let members = sqlx::query(sqlx::AssertSqlSafe(format!(
             "{MEMBER_SELECT} WHERE m.organization_id = $1 \
-             ORDER BY m.created_at DESC, m.user_id DESC LIMIT 1000"
+             ORDER BY m.created_at DESC, m.user_id DESC LIMIT {MAX_EMBEDDED}"
         )))
         .bind(org.id)
         .fetch_all(&mut *conn)
@@ -1443,7 +1452,8 @@ where
         // the caller holds may predate a change that committed since).
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {ORG_COLUMNS}, \
-             (SELECT count(*) FROM memberships m WHERE m.organization_id = o.id) AS user_count \
+             (SELECT count(*) FROM memberships m WHERE m.organization_id = o.id) AS user_count, \
+             (SELECT count(*) FROM spaces s WHERE s.organization_id = o.id) AS space_count \
              FROM organizations o WHERE o.id = $1"
         )))
         .bind(org.id)
@@ -1454,6 +1464,7 @@ where
             org: Self::org_from(&row)?,
             spaces,
             members,
+            space_count: row.try_get("space_count")?,
             user_count: row.try_get("user_count")?,
         });
         self.snapshot.put_details(ticket, details.clone());
@@ -1518,15 +1529,22 @@ where
             });
         }
 
-        // Two more queries for the whole page, whatever its length.
-        let mut qb = QueryBuilder::<DB>::new(
-            "SELECT s.id, s.name, s.slug, s.organization_id FROM spaces s WHERE s.organization_id IN (",
-        );
-        let mut ids = qb.separated(", ");
-        for org in &page.items {
-            ids.push_bind(org.id);
+        // Three more statements for the whole page, whatever its length:
+        // each organization's first spaces by name (one index walk each,
+        // at most `MAX_EMBEDDED`), and the space and member counts.
+        let mut qb = QueryBuilder::<DB>::new("");
+        for (i, org) in page.items.iter().enumerate() {
+            if i > 0 {
+                qb.push(" UNION ALL ");
+            }
+            qb.push(
+                "SELECT * FROM (SELECT s.id, s.name, s.slug, s.organization_id FROM spaces s \
+                 WHERE s.organization_id = ",
+            );
+            qb.push_bind(org.id);
+            qb.push(format!(" ORDER BY s.name, s.id LIMIT {MAX_EMBEDDED}) AS b{i}"));
         }
-        qb.push(") ORDER BY s.organization_id, s.name, s.id");
+        qb.push(" ORDER BY organization_id, name, id");
         let mut spaces: std::collections::HashMap<Uuid, Vec<SpaceRef>> = std::collections::HashMap::new();
         for row in qb.build().fetch_all(&mut *conn).await? {
             let org: Uuid = row.try_get("organization_id")?;
@@ -1535,6 +1553,18 @@ where
                 name: row.try_get("name")?,
                 slug: row.try_get("slug")?,
             });
+        }
+        let mut qb = QueryBuilder::<DB>::new(
+            "SELECT organization_id, count(*) AS n FROM spaces WHERE organization_id IN (",
+        );
+        let mut ids = qb.separated(", ");
+        for org in &page.items {
+            ids.push_bind(org.id);
+        }
+        qb.push(") GROUP BY organization_id");
+        let mut space_counts: std::collections::HashMap<Uuid, i64> = std::collections::HashMap::new();
+        for row in qb.build().fetch_all(&mut *conn).await? {
+            space_counts.insert(row.try_get("organization_id")?, row.try_get("n")?);
         }
         let mut qb = QueryBuilder::<DB>::new(
             "SELECT organization_id, count(*) AS n FROM memberships WHERE organization_id IN (",
@@ -1553,6 +1583,7 @@ where
             .into_iter()
             .map(|org| OrganizationSummary {
                 spaces: spaces.remove(&org.id).unwrap_or_default(),
+                space_count: space_counts.get(&org.id).copied().unwrap_or(0),
                 user_count: counts.get(&org.id).copied().unwrap_or(0),
                 org,
             })

@@ -673,3 +673,91 @@ async fn listing_organizations_shows_members_theirs_and_superadmins_all() {
     );
     assert_eq!((rest.page, rest.next_page_token.as_str()), (2, ""));
 }
+
+/// An organization embeds at most 1,000 spaces (GetOrganization: the
+/// newest; ListOrganizations: the first by name) and counts all of them,
+/// so the answer for an organization of 100,000 spaces stays within what a
+/// client accepts; ListSpaces pages through every one.
+#[tokio::test]
+async fn an_organization_embeds_at_most_a_thousand_spaces_and_counts_them_all() {
+    let app = TestApp::spawn().await;
+    let admin = "many@orgs.test";
+    let org = app.create_org("Many", "many", admin).await;
+    let total = 1001;
+    let mut made: Vec<String> = Vec::with_capacity(total);
+    for chunk in (0..total).collect::<Vec<_>>().chunks(25) {
+        let spaces = futures::future::join_all(chunk.iter().map(|i| {
+            let app = &app;
+            async move {
+                let space = app
+                    .create_space(&format!("Embedded {i:04}"), "organization", admin)
+                    .await;
+                app.attach("many", &space.id).await;
+                space.id
+            }
+        }))
+        .await;
+        made.extend(spaces);
+    }
+
+    let details = app
+        .orgs()
+        .get_organization(req(&token(admin), GetOrganizationRequest { slug: "many".into() }))
+        .await
+        .expect("get")
+        .into_inner()
+        .organization
+        .expect("organization");
+    assert_eq!(details.space_count, total as i32);
+    assert_eq!(details.spaces.len(), 1000);
+    // The newest 1,000, in ListSpaces order: all but the oldest.
+    let mut newest_first: Vec<String> = Vec::new();
+    for page in 1..=11 {
+        let listed = app
+            .spaces()
+            .list_spaces(req(
+                &token(admin),
+                ListSpacesRequest {
+                    organization_id: org.id.clone(),
+                    page: Some(page),
+                    size: 100,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("list spaces")
+            .into_inner();
+        assert_eq!(listed.total, total as i32, "ListSpaces counts every one");
+        newest_first.extend(listed.items.into_iter().map(|s| s.id));
+    }
+    assert_eq!(newest_first.len(), total);
+    assert_eq!(
+        details.spaces.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+        newest_first[..1000]
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        "the newest 1,000, newest first"
+    );
+
+    let listed = app
+        .orgs()
+        .list_organizations(req(&token(admin), ListOrganizationsRequest::default()))
+        .await
+        .expect("list")
+        .into_inner();
+    let summary = listed
+        .items
+        .iter()
+        .find(|o| o.id == org.id)
+        .expect("the organization is listed");
+    assert_eq!(summary.space_count, total as i32);
+    let names: Vec<&str> = summary.spaces.iter().map(|s| s.name.as_str()).collect();
+    let first_by_name: Vec<String> = (0..1000).map(|i| format!("Embedded {i:04}")).collect();
+    assert_eq!(names, first_by_name, "the first 1,000 by name, in order");
+
+    let mut made_sorted = made.clone();
+    made_sorted.sort();
+    newest_first.sort();
+    assert_eq!(made_sorted, newest_first, "every space made is listed once");
+}
