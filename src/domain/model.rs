@@ -44,7 +44,7 @@ pub struct SpaceRef {
 #[derive(Debug, Clone, PartialEq)]
 pub struct OrganizationSummary {
     pub org: Organization,
-    /// The first `MAX_EMBEDDED` by name.
+    /// The first `MAX_EMBEDDED_LISTED` by name.
     pub spaces: Vec<SpaceRef>,
     pub space_count: i64,
     pub user_count: i64,

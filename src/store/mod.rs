@@ -408,6 +408,11 @@ pub struct StorageState {
 /// client accepts by default (4 MiB for gRPC).
 pub const MAX_EMBEDDED: i64 = 1000;
 
+/// At most this many spaces are embedded in each organization of a
+/// ListOrganizations page (the first by name): a page of 20 organizations
+/// stays a page, not 20,000 spaces.
+pub const MAX_EMBEDDED_LISTED: i64 = 100;
+
 pub const REQUEST_ID_TTL_MICROS: i64 = 24 * 3600 * 1_000_000;
 
 /// What a change made with a request id left behind.

@@ -29,9 +29,9 @@ use crate::domain::types::{Agent, AgentStatus, Email, OrgRole, SpaceRole, Visibi
 use crate::domain::{Error, Result};
 use crate::progress::Reporter;
 use crate::store::{
-    MAX_EMBEDDED, MemberFilter, NewInvitation, NewOrganization, NewSpace, OrganizationChanges,
-    OrganizationFilter, RequestRecord, SpaceChanges, SpaceFilter, StorageState, Store, is_unique_violation,
-    last_admin, now_micros, targets,
+    MAX_EMBEDDED, MAX_EMBEDDED_LISTED, MemberFilter, NewInvitation, NewOrganization, NewSpace,
+    OrganizationChanges, OrganizationFilter, RequestRecord, SpaceChanges, SpaceFilter, StorageState, Store,
+    is_unique_violation, last_admin, now_micros, targets,
 };
 
 /// Which resource's labels.
@@ -1531,7 +1531,7 @@ where
 
         // Three more statements for the whole page, whatever its length:
         // each organization's first spaces by name (one index walk each,
-        // at most `MAX_EMBEDDED`), and the space and member counts.
+        // at most `MAX_EMBEDDED_LISTED`), and the space and member counts.
         let mut qb = QueryBuilder::<DB>::new("");
         for (i, org) in page.items.iter().enumerate() {
             if i > 0 {
@@ -1542,7 +1542,9 @@ where
                  WHERE s.organization_id = ",
             );
             qb.push_bind(org.id);
-            qb.push(format!(" ORDER BY s.name, s.id LIMIT {MAX_EMBEDDED}) AS b{i}"));
+            qb.push(format!(
+                " ORDER BY s.name, s.id LIMIT {MAX_EMBEDDED_LISTED}) AS b{i}"
+            ));
         }
         qb.push(" ORDER BY organization_id, name, id");
         let mut spaces: std::collections::HashMap<Uuid, Vec<SpaceRef>> = std::collections::HashMap::new();
@@ -2500,6 +2502,50 @@ where
         // The branches, disjoint, joined by UNION ALL: the reach's walks,
         // then the caller's own spaces (space member) not already reached.
         let branches = |qb: &mut QueryBuilder<DB>, select: &str, keyset: bool| {
+            if filter.search.is_some() {
+                // A search is driven by the text index: one branch, so the
+                // matches are found once per statement, then kept if the
+                // caller reaches them (the walks would each look the
+                // matches up again).
+                qb.push(select);
+                qb.push(" FROM spaces s WHERE (");
+                let mut or = qb.separated(" OR ");
+                match &reach {
+                    SpaceReach::All => {
+                        or.push("1 = 1");
+                    }
+                    SpaceReach::Pairs(pairs) => {
+                        for (org, visibility) in pairs {
+                            or.push("(s.organization_id = ");
+                            or.push_bind_unseparated(*org);
+                            or.push_unseparated(" AND s.visibility = ");
+                            or.push_bind_unseparated(*visibility);
+                            or.push_unseparated(")");
+                        }
+                    }
+                    SpaceReach::Joined(user) => {
+                        or.push(
+                            "s.organization_id IN (SELECT m.organization_id FROM memberships m WHERE m.user_id = ",
+                        );
+                        or.push_bind_unseparated(*user);
+                        or.push_unseparated(" AND (m.role = 'admin' OR s.visibility = 'organization'))");
+                    }
+                }
+                if let Some(user) = filter.visible_to {
+                    or.push("s.id IN (SELECT space_id FROM space_members WHERE user_id = ");
+                    or.push_bind_unseparated(user);
+                    or.push_unseparated(")");
+                } else if matches!(&reach, SpaceReach::Pairs(pairs) if pairs.is_empty()) {
+                    or.push("1 = 0");
+                }
+                qb.push(")");
+                if let Some(org) = filter.organization_id {
+                    qb.push(" AND s.organization_id = ");
+                    qb.push_bind(org);
+                }
+                conditions(qb, keyset);
+                return;
+            }
             let mut first = true;
             let mut union = |qb: &mut QueryBuilder<DB>| {
                 if !std::mem::take(&mut first) {

@@ -443,6 +443,17 @@ async fn listed_spaces_are_exactly_the_visible_ones_newest_first() {
                 },
                 Box::new(|m: &Made| m.name.contains("beta")),
             ));
+            for (o, (slug, id, _)) in orgs.iter().enumerate().take(4) {
+                filters.push((
+                    format!("organization {slug}, search gamma"),
+                    ListSpacesRequest {
+                        organization_id: id.clone(),
+                        search: "gamma".into(),
+                        ..Default::default()
+                    },
+                    Box::new(move |m: &Made| m.org == Some(o) && m.name.contains("gamma")),
+                ));
+            }
             for (what, request, keep) in filters {
                 let expected: Vec<&str> = made
                     .iter()
