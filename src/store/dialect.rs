@@ -68,6 +68,11 @@ pub trait Dialect: Database + sqlx::database::HasStatementCache {
     /// the batch's cost would grow with its space.
     fn push_by_ids(qb: &mut QueryBuilder<Self>, table: &str, space: Uuid);
 
+    /// `FROM` the caller's space memberships (`sm`) and their spaces (`s`),
+    /// each space looked up by id: a caller belongs to few spaces of many,
+    /// but PostgreSQL's estimate may rather scan every space and hash.
+    const OWN_SPACES: &'static str;
+
     /// ` AND <column> starts with <prefix>`, served by an index.
     fn push_prefix(qb: &mut QueryBuilder<Self>, column: &str, prefix: &str);
 

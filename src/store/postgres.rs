@@ -73,6 +73,10 @@ impl Dialect for Postgres {
         qb.push(" ESCAPE '\\')");
     }
 
+    /// A LATERAL lookup per membership (`OFFSET 0` fences it).
+    const OWN_SPACES: &'static str =
+        "space_members sm CROSS JOIN LATERAL (SELECT * FROM spaces s0 WHERE s0.id = sm.space_id OFFSET 0) s";
+
     /// A LATERAL subquery evaluated once per id of the list (`OFFSET 0`
     /// keeps the planner from flattening it into a join it may reorder).
     fn push_by_ids(qb: &mut QueryBuilder<Self>, table: &str, space: Uuid) {

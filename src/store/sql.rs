@@ -2582,7 +2582,7 @@ where
             }
             let Some(user) = filter.visible_to else { return };
             union(qb);
-            qb.push(" FROM space_members sm JOIN spaces s ON s.id = sm.space_id WHERE sm.user_id = ");
+            qb.push(format!(" FROM {} WHERE sm.user_id = ", DB::OWN_SPACES));
             qb.push_bind(user);
             if let Some(org) = filter.organization_id {
                 qb.push(" AND s.organization_id = ");

@@ -94,6 +94,9 @@ impl Dialect for Sqlite {
         }
     }
 
+    /// SQLite already looks each space up from the memberships.
+    const OWN_SPACES: &'static str = "space_members sm JOIN spaces s ON s.id = sm.space_id";
+
     /// `CROSS JOIN`, which SQLite never reorders.
     fn push_by_ids(qb: &mut QueryBuilder<Self>, table: &str, space: Uuid) {
         qb.push(format!(
