@@ -384,9 +384,18 @@ struct Measured {
 async fn measure(backend: &str, plan: Plan, iterations: usize) -> Measured {
     let rows = plan.content_rows();
     let dir = tempfile::tempdir().expect("tempdir");
+    // ORGD_BENCH_KEEP=1 keeps the generated data (its directory is
+    // printed) for looking at plans by hand.
+    let dir_path = if std::env::var_os("ORGD_BENCH_KEEP").is_some() {
+        let kept = dir.keep();
+        eprintln!("  [{backend}] keeping the data in {}", kept.display());
+        kept
+    } else {
+        dir.path().to_path_buf()
+    };
     let config = ServerConfig {
-        database_url: database_url(backend, dir.path(), "bench").await,
-        storage_root: dir.path().join("storage"),
+        database_url: database_url(backend, &dir_path, "bench").await,
+        storage_root: dir_path.join("storage"),
         auth: AuthConfig {
             hs256_secret: Secret::new(SECRET),
             public_key_pem: None,
@@ -407,6 +416,9 @@ async fn measure(backend: &str, plan: Plan, iterations: usize) -> Measured {
         },
         cache_entries: orgd::store::DEFAULT_CACHE_ENTRIES,
     };
+    if std::env::var_os("ORGD_BENCH_KEEP").is_some() {
+        eprintln!("  [{backend}] database {}", config.database_url);
+    }
     let app = build_app(&config).await.expect("app");
     let started = Instant::now();
     let dataset = generate(&app, &plan, &|phase: &str| {

@@ -1,7 +1,7 @@
 //! The content half of the store (batch upserts, deletes, aggregated lists,
 //! statistics), generic over the [`Dialect`] like `sql.rs`. Backend hooks:
 //! `DB::DISTINCT` (null-safe "differs"), `DB::push_search` (FTS5 trigram /
-//! pg_trgm) and `DB::push_space_in` (visible spaces).
+//! pg_trgm) and `DB::push_space_in` (id lists).
 
 use std::collections::BTreeMap;
 
@@ -344,15 +344,86 @@ where
         }
     }
 
-    /// A list total from the per-space counters: `expr` sums
-    /// `space_stats` columns (alias `st`) over the visible spaces.
+    /// A list total from the counters: `expr` sums counter columns
+    /// (alias `st`) over the visible spaces.
     async fn counted_total(conn: &mut DB::Connection, scope: &Scope, expr: &str) -> Result<i64> {
-        let mut qb = QueryBuilder::<DB>::new(format!(
-            "SELECT CAST(COALESCE(SUM({expr}), 0) AS BIGINT) FROM spaces s \
-             JOIN space_stats st ON st.space_id = s.id WHERE"
-        ));
-        Self::push_visible_spaces(&mut qb, scope);
+        let mut qb = QueryBuilder::<DB>::new("SELECT CAST(COALESCE(SUM(x), 0) AS BIGINT) FROM (");
+        Self::push_counter_rows(&mut qb, scope, &format!("{expr} AS x"), false);
+        qb.push(") counted");
         Ok(qb.build_query_scalar().fetch_one(conn).await?)
+    }
+
+    /// Rows whose sums are the visible spaces' counters, selecting
+    /// `select` over counter columns (alias `st`; each is a column of
+    /// `space_stats` and of `organization_stats`; NULL for a space with
+    /// no counters yet), and first a `spaces` column when `with_spaces`.
+    ///
+    /// A scope of one space reads its counters. Otherwise the
+    /// organization's rows by visibility class (see migration 0014) stand
+    /// for its spaces: both for an admin; for a plain member the open
+    /// one, plus each restricted space the member belongs to (few: read
+    /// from its memberships, not by walking the organization's spaces).
+    /// The cost does not grow with the organization's spaces.
+    fn push_counter_rows(qb: &mut QueryBuilder<DB>, scope: &Scope, select: &str, with_spaces: bool) {
+        let (org_spaces, one_space) = if with_spaces {
+            ("st.spaces AS spaces, ", "1 AS spaces, ")
+        } else {
+            ("", "")
+        };
+        if scope.space.is_some() {
+            qb.push(format!(
+                "SELECT {one_space}{select} FROM spaces s \
+                 LEFT JOIN space_stats st ON st.space_id = s.id WHERE"
+            ));
+            Self::push_visible_spaces(qb, scope);
+            return;
+        }
+        qb.push(format!(
+            "SELECT {org_spaces}{select} FROM organization_stats st WHERE st.organization_id = "
+        ));
+        qb.push_bind(scope.org);
+        if let Some(user) = scope.member {
+            qb.push(format!(
+                " AND st.open = TRUE UNION ALL SELECT {one_space}{select} FROM space_members sm \
+                 JOIN spaces s ON s.id = sm.space_id LEFT JOIN space_stats st ON st.space_id = s.id \
+                 WHERE sm.user_id = "
+            ));
+            qb.push_bind(user);
+            qb.push(" AND s.organization_id = ");
+            qb.push_bind(scope.org);
+            qb.push(" AND s.visibility <> 'organization' AND s.deleted_at IS NULL");
+        }
+    }
+
+    /// Rows whose sums are the visible spaces' active contracts with an
+    /// expiry day before `today` not yet folded (column `n`), like
+    /// [`Self::push_counter_rows`].
+    fn push_expiry_rows(qb: &mut QueryBuilder<DB>, scope: &Scope, today: i64) {
+        if scope.space.is_some() {
+            qb.push("SELECT e.n FROM spaces s JOIN contract_expiries e ON e.space_id = s.id WHERE e.day < ");
+            qb.push_bind(today);
+            qb.push(" AND");
+            Self::push_visible_spaces(qb, scope);
+            return;
+        }
+        qb.push("SELECT e.n FROM organization_expiries e WHERE e.organization_id = ");
+        qb.push_bind(scope.org);
+        if scope.member.is_some() {
+            qb.push(" AND e.open = TRUE");
+        }
+        qb.push(" AND e.day < ");
+        qb.push_bind(today);
+        if let Some(user) = scope.member {
+            qb.push(
+                " UNION ALL SELECT e.n FROM space_members sm JOIN spaces s ON s.id = sm.space_id \
+                 JOIN contract_expiries e ON e.space_id = s.id WHERE sm.user_id = ",
+            );
+            qb.push_bind(user);
+            qb.push(" AND s.organization_id = ");
+            qb.push_bind(scope.org);
+            qb.push(" AND s.visibility <> 'organization' AND s.deleted_at IS NULL AND e.day < ");
+            qb.push_bind(today);
+        }
     }
 
     /// The counter columns of the given statuses (all when none).
@@ -397,39 +468,34 @@ where
 
     /// The organization and visibility conditions every aggregated
     /// list and count starts from (content alias `c`).
-    /// The ids of the spaces the caller may see, fetched first where the
-    /// backend filters index entries best by an id list
-    /// (PostgreSQL); `None` where a subquery serves as well (SQLite).
-    async fn visible(conn: &mut DB::Connection, scope: &Scope) -> Result<Option<Vec<Uuid>>> {
-        if !DB::SPACE_ID_LISTS {
-            return Ok(None);
-        }
-        let mut qb = QueryBuilder::<DB>::new("SELECT s.id FROM spaces s WHERE");
-        Self::push_visible_spaces(&mut qb, scope);
-        Ok(Some(qb.build_query_scalar().fetch_all(conn).await?))
-    }
-
-    fn push_scope(qb: &mut QueryBuilder<DB>, scope: &Scope, visible: &Option<Vec<Uuid>>) {
+    ///
+    /// A content row carries its space's organization (kept in step on
+    /// attach and detach), so an admin's scope is that column alone. A
+    /// plain member's adds, per row the list reaches, a lookup of its
+    /// space's visibility by id, or the space among the member's own:
+    /// a page costs the rows it reads, not a pass over the organization's
+    /// spaces to collect the visible ones first.
+    fn push_scope(qb: &mut QueryBuilder<DB>, scope: &Scope) {
         qb.push(" WHERE c.organization_id = ");
         qb.push_bind(scope.org);
-        match visible {
-            Some(ids) => DB::push_space_in(qb, "c.space_id", ids),
-            None => {
-                // The organization's index serves the order; SQLite's
-                // planner, once it has statistics, would rather take the
-                // per-space index and sort, which `+` (no index on this
-                // term) prevents.
-                qb.push(format!(
-                    " AND {}c.space_id IN (SELECT s.id FROM spaces s WHERE",
-                    DB::NOT_INDEXED
-                ));
-                Self::push_visible_spaces(qb, scope);
-                qb.push(")");
-            }
-        }
         if let Some(space) = scope.space {
+            // Already checked to be visible to the caller.
             qb.push(" AND c.space_id = ");
             qb.push_bind(space);
+        } else if let Some(user) = scope.member {
+            // `+`: the per-space index must not drive the list (the
+            // organization's index serves its order).
+            qb.push(
+                " AND (EXISTS (SELECT 1 FROM spaces s WHERE s.id = c.space_id \
+                 AND s.visibility = 'organization' AND s.organization_id = ",
+            );
+            qb.push_bind(scope.org);
+            qb.push(format!(
+                ") OR {}c.space_id IN (SELECT sm.space_id FROM space_members sm WHERE sm.user_id = ",
+                DB::NOT_INDEXED
+            ));
+            qb.push_bind(user);
+            qb.push("))");
         }
     }
 
@@ -452,12 +518,11 @@ where
         listing: &Listing<T, DB::Row>,
         page: &PageRequest,
         scope: &Scope,
-        visible: &Option<Vec<Uuid>>,
         filters: &dyn Fn(&mut QueryBuilder<DB>),
     ) -> (QueryBuilder<DB>, QueryBuilder<DB>) {
         let (table, columns) = (listing.table, listing.columns);
         let mut count = QueryBuilder::<DB>::new(format!("{prefix}SELECT count(*) FROM {table} c"));
-        Self::push_scope(&mut count, scope, visible);
+        Self::push_scope(&mut count, scope);
         filters(&mut count);
         // The page of ids comes from the covering index; only those
         // rows are read in full.
@@ -466,7 +531,7 @@ where
              FROM {table} p JOIN spaces s ON s.id = p.space_id \
              WHERE (p.space_id, p.id) IN (SELECT c.space_id, c.id FROM {table} c"
         ));
-        Self::push_scope(&mut rows, scope, visible);
+        Self::push_scope(&mut rows, scope);
         filters(&mut rows);
         Self::push_page(&mut rows, "c.created_at", "c.id", page);
         rows.push(") ORDER BY p.created_at DESC, p.id DESC");
@@ -490,8 +555,7 @@ where
         // (and may be refused, see `SqlStore::read`) once, never after
         // part of its work is done.
         let mut conn = store.read().await?;
-        let visible = Self::visible(&mut conn, scope).await?;
-        let (mut count, mut rows) = Self::list_queries("", listing, &page, scope, &visible, &filters);
+        let (mut count, mut rows) = Self::list_queries("", listing, &page, scope, &filters);
         // A search is planned for its pattern (a one-shot statement gets a
         // custom plan on PostgreSQL); other lists reuse prepared plans.
         let total: i64 = match counters {
@@ -532,18 +596,17 @@ where
         let open = |qb: &mut QueryBuilder<DB>| Self::push_in(qb, "c.status", &["open", "in_progress"]);
         let mut plans = Vec::new();
         let prefix = DB::EXPLAIN;
-        let visible = Self::visible(&mut *store.read().await?, scope).await?;
-        let (c, r) = Self::list_queries(prefix, &Self::PRODUCTS, &first, scope, &visible, &live);
+        let (c, r) = Self::list_queries(prefix, &Self::PRODUCTS, &first, scope, &live);
         plans.push(("ListProducts: total".to_owned(), c));
         plans.push(("ListProducts: page 1".to_owned(), r));
-        let (_, r) = Self::list_queries(prefix, &Self::PRODUCTS, &deep, scope, &visible, &live);
+        let (_, r) = Self::list_queries(prefix, &Self::PRODUCTS, &deep, scope, &live);
         plans.push(("ListProducts: page 500".to_owned(), r));
-        let (c, r) = Self::list_queries(prefix, &Self::PRODUCTS, &first, scope, &visible, &searched);
+        let (c, r) = Self::list_queries(prefix, &Self::PRODUCTS, &first, scope, &searched);
         plans.push((format!("ListProducts: search '{search}', total"), c));
         plans.push((format!("ListProducts: search '{search}', page 1"), r));
-        let (_, r) = Self::list_queries(prefix, &Self::ISSUES, &deep, scope, &visible, &open);
+        let (_, r) = Self::list_queries(prefix, &Self::ISSUES, &deep, scope, &open);
         plans.push(("ListIssues: status open,in_progress, page 500".to_owned(), r));
-        let (_, r) = Self::list_queries(prefix, &Self::CONTRACTS, &deep, scope, &visible, &no_filter);
+        let (_, r) = Self::list_queries(prefix, &Self::CONTRACTS, &deep, scope, &no_filter);
         plans.push(("ListContracts: page 500".to_owned(), r));
         let mut out = Vec::new();
         for (name, mut qb) in plans {
@@ -1023,12 +1086,18 @@ where
             if spaces.is_empty() {
                 return Ok(folded);
             }
-            // The counters first, in order, as every writer takes them
-            // before the expiry rows.
-            let mut lock = QueryBuilder::<DB>::new("SELECT space_id FROM space_stats WHERE 1 = 1");
-            DB::push_space_in(&mut lock, "space_id", &spaces);
-            lock.push(format!(" ORDER BY space_id{}", DB::LOCK));
-            lock.build().fetch_all(&mut *tx).await?;
+            // The spaces first, then their counters, in order, as every
+            // writer takes them before the expiry rows: the triggers that
+            // carry these changes into the organization's rows (migration
+            // 0014) read each space's class, which a concurrent change of
+            // the space cannot then move under them.
+            for table in ["spaces", "space_stats"] {
+                let column = if table == "spaces" { "id" } else { "space_id" };
+                let mut lock = QueryBuilder::<DB>::new(format!("SELECT {column} FROM {table} WHERE 1 = 1"));
+                DB::push_space_in(&mut lock, column, &spaces);
+                lock.push(format!(" ORDER BY {column}{}", DB::LOCK));
+                lock.build().fetch_all(&mut *tx).await?;
+            }
             let mut gone = QueryBuilder::<DB>::new("DELETE FROM contract_expiries WHERE day < ");
             gone.push_bind(today);
             DB::push_space_in(&mut gone, "space_id", &spaces);
@@ -1059,34 +1128,39 @@ where
 
     #[tracing::instrument(level = "info", name = "db", skip_all, fields(db.system = DB::BACKEND, db.operation = "stats"))]
     async fn stats(&self, scope: &Scope) -> Result<Stats> {
-        let mut qb = QueryBuilder::<DB>::new(
-            "SELECT count(*) AS spaces, \
-             CAST(COALESCE(SUM(st.products_active), 0) AS BIGINT) AS products, \
-             CAST(COALESCE(SUM(st.issues_status_open + st.issues_status_in_progress), 0) AS BIGINT) \
-               AS issues, \
-             CAST(COALESCE(SUM(st.checks_ran), 0) AS BIGINT) AS ran, \
-             CAST(COALESCE(SUM(st.checks_passed), 0) AS BIGINT) AS passed, \
-             CAST(COALESCE(SUM(st.contracts_active - st.contracts_lapsed), 0) AS BIGINT) AS active, \
-             CAST(COALESCE(SUM((SELECT COALESCE(SUM(e.n), 0) FROM contract_expiries e \
-               WHERE e.space_id = s.id AND e.day < ",
-        );
         // Active contracts without counting them: the active ones, less
         // those whose expiry day has passed (folded, or not yet), less
         // today's that expired by now (one day of an index).
         let now = now_micros();
         let today = now / EXPIRY_DAY;
-        qb.push_bind(today);
-        qb.push(
-            ")), 0) AS BIGINT) AS past FROM spaces s LEFT JOIN space_stats st ON st.space_id = s.id WHERE",
+        let mut qb = QueryBuilder::<DB>::new(
+            "SELECT CAST(COALESCE(SUM(spaces), 0) AS BIGINT) AS spaces, \
+             CAST(COALESCE(SUM(products), 0) AS BIGINT) AS products, \
+             CAST(COALESCE(SUM(issues), 0) AS BIGINT) AS issues, \
+             CAST(COALESCE(SUM(ran), 0) AS BIGINT) AS ran, \
+             CAST(COALESCE(SUM(passed), 0) AS BIGINT) AS passed, \
+             CAST(COALESCE(SUM(active), 0) AS BIGINT) AS active, \
+             (SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM (",
         );
-        Self::push_visible_spaces(&mut qb, scope);
+        Self::push_expiry_rows(&mut qb, scope, today);
+        qb.push(") past) AS past FROM (");
+        Self::push_counter_rows(
+            &mut qb,
+            scope,
+            "st.products_active AS products, \
+             st.issues_status_open + st.issues_status_in_progress AS issues, \
+             st.checks_ran AS ran, st.checks_passed AS passed, \
+             st.contracts_active - st.contracts_lapsed AS active",
+            true,
+        );
+        qb.push(") summed");
         let mut conn = self.read().await?;
         let row = qb.build().fetch_one(&mut *conn).await?;
         let ran: i64 = row.try_get("ran")?;
         let passed: i64 = row.try_get("passed")?;
 
         let mut expired = QueryBuilder::<DB>::new("SELECT count(*) FROM contracts c");
-        Self::push_scope(&mut expired, scope, &Self::visible(&mut conn, scope).await?);
+        Self::push_scope(&mut expired, scope);
         expired.push(" AND c.status = 'active' AND c.expires_at >= ");
         expired.push_bind(today * EXPIRY_DAY);
         expired.push(" AND c.expires_at <= ");

@@ -40,9 +40,6 @@ pub trait Dialect: Database + sqlx::database::HasStatementCache {
     /// (SQLite, whose planner would otherwise sort instead of walking the
     /// organization's index); empty on PostgreSQL.
     const NOT_INDEXED: &'static str;
-    /// Whether aggregated lists filter by a list of visible space ids
-    /// fetched first (PostgreSQL) rather than by a subquery (SQLite).
-    const SPACE_ID_LISTS: bool;
 
     /// Rows a statement changed.
     fn rows_affected(result: &Self::QueryResult) -> u64;

@@ -31,9 +31,6 @@ impl Dialect for Postgres {
     const EXPLAIN: &'static str = "EXPLAIN (ANALYZE, BUFFERS) ";
     const EXPLAIN_COLUMN: &'static str = "QUERY PLAN";
     const NOT_INDEXED: &'static str = "";
-    /// Visible spaces go in as one array parameter, checked per index entry
-    /// by hashing, so the newest-first index walk stays a walk.
-    const SPACE_ID_LISTS: bool = true;
 
     fn rows_affected(result: &sqlx::postgres::PgQueryResult) -> u64 {
         result.rows_affected()

@@ -33,7 +33,6 @@ impl Dialect for Sqlite {
     const EXPLAIN: &'static str = "EXPLAIN QUERY PLAN ";
     const EXPLAIN_COLUMN: &'static str = "detail";
     const NOT_INDEXED: &'static str = "+";
-    const SPACE_ID_LISTS: bool = false;
 
     fn rows_affected(result: &sqlx::sqlite::SqliteQueryResult) -> u64 {
         result.rows_affected()
