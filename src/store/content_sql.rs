@@ -23,7 +23,7 @@ use crate::domain::content::{
     QualityCheckFilter, QualityCheckInput, Scope,
 };
 use crate::domain::model::{Contract, Issue, Product, QualityCheck, Stats};
-use crate::domain::types::{ContractStatus, IssueStatus};
+use crate::domain::types::{ContractStatus, IssueStatus, Visibility};
 use crate::store::ContentStore;
 
 /// Microseconds in a day: contracts' expiries are counted per day of
@@ -470,28 +470,28 @@ where
     /// list and count starts from (content alias `c`).
     ///
     /// A content row carries its space's organization (kept in step on
-    /// attach and detach), so an admin's scope is that column alone. A
-    /// plain member's adds, per row the list reaches, a lookup of its
-    /// space's visibility by id, or the space among the member's own:
-    /// a page costs the rows it reads, not a pass over the organization's
-    /// spaces to collect the visible ones first.
+    /// attach and detach) and `space_open`, whether its space's
+    /// visibility is 'organization' (kept in step by a trigger, migration
+    /// 0014), both in the organization's indexes. An admin's scope is the
+    /// organization alone; a plain member's adds, per index entry, "open,
+    /// or a space the member belongs to" (the member's spaces hashed once
+    /// per statement). A page costs the index entries it walks, not a
+    /// pass over the organization's spaces to collect the visible ones.
     fn push_scope(qb: &mut QueryBuilder<DB>, scope: &Scope) {
         qb.push(" WHERE c.organization_id = ");
         qb.push_bind(scope.org);
         if let Some(space) = scope.space {
-            // Already checked to be visible to the caller.
+            // Checked to be visible before, and again per row below (its
+            // visibility may have changed since).
             qb.push(" AND c.space_id = ");
             qb.push_bind(space);
-        } else if let Some(user) = scope.member {
+        }
+        if let Some(user) = scope.member {
             // `+`: the per-space index must not drive the list (the
             // organization's index serves its order).
-            qb.push(
-                " AND (EXISTS (SELECT 1 FROM spaces s WHERE s.id = c.space_id \
-                 AND s.visibility = 'organization' AND s.organization_id = ",
-            );
-            qb.push_bind(scope.org);
             qb.push(format!(
-                ") OR {}c.space_id IN (SELECT sm.space_id FROM space_members sm WHERE sm.user_id = ",
+                " AND (c.space_open = TRUE OR {}c.space_id IN \
+                 (SELECT sm.space_id FROM space_members sm WHERE sm.user_id = ",
                 DB::NOT_INDEXED
             ));
             qb.push_bind(user);
@@ -633,7 +633,7 @@ where
         space: Uuid,
         ids: Vec<Uuid>,
         names: &[(Uuid, &str)],
-        insert: impl FnOnce(Option<Uuid>) -> QueryBuilder<DB>,
+        insert: impl FnOnce(Option<Uuid>, bool) -> QueryBuilder<DB>,
     ) -> Result<u64> {
         let action = kind.upsert_action();
         let target = |s: Uuid| targets::content(s, kind.collection(), None);
@@ -641,10 +641,13 @@ where
             .space_guard(actor, space, SpaceAction::WriteContent, action, target)
             .await?;
         let org = access.space.organization_id;
+        // Rows carry their space's organization and whether every member
+        // sees it (the space is locked: neither changes before commit).
+        let open = access.space.visibility == Visibility::Organization;
         if !ids.is_empty() {
             let before = Self::counted(&mut tx, kind, space, &ids).await?;
             Self::release_names(&mut tx, kind, space, names).await?;
-            let mut qb = insert(org);
+            let mut qb = insert(org, open);
             if let Err(e) = qb.build().execute(&mut *tx).await {
                 return Err(Self::unique_name(&e, kind).unwrap_or_else(|| e.into()));
             }
@@ -733,15 +736,16 @@ where
         let now = now_micros();
         let ids = items.iter().map(|i| i.id).collect();
         let names: Vec<(Uuid, &str)> = items.iter().map(|i| (i.id, i.name.as_str())).collect();
-        Self::upsert_batch(self, actor, ContentKind::Product, space, ids, &names, |org| {
+        Self::upsert_batch(self, actor, ContentKind::Product, space, ids, &names, |org, open| {
             let mut qb = QueryBuilder::<DB>::new(
-                "INSERT INTO products (id, space_id, organization_id, name, slug, description, product_type, \
+                "INSERT INTO products (id, space_id, organization_id, space_open, name, slug, description, product_type, \
                  provider, tags, quality_score, is_archived, created_at, updated_at) ",
             );
             qb.push_values(items, |mut row, item| {
                 row.push_bind(item.id)
                     .push_bind(space)
                     .push_bind(org)
+                    .push_bind(open)
                     .push_bind(item.name.clone())
                     .push_bind(item.slug.clone())
                     .push_bind(item.description.clone())
@@ -777,9 +781,9 @@ where
     async fn upsert_contracts(&self, actor: &Actor, space: Uuid, items: &[ContractInput]) -> Result<u64> {
         let now = now_micros();
         let ids = items.iter().map(|i| i.id).collect();
-        Self::upsert_batch(self, actor, ContentKind::Contract, space, ids, &[], |org| {
+        Self::upsert_batch(self, actor, ContentKind::Contract, space, ids, &[], |org, open| {
             let mut qb = QueryBuilder::<DB>::new(
-                "INSERT INTO contracts (id, space_id, organization_id, name, description, status, \
+                "INSERT INTO contracts (id, space_id, organization_id, space_open, name, description, status, \
                  producer_id, producer_name, consumer_id, consumer_name, freshness_hours, \
                  availability_percent, quality_score_min, response_time_hours, created_at, expires_at) ",
             );
@@ -787,6 +791,7 @@ where
                 row.push_bind(item.id)
                     .push_bind(space)
                     .push_bind(org)
+                    .push_bind(open)
                     .push_bind(item.name.clone())
                     .push_bind(item.description.clone())
                     .push_bind(item.status.as_str())
@@ -828,15 +833,16 @@ where
     async fn upsert_issues(&self, actor: &Actor, space: Uuid, items: &[IssueInput]) -> Result<u64> {
         let now = now_micros();
         let ids = items.iter().map(|i| i.id).collect();
-        Self::upsert_batch(self, actor, ContentKind::Issue, space, ids, &[], |org| {
+        Self::upsert_batch(self, actor, ContentKind::Issue, space, ids, &[], |org, open| {
             let mut qb = QueryBuilder::<DB>::new(
-                "INSERT INTO issues (id, space_id, organization_id, title, description, status, priority, \
+                "INSERT INTO issues (id, space_id, organization_id, space_open, title, description, status, priority, \
                  product_id, assignee_id, reporter_id, created_at, updated_at) ",
             );
             qb.push_values(items, |mut row, item| {
                 row.push_bind(item.id)
                     .push_bind(space)
                     .push_bind(org)
+                    .push_bind(open)
                     .push_bind(item.title.clone())
                     .push_bind(item.description.clone())
                     .push_bind(item.status.as_str())
@@ -875,9 +881,9 @@ where
     ) -> Result<u64> {
         let now = now_micros();
         let ids = items.iter().map(|i| i.id).collect();
-        Self::upsert_batch(self, actor, ContentKind::QualityCheck, space, ids, &[], |org| {
+        Self::upsert_batch(self, actor, ContentKind::QualityCheck, space, ids, &[], |org, open| {
             let mut qb = QueryBuilder::<DB>::new(
-                "INSERT INTO quality_checks (id, space_id, organization_id, name, check_type, severity, \
+                "INSERT INTO quality_checks (id, space_id, organization_id, space_open, name, check_type, severity, \
                  product_ids, last_status, last_run_at, is_archived, created_at) ",
             );
             qb.push_values(items, |mut row, item| {
@@ -885,6 +891,7 @@ where
                 row.push_bind(item.id)
                     .push_bind(space)
                     .push_bind(org)
+                    .push_bind(open)
                     .push_bind(item.name.clone())
                     .push_bind(item.check_type.clone())
                     .push_bind(item.severity.as_str())

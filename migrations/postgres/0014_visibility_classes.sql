@@ -287,3 +287,57 @@ WHERE s.organization_id IS NOT NULL AND s.deleted_at IS NULL
 GROUP BY s.organization_id, s.visibility = 'organization', e.day
 HAVING SUM(e.n) <> 0;
 
+
+-- Content rows carry `space_open`: whether their space's visibility is
+-- 'organization' (every member of its organization sees it), beside the
+-- organization they already carry, and the organization's indexes include
+-- it. A plain member's list then tests each index entry for "open, or a
+-- space the member belongs to" without looking the space up, and never
+-- collects the organization's visible spaces first. A trigger keeps it in
+-- step when a space's visibility changes; writes set it from the space they
+-- lock.
+
+ALTER TABLE products ADD COLUMN space_open BOOLEAN NOT NULL DEFAULT TRUE;
+UPDATE products SET space_open = FALSE WHERE space_id IN (SELECT id FROM spaces WHERE visibility <> 'organization');
+ALTER TABLE contracts ADD COLUMN space_open BOOLEAN NOT NULL DEFAULT TRUE;
+UPDATE contracts SET space_open = FALSE WHERE space_id IN (SELECT id FROM spaces WHERE visibility <> 'organization');
+ALTER TABLE issues ADD COLUMN space_open BOOLEAN NOT NULL DEFAULT TRUE;
+UPDATE issues SET space_open = FALSE WHERE space_id IN (SELECT id FROM spaces WHERE visibility <> 'organization');
+ALTER TABLE quality_checks ADD COLUMN space_open BOOLEAN NOT NULL DEFAULT TRUE;
+UPDATE quality_checks SET space_open = FALSE WHERE space_id IN (SELECT id FROM spaces WHERE visibility <> 'organization');
+
+DROP INDEX products_by_org;
+CREATE INDEX products_by_org ON products (organization_id, is_archived, created_at DESC, id DESC) INCLUDE (space_id, space_open);
+DROP INDEX products_by_org_all;
+CREATE INDEX products_by_org_all ON products (organization_id, created_at DESC, id DESC) INCLUDE (space_id, space_open);
+DROP INDEX contracts_by_org;
+CREATE INDEX contracts_by_org ON contracts (organization_id, created_at DESC, id DESC) INCLUDE (space_id, status, space_open);
+DROP INDEX contracts_by_status;
+CREATE INDEX contracts_by_status ON contracts (organization_id, status, created_at DESC, id DESC) INCLUDE (space_id, space_open);
+DROP INDEX contracts_active;
+CREATE INDEX contracts_active ON contracts (organization_id, status, expires_at) INCLUDE (space_id, space_open);
+DROP INDEX issues_by_org;
+CREATE INDEX issues_by_org ON issues (organization_id, created_at DESC, id DESC) INCLUDE (space_id, status, priority, space_open);
+DROP INDEX issues_by_status;
+CREATE INDEX issues_by_status ON issues (organization_id, status, created_at DESC, id DESC) INCLUDE (space_id, priority, space_open);
+DROP INDEX issues_by_assignee;
+CREATE INDEX issues_by_assignee ON issues (organization_id, assignee_id, created_at DESC, id DESC) INCLUDE (space_id, status, priority, space_open);
+DROP INDEX quality_checks_by_org;
+CREATE INDEX quality_checks_by_org ON quality_checks (organization_id, is_archived, created_at DESC, id DESC) INCLUDE (space_id, last_status, space_open);
+DROP INDEX quality_checks_by_org_all;
+CREATE INDEX quality_checks_by_org_all ON quality_checks (organization_id, created_at DESC, id DESC) INCLUDE (space_id, last_status, space_open);
+
+CREATE FUNCTION orgd_spaces_content_class() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE products SET space_open = (NEW.visibility = 'organization') WHERE space_id = NEW.id;
+    UPDATE contracts SET space_open = (NEW.visibility = 'organization') WHERE space_id = NEW.id;
+    UPDATE issues SET space_open = (NEW.visibility = 'organization') WHERE space_id = NEW.id;
+    UPDATE quality_checks SET space_open = (NEW.visibility = 'organization') WHERE space_id = NEW.id;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER spaces_content_class AFTER UPDATE OF visibility ON spaces
+FOR EACH ROW WHEN ((NEW.visibility = 'organization') <> (OLD.visibility = 'organization'))
+EXECUTE FUNCTION orgd_spaces_content_class();
