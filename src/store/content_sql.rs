@@ -347,7 +347,9 @@ where
     /// A list total from the counters: `expr` sums counter columns
     /// (alias `st`) over the visible spaces.
     async fn counted_total(conn: &mut DB::Connection, scope: &Scope, expr: &str) -> Result<i64> {
-        let mut qb = QueryBuilder::<DB>::new("SELECT CAST(COALESCE(SUM(x), 0) AS BIGINT) FROM (");
+        let mut qb = QueryBuilder::<DB>::new("");
+        Self::push_mine(&mut qb, scope);
+        qb.push("SELECT CAST(COALESCE(SUM(x), 0) AS BIGINT) FROM (");
         Self::push_counter_rows(&mut qb, scope, &format!("{expr} AS x"), false);
         qb.push(") counted");
         Ok(qb.build_query_scalar().fetch_one(conn).await?)
@@ -361,9 +363,10 @@ where
     /// A scope of one space reads its counters. Otherwise the
     /// organization's rows by visibility class (see migration 0014) stand
     /// for its spaces: both for an admin; for a plain member the open
-    /// one, plus each restricted space the member belongs to (few: read
-    /// from its memberships, not by walking the organization's spaces).
-    /// The cost does not grow with the organization's spaces.
+    /// one, plus each restricted space the member belongs to (`mine`, see
+    /// [`Self::push_mine`]). The cost does not grow with the
+    /// organization's spaces; for a member, it grows with the restricted
+    /// spaces the member was let into.
     fn push_counter_rows(qb: &mut QueryBuilder<DB>, scope: &Scope, select: &str, with_spaces: bool) {
         let (org_spaces, one_space) = if with_spaces {
             ("st.spaces AS spaces, ", "1 AS spaces, ")
@@ -382,17 +385,32 @@ where
             "SELECT {org_spaces}{select} FROM organization_stats st WHERE st.organization_id = "
         ));
         qb.push_bind(scope.org);
-        if let Some(user) = scope.member {
+        if scope.member.is_some() {
             qb.push(format!(
-                " AND st.open = TRUE UNION ALL SELECT {one_space}{select} FROM space_members sm \
-                 JOIN spaces s ON s.id = sm.space_id LEFT JOIN space_stats st ON st.space_id = s.id \
-                 WHERE sm.user_id = "
+                " AND st.open = TRUE UNION ALL SELECT {one_space}{select} FROM mine \
+                 LEFT JOIN space_stats st ON st.space_id = mine.id"
             ));
-            qb.push_bind(user);
-            qb.push(" AND s.organization_id = ");
-            qb.push_bind(scope.org);
-            qb.push(" AND s.visibility <> 'organization' AND s.deleted_at IS NULL");
         }
+    }
+
+    /// For a plain member's scope of the whole organization, `WITH mine`:
+    /// the restricted spaces of the organization the member belongs to,
+    /// found once per statement from the member's space memberships (the
+    /// organization's spaces are not walked: `NOT_INDEXED` keeps SQLite
+    /// from starting there). Statements using [`Self::push_counter_rows`]
+    /// or [`Self::push_expiry_rows`] start with it.
+    fn push_mine(qb: &mut QueryBuilder<DB>, scope: &Scope) {
+        let (Some(user), None) = (scope.member, scope.space) else {
+            return;
+        };
+        qb.push(
+            "WITH mine AS MATERIALIZED (SELECT s.id FROM space_members sm \
+             JOIN spaces s ON s.id = sm.space_id WHERE sm.user_id = ",
+        );
+        qb.push_bind(user);
+        qb.push(format!(" AND {}s.organization_id = ", DB::NOT_INDEXED));
+        qb.push_bind(scope.org);
+        qb.push(" AND s.visibility <> 'organization' AND s.deleted_at IS NULL) ");
     }
 
     /// Rows whose sums are the visible spaces' active contracts with an
@@ -413,15 +431,8 @@ where
         }
         qb.push(" AND e.day < ");
         qb.push_bind(today);
-        if let Some(user) = scope.member {
-            qb.push(
-                " UNION ALL SELECT e.n FROM space_members sm JOIN spaces s ON s.id = sm.space_id \
-                 JOIN contract_expiries e ON e.space_id = s.id WHERE sm.user_id = ",
-            );
-            qb.push_bind(user);
-            qb.push(" AND s.organization_id = ");
-            qb.push_bind(scope.org);
-            qb.push(" AND s.visibility <> 'organization' AND s.deleted_at IS NULL AND e.day < ");
+        if scope.member.is_some() {
+            qb.push(" UNION ALL SELECT e.n FROM mine JOIN contract_expiries e ON e.space_id = mine.id WHERE e.day < ");
             qb.push_bind(today);
         }
     }
@@ -524,17 +535,20 @@ where
         let mut count = QueryBuilder::<DB>::new(format!("{prefix}SELECT count(*) FROM {table} c"));
         Self::push_scope(&mut count, scope);
         filters(&mut count);
-        // The page of ids comes from the covering index; only those
-        // rows are read in full.
+        // The page of ids comes from the covering index, once
+        // (MATERIALIZED: as an IN list, SQLite ran it again for each
+        // table it joined); only those rows are read in full.
         let mut rows = QueryBuilder::<DB>::new(format!(
-            "{prefix}SELECT {columns}, p.space_id, s.name AS space_name, s.slug AS space_slug \
-             FROM {table} p JOIN spaces s ON s.id = p.space_id \
-             WHERE (p.space_id, p.id) IN (SELECT c.space_id, c.id FROM {table} c"
+            "{prefix}WITH page AS MATERIALIZED (SELECT c.space_id, c.id FROM {table} c"
         ));
         Self::push_scope(&mut rows, scope);
         filters(&mut rows);
         Self::push_page(&mut rows, "c.created_at", "c.id", page);
-        rows.push(") ORDER BY p.created_at DESC, p.id DESC");
+        rows.push(format!(
+            ") SELECT {columns}, p.space_id, s.name AS space_name, s.slug AS space_slug \
+             FROM page JOIN {table} p ON p.space_id = page.space_id AND p.id = page.id \
+             JOIN spaces s ON s.id = p.space_id ORDER BY p.created_at DESC, p.id DESC"
+        ));
         (count, rows)
     }
 
@@ -1140,7 +1154,9 @@ where
         // today's that expired by now (one day of an index).
         let now = now_micros();
         let today = now / EXPIRY_DAY;
-        let mut qb = QueryBuilder::<DB>::new(
+        let mut qb = QueryBuilder::<DB>::new("");
+        Self::push_mine(&mut qb, scope);
+        qb.push(
             "SELECT CAST(COALESCE(SUM(spaces), 0) AS BIGINT) AS spaces, \
              CAST(COALESCE(SUM(products), 0) AS BIGINT) AS products, \
              CAST(COALESCE(SUM(issues), 0) AS BIGINT) AS issues, \
