@@ -171,7 +171,8 @@ fn view_sql() -> sqlx::AssertSqlSafe<&'static str> {
                 ),
                 (
                     "space_count",
-                    "(SELECT count(*) FROM spaces c WHERE c.organization_id = o.id)",
+                    "(SELECT CAST(COALESCE(SUM(c.spaces), 0) AS BIGINT) FROM organization_stats c \
+                     WHERE c.organization_id = o.id)",
                 ),
             ],
             "organizations o LEFT JOIN memberships m ON m.organization_id = o.id AND m.user_id = $2 \
@@ -417,6 +418,47 @@ where
 
     /// Appends the keyset condition and the order/limit of a newest-first
     /// list over `created`/`id` columns.
+    /// `aggregate` (a count or a sum) over `table`'s rows of each of the
+    /// organizations, by organization id (absent: no rows).
+    async fn sum_by_org(
+        conn: &mut DB::Connection,
+        aggregate: &str,
+        table: &str,
+        orgs: &[Uuid],
+    ) -> Result<std::collections::HashMap<Uuid, i64>> {
+        let mut counts = std::collections::HashMap::new();
+        if orgs.is_empty() {
+            return Ok(counts);
+        }
+        let mut qb = QueryBuilder::<DB>::new(format!(
+            "SELECT organization_id, CAST({aggregate} AS BIGINT) AS n FROM {table} WHERE organization_id IN ("
+        ));
+        let mut ids = qb.separated(", ");
+        for org in orgs {
+            ids.push_bind(*org);
+        }
+        qb.push(") GROUP BY organization_id");
+        for row in qb.build().fetch_all(&mut *conn).await? {
+            counts.insert(row.try_get("organization_id")?, row.try_get("n")?);
+        }
+        Ok(counts)
+    }
+
+    /// `(s.organization_id = o AND s.visibility = v)` for each of the
+    /// (organization, visibility) pairs, into an OR list.
+    fn push_pairs(
+        or: &mut sqlx::query_builder::Separated<'_, DB, &'static str>,
+        pairs: &[(Uuid, &'static str)],
+    ) {
+        for (org, visibility) in pairs {
+            or.push("(s.organization_id = ");
+            or.push_bind_unseparated(*org);
+            or.push_unseparated(" AND s.visibility = ");
+            or.push_bind_unseparated(*visibility);
+            or.push_unseparated(")");
+        }
+    }
+
     pub(super) fn push_page(qb: &mut QueryBuilder<DB>, created: &str, id: &str, page: &PageRequest) {
         if let Some(after) = page.after {
             qb.push(format!(" AND ({created}, {id}) < ("));
@@ -1453,7 +1495,8 @@ where
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {ORG_COLUMNS}, \
              (SELECT count(*) FROM memberships m WHERE m.organization_id = o.id) AS user_count, \
-             (SELECT count(*) FROM spaces s WHERE s.organization_id = o.id) AS space_count \
+             (SELECT CAST(COALESCE(SUM(s.spaces), 0) AS BIGINT) FROM organization_stats s \
+               WHERE s.organization_id = o.id) AS space_count \
              FROM organizations o WHERE o.id = $1"
         )))
         .bind(org.id)
@@ -1556,30 +1599,11 @@ where
                 slug: row.try_get("slug")?,
             });
         }
-        let mut qb = QueryBuilder::<DB>::new(
-            "SELECT organization_id, count(*) AS n FROM spaces WHERE organization_id IN (",
-        );
-        let mut ids = qb.separated(", ");
-        for org in &page.items {
-            ids.push_bind(org.id);
-        }
-        qb.push(") GROUP BY organization_id");
-        let mut space_counts: std::collections::HashMap<Uuid, i64> = std::collections::HashMap::new();
-        for row in qb.build().fetch_all(&mut *conn).await? {
-            space_counts.insert(row.try_get("organization_id")?, row.try_get("n")?);
-        }
-        let mut qb = QueryBuilder::<DB>::new(
-            "SELECT organization_id, count(*) AS n FROM memberships WHERE organization_id IN (",
-        );
-        let mut ids = qb.separated(", ");
-        for org in &page.items {
-            ids.push_bind(org.id);
-        }
-        qb.push(") GROUP BY organization_id");
-        let mut counts: std::collections::HashMap<Uuid, i64> = std::collections::HashMap::new();
-        for row in qb.build().fetch_all(&mut *conn).await? {
-            counts.insert(row.try_get("organization_id")?, row.try_get("n")?);
-        }
+        // Spaces from the organizations' counters (migration 0014), not
+        // by counting index entries; members by counting.
+        let orgs: Vec<Uuid> = page.items.iter().map(|o| o.id).collect();
+        let space_counts = Self::sum_by_org(&mut conn, "SUM(spaces)", "organization_stats", &orgs).await?;
+        let counts = Self::sum_by_org(&mut conn, "count(*)", "memberships", &orgs).await?;
         let items = page
             .items
             .into_iter()
@@ -2514,15 +2538,7 @@ where
                     SpaceReach::All => {
                         or.push("1 = 1");
                     }
-                    SpaceReach::Pairs(pairs) => {
-                        for (org, visibility) in pairs {
-                            or.push("(s.organization_id = ");
-                            or.push_bind_unseparated(*org);
-                            or.push_unseparated(" AND s.visibility = ");
-                            or.push_bind_unseparated(*visibility);
-                            or.push_unseparated(")");
-                        }
-                    }
+                    SpaceReach::Pairs(pairs) => Self::push_pairs(&mut or, pairs),
                     SpaceReach::Joined(user) => {
                         or.push(
                             "s.organization_id IN (SELECT m.organization_id FROM memberships m WHERE m.user_id = ",
@@ -2591,14 +2607,7 @@ where
             match &reach {
                 SpaceReach::Pairs(pairs) if !pairs.is_empty() => {
                     qb.push(" AND (s.organization_id IS NULL OR NOT (");
-                    let mut or = qb.separated(" OR ");
-                    for (org, visibility) in pairs {
-                        or.push("(s.organization_id = ");
-                        or.push_bind_unseparated(*org);
-                        or.push_unseparated(" AND s.visibility = ");
-                        or.push_bind_unseparated(*visibility);
-                        or.push_unseparated(")");
-                    }
+                    Self::push_pairs(&mut qb.separated(" OR "), pairs);
                     qb.push("))");
                 }
                 SpaceReach::Joined(_) => {
