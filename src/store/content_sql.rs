@@ -387,26 +387,26 @@ where
         qb.push_bind(scope.org);
         if scope.member.is_some() {
             qb.push(format!(
-                " AND st.open = TRUE UNION ALL SELECT {one_space}{select} FROM mine \
-                 LEFT JOIN space_stats st ON st.space_id = mine.id"
+                " AND st.open = TRUE UNION ALL SELECT {one_space}{select} FROM mine{}",
+                DB::per_space_of_mine("space_stats", "st", true)
             ));
         }
     }
 
     /// For a plain member's scope of the whole organization, `WITH mine`:
     /// the restricted spaces of the organization the member belongs to,
-    /// found once per statement from the member's space memberships (the
-    /// organization's spaces are not walked: `NOT_INDEXED` keeps SQLite
-    /// from starting there). Statements using [`Self::push_counter_rows`]
+    /// found once per statement from the member's space memberships, each
+    /// space looked up by id (`OWN_SPACES`; the organization's spaces are
+    /// not walked: `NOT_INDEXED` keeps SQLite from starting there). Statements using [`Self::push_counter_rows`]
     /// or [`Self::push_expiry_rows`] start with it.
     fn push_mine(qb: &mut QueryBuilder<DB>, scope: &Scope) {
         let (Some(user), None) = (scope.member, scope.space) else {
             return;
         };
-        qb.push(
-            "WITH mine AS MATERIALIZED (SELECT s.id FROM space_members sm \
-             JOIN spaces s ON s.id = sm.space_id WHERE sm.user_id = ",
-        );
+        qb.push(format!(
+            "WITH mine AS MATERIALIZED (SELECT s.id FROM {} WHERE sm.user_id = ",
+            DB::OWN_SPACES
+        ));
         qb.push_bind(user);
         qb.push(format!(" AND {}s.organization_id = ", DB::NOT_INDEXED));
         qb.push_bind(scope.org);
@@ -432,7 +432,10 @@ where
         qb.push(" AND e.day < ");
         qb.push_bind(today);
         if scope.member.is_some() {
-            qb.push(" UNION ALL SELECT e.n FROM mine JOIN contract_expiries e ON e.space_id = mine.id WHERE e.day < ");
+            qb.push(format!(
+                " UNION ALL SELECT e.n FROM mine{} WHERE e.day < ",
+                DB::per_space_of_mine("contract_expiries", "e", false)
+            ));
             qb.push_bind(today);
         }
     }
