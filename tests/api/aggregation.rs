@@ -2186,36 +2186,13 @@ async fn organization_counters_follow_every_move_of_a_space() {
                         );
                         args.push(Arg::Uuid(user));
                     }
-                    let expected = match &mut db {
-                        Db::Sqlite(c) => {
-                            let mut q = sqlx::query_as::<_, (String, String, String, String)>(
-                                sqlx::AssertSqlSafe(sql.clone()),
-                            );
-                            for a in &args {
-                                if let Arg::Uuid(u) = a {
-                                    q = q.bind(*u);
-                                }
-                            }
-                            q.fetch_one(&mut *c).await.expect("recount")
-                        }
-                        Db::Postgres(c) => {
-                            let mut q = sqlx::query_as::<_, (String, String, String, String)>(
-                                sqlx::AssertSqlSafe(sql.clone()),
-                            );
-                            for a in &args {
-                                if let Arg::Uuid(u) = a {
-                                    q = q.bind(*u);
-                                }
-                            }
-                            q.fetch_one(&mut *c).await.expect("recount")
-                        }
-                    };
+                    let expected = db.row(&sql, &args).await;
                     let Ok(stats) = AggregationServiceClient::new(channel.clone())
                         .get_stats(req(who, GetStatsRequest { slug: slug.clone() }))
                         .await
                     else {
                         // The organization is deleted at this step.
-                        assert!(org.is_empty() || expected.0 == "0", "{step}: stats of {slug}");
+                        assert!(org.is_empty() || expected[0] == "0", "{step}: stats of {slug}");
                         continue;
                     };
                     let stats = stats.into_inner();
@@ -2232,12 +2209,12 @@ async fn organization_counters_follow_every_move_of_a_space() {
                         .expect("list products")
                         .into_inner()
                         .total;
-                    let got = (
+                    let got = vec![
                         stats.total_spaces.to_string(),
                         stats.total_products.to_string(),
                         stats.open_issues.to_string(),
                         total.to_string(),
-                    );
+                    ];
                     let who_name = if user.is_some() { "member" } else { "root" };
                     assert_eq!(got, expected, "{step}: {slug} as {who_name}");
                     // The rows listed are those of the spaces the caller

@@ -473,6 +473,29 @@ impl Db {
         }
     }
 
+    /// Every column of the one row a query returns, each selected as
+    /// text.
+    pub async fn row(&mut self, sql: &str, args: &[Arg]) -> Vec<String> {
+        use sqlx::Row;
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        match self {
+            Db::Sqlite(c) => {
+                let row = bind_all!(sqlx::query(sql), args)
+                    .fetch_one(&mut *c)
+                    .await
+                    .expect("query row");
+                (0..row.len()).map(|i| row.get::<String, _>(i)).collect()
+            }
+            Db::Postgres(c) => {
+                let row = bind_all!(sqlx::query(sql), args)
+                    .fetch_one(&mut *c)
+                    .await
+                    .expect("query row");
+                (0..row.len()).map(|i| row.get::<String, _>(i)).collect()
+            }
+        }
+    }
+
     pub async fn close(self) {
         match self {
             Db::Sqlite(c) => c.close().await.ok(),
