@@ -348,7 +348,6 @@ where
     /// (alias `st`) over the visible spaces.
     async fn counted_total(conn: &mut DB::Connection, scope: &Scope, expr: &str) -> Result<i64> {
         let mut qb = QueryBuilder::<DB>::new("");
-        Self::push_mine(&mut qb, scope);
         qb.push("SELECT CAST(COALESCE(SUM(x), 0) AS BIGINT) FROM (");
         Self::push_counter_rows(&mut qb, scope, &format!("{expr} AS x"), false);
         qb.push(") counted");
@@ -357,16 +356,15 @@ where
 
     /// Rows whose sums are the visible spaces' counters, selecting
     /// `select` over counter columns (alias `st`; each is a column of
-    /// `space_stats` and of `organization_stats`; NULL for a space with
-    /// no counters yet), and first a `spaces` column when `with_spaces`.
+    /// `space_stats`, `organization_stats` and `member_stats`; NULL for a
+    /// space with no counters yet), and first a `spaces` column when
+    /// `with_spaces`.
     ///
     /// A scope of one space reads its counters. Otherwise the
-    /// organization's rows by visibility class (see migration 0014) stand
-    /// for its spaces: both for an admin; for a plain member the open
-    /// one, plus each restricted space the member belongs to (`mine`, see
-    /// [`Self::push_mine`]). The cost does not grow with the
-    /// organization's spaces; for a member, it grows with the restricted
-    /// spaces the member was let into.
+    /// organization's rows by visibility class (migration 0014) stand for
+    /// its spaces: both for an admin; for a plain member the open one,
+    /// plus its own row of the restricted spaces it belongs to (migration
+    /// 0015). At most two rows, whatever the number of spaces.
     fn push_counter_rows(qb: &mut QueryBuilder<DB>, scope: &Scope, select: &str, with_spaces: bool) {
         let (org_spaces, one_space) = if with_spaces {
             ("st.spaces AS spaces, ", "1 AS spaces, ")
@@ -385,32 +383,15 @@ where
             "SELECT {org_spaces}{select} FROM organization_stats st WHERE st.organization_id = "
         ));
         qb.push_bind(scope.org);
-        if scope.member.is_some() {
+        if let Some(user) = scope.member {
             qb.push(format!(
-                " AND st.open = TRUE UNION ALL SELECT {one_space}{select} FROM mine{}",
-                DB::per_space_of_mine("space_stats", "st", true)
+                " AND st.open = TRUE UNION ALL SELECT {org_spaces}{select} FROM member_stats st \
+                 WHERE st.organization_id = "
             ));
+            qb.push_bind(scope.org);
+            qb.push(" AND st.user_id = ");
+            qb.push_bind(user);
         }
-    }
-
-    /// For a plain member's scope of the whole organization, `WITH mine`:
-    /// the restricted spaces of the organization the member belongs to,
-    /// found once per statement from the member's space memberships, each
-    /// space looked up by id (`OWN_SPACES`; the organization's spaces are
-    /// not walked: `NOT_INDEXED` keeps SQLite from starting there). Statements using [`Self::push_counter_rows`]
-    /// or [`Self::push_expiry_rows`] start with it.
-    fn push_mine(qb: &mut QueryBuilder<DB>, scope: &Scope) {
-        let (Some(user), None) = (scope.member, scope.space) else {
-            return;
-        };
-        qb.push(format!(
-            "WITH mine AS MATERIALIZED (SELECT s.id FROM {} WHERE sm.user_id = ",
-            DB::OWN_SPACES
-        ));
-        qb.push_bind(user);
-        qb.push(format!(" AND {}s.organization_id = ", DB::NOT_INDEXED));
-        qb.push_bind(scope.org);
-        qb.push(" AND s.visibility <> 'organization' AND s.deleted_at IS NULL) ");
     }
 
     /// Rows whose sums are the visible spaces' active contracts with an
@@ -431,11 +412,12 @@ where
         }
         qb.push(" AND e.day < ");
         qb.push_bind(today);
-        if scope.member.is_some() {
-            qb.push(format!(
-                " UNION ALL SELECT e.n FROM mine{} WHERE e.day < ",
-                DB::per_space_of_mine("contract_expiries", "e", false)
-            ));
+        if let Some(user) = scope.member {
+            qb.push(" UNION ALL SELECT e.n FROM member_expiries e WHERE e.organization_id = ");
+            qb.push_bind(scope.org);
+            qb.push(" AND e.user_id = ");
+            qb.push_bind(user);
+            qb.push(" AND e.day < ");
             qb.push_bind(today);
         }
     }
@@ -1158,7 +1140,6 @@ where
         let now = now_micros();
         let today = now / EXPIRY_DAY;
         let mut qb = QueryBuilder::<DB>::new("");
-        Self::push_mine(&mut qb, scope);
         qb.push(
             "SELECT CAST(COALESCE(SUM(spaces), 0) AS BIGINT) AS spaces, \
              CAST(COALESCE(SUM(products), 0) AS BIGINT) AS products, \

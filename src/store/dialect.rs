@@ -70,13 +70,6 @@ pub trait Dialect: Database + sqlx::database::HasStatementCache {
     /// but PostgreSQL's estimate may rather scan every space and hash.
     const OWN_SPACES: &'static str;
 
-    /// A join, after `mine` (a list of space ids, see
-    /// `ContentSql::push_mine`), of `table`'s rows of each space as
-    /// `alias`, looked up by space id one space at a time (`left`: a
-    /// space without rows is kept, with NULLs); PostgreSQL's estimate may
-    /// otherwise rather scan the whole table and hash.
-    fn per_space_of_mine(table: &str, alias: &str, left: bool) -> String;
-
     /// ` AND <column> starts with <prefix>`, served by an index.
     fn push_prefix(qb: &mut QueryBuilder<Self>, column: &str, prefix: &str);
 

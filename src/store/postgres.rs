@@ -74,14 +74,6 @@ impl Dialect for Postgres {
     const OWN_SPACES: &'static str =
         "space_members sm CROSS JOIN LATERAL (SELECT * FROM spaces s0 WHERE s0.id = sm.space_id OFFSET 0) s";
 
-    /// A LATERAL lookup per space (`OFFSET 0` fences it).
-    fn per_space_of_mine(table: &str, alias: &str, left: bool) -> String {
-        let join = if left { "LEFT JOIN" } else { "JOIN" };
-        format!(
-            " {join} LATERAL (SELECT * FROM {table} x WHERE x.space_id = mine.id OFFSET 0) {alias} ON TRUE"
-        )
-    }
-
     /// A LATERAL subquery evaluated once per id of the list (`OFFSET 0`
     /// keeps the planner from flattening it into a join it may reorder).
     fn push_by_ids(qb: &mut QueryBuilder<Self>, table: &str, space: Uuid) {

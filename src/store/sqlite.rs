@@ -96,12 +96,6 @@ impl Dialect for Sqlite {
     /// SQLite already looks each space up from the memberships.
     const OWN_SPACES: &'static str = "space_members sm JOIN spaces s ON s.id = sm.space_id";
 
-    /// SQLite already looks each space's rows up from the list.
-    fn per_space_of_mine(table: &str, alias: &str, left: bool) -> String {
-        let join = if left { "LEFT JOIN" } else { "JOIN" };
-        format!(" {join} {table} {alias} ON {alias}.space_id = mine.id")
-    }
-
     /// `CROSS JOIN`, which SQLite never reorders.
     fn push_by_ids(qb: &mut QueryBuilder<Self>, table: &str, space: Uuid) {
         qb.push(format!(

@@ -1936,6 +1936,195 @@ async fn counters_follow_every_upsert_and_delete_by_deltas() {
     }
 }
 
+/// Content writes, memberships given and taken and visibility changes
+/// racing on the same restricted spaces leave the per-member counters
+/// (migration 0015) equal to a recount: every writer of a space's counters
+/// and every membership change holds the space's row, so a trigger never
+/// reads a membership or a counter another transaction is changing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn member_counters_stay_exact_under_racing_writes_and_memberships() {
+    let app = TestApp::spawn().await;
+    let w = world(&app).await;
+    let mut spaces = Vec::new();
+    for i in 0..3 {
+        let s = app
+            .create_space(&format!("Raced {i} {}", w.slug), "restricted", &w.admin)
+            .await;
+        app.attach(&w.slug, &s.id).await;
+        spaces.push(s.id);
+    }
+    let mut emails = vec![w.member.clone()];
+    for i in 0..3 {
+        let email = format!("racer{i}-{}@agg.test", w.slug);
+        app.add_user(&w.slug, &email, "member").await;
+        emails.push(email);
+    }
+    let mut users = Vec::new();
+    for email in &emails {
+        users.push(user_id(&app.database_url, email).await);
+    }
+    let now = chrono::Utc::now().timestamp();
+    let mut tasks = Vec::new();
+    // Writers: products and contracts (expiries past and future) into each
+    // space.
+    for (k, space) in spaces.iter().enumerate() {
+        for writer in 0..2 {
+            let mut client = app.spaces();
+            let space = space.clone();
+            tasks.push(tokio::spawn(async move {
+                let root = root();
+                let mut ok = 0u32;
+                for round in 0..12i64 {
+                    let t = round * 10 + writer;
+                    let mut p = product(&format!("p{k}-{writer}-{round}"), t);
+                    p.is_archived = round % 3 == 0;
+                    let products = client
+                        .batch_upsert_products(req(
+                            &root,
+                            BatchUpsertProductsRequest {
+                                space_id: space.clone(),
+                                items: vec![p],
+                                ..Default::default()
+                            },
+                        ))
+                        .await;
+                    let day = [-3, 0, 2][round as usize % 3];
+                    let contracts = client
+                        .batch_upsert_contracts(req(
+                            &root,
+                            BatchUpsertContractsRequest {
+                                space_id: space.clone(),
+                                items: vec![contract(
+                                    &format!("c{k}-{writer}-{round}"),
+                                    "active",
+                                    t,
+                                    Some(Timestamp {
+                                        seconds: now + day * 86_400 + 60,
+                                        nanos: 0,
+                                    }),
+                                )],
+                                ..Default::default()
+                            },
+                        ))
+                        .await;
+                    ok += u32::from(products.is_ok()) + u32::from(contracts.is_ok());
+                }
+                ("write", ok)
+            }));
+        }
+    }
+    // Each user joins and leaves the spaces over and over.
+    for (u, (email, user)) in emails.iter().zip(&users).enumerate() {
+        let mut client = app.spaces();
+        let (email, user, spaces) = (email.clone(), user.clone(), spaces.clone());
+        tasks.push(tokio::spawn(async move {
+            let root = root();
+            let mut ok = 0u32;
+            for round in 0..12 {
+                let space = spaces[(u + round) % spaces.len()].clone();
+                let added = client
+                    .add_space_member(req(
+                        &root,
+                        AddSpaceMemberRequest {
+                            space_id: space.clone(),
+                            user_email: email.clone(),
+                            role: "viewer".into(),
+                            ..Default::default()
+                        },
+                    ))
+                    .await;
+                ok += u32::from(added.is_ok());
+                if round % 3 != 2 {
+                    let removed = client
+                        .remove_space_member(req(
+                            &root,
+                            RemoveSpaceMemberRequest {
+                                space_id: space,
+                                user_id: user.clone(),
+                                ..Default::default()
+                            },
+                        ))
+                        .await;
+                    ok += u32::from(removed.is_ok());
+                }
+            }
+            ("membership", ok)
+        }));
+    }
+    // One space changes visibility back and forth.
+    {
+        let mut client = app.spaces();
+        let space = spaces[0].clone();
+        tasks.push(tokio::spawn(async move {
+            let root = root();
+            let mut ok = 0u32;
+            for round in 0..10 {
+                let visibility = if round % 2 == 0 {
+                    "organization"
+                } else {
+                    "restricted"
+                };
+                let done = client
+                    .update_space(req(
+                        &root,
+                        UpdateSpaceRequest {
+                            space_id: space.clone(),
+                            visibility: Some(visibility.into()),
+                            ..Default::default()
+                        },
+                    ))
+                    .await;
+                ok += u32::from(done.is_ok());
+            }
+            ("visibility", ok)
+        }));
+    }
+    let mut done = std::collections::BTreeMap::new();
+    for task in tasks {
+        let (kind, ok) = task.await.expect("task");
+        *done.entry(kind).or_insert(0u32) += ok;
+    }
+    assert!(
+        done.get("write").copied().unwrap_or(0) >= 60
+            && done.get("membership").copied().unwrap_or(0) >= 40
+            && done.get("visibility").copied().unwrap_or(0) >= 5,
+        "most changes went through: {done:?}"
+    );
+    let mut db = Db::connect(&app.database_url).await;
+    for q in counter_differences() {
+        assert_eq!(db.strings(&q, &[]).await, vec!["0".to_string()], "{q}");
+    }
+    // And what each member is answered is what its spaces hold.
+    let org = db
+        .ids(
+            "SELECT id FROM organizations WHERE slug = $1",
+            &[Arg::Text(w.slug.clone())],
+        )
+        .await[0];
+    for (email, user) in emails.iter().zip(&users) {
+        let expected = db
+            .row(
+                "SELECT CAST(count(*) AS TEXT), CAST(COALESCE(SUM(st.products_active), 0) AS TEXT) \
+                 FROM spaces s LEFT JOIN space_stats st ON st.space_id = s.id \
+                 WHERE s.organization_id = $1 AND s.deleted_at IS NULL AND (s.visibility = 'organization' \
+                 OR s.id IN (SELECT space_id FROM space_members WHERE user_id = $2))",
+                &[Arg::Uuid(org), Arg::Uuid(user.parse().expect("uuid"))],
+            )
+            .await;
+        let stats = agg(&app)
+            .get_stats(req(&token(email), GetStatsRequest { slug: w.slug.clone() }))
+            .await
+            .expect("stats")
+            .into_inner();
+        assert_eq!(
+            vec![stats.total_spaces.to_string(), stats.total_products.to_string()],
+            expected,
+            "{email}"
+        );
+    }
+    db.close().await;
+}
+
 /// GetStats' active contracts follow the clock without counting contracts:
 /// expiries in past days (before and after they are folded into the
 /// counters at start), earlier today, later today and in the future, and
@@ -2053,18 +2242,11 @@ async fn active_contracts_follow_the_clock_and_survive_folding() {
     assert_eq!(active(&app, &member, &w.slug).await, 3);
 }
 
-/// The organization's counters by visibility class (migration 0014) are
-/// the sums of its attached live spaces' counters after every kind of
-/// change that moves a space or its rows: content writes and deletes
-/// (expiries in the past included), visibility changes, attach and
-/// detach, space delete, undelete and purge, organization delete and
-/// undelete, and the expiry fold at start. After each step, the table
-/// equals a recount, and GetStats and a list total as the plain member
-/// and as a superadmin equal sums over the spaces each may see.
-#[tokio::test]
-async fn organization_counters_follow_every_move_of_a_space() {
-    use rand::{Rng, SeedableRng};
-
+/// Statements that each answer "0" when the counters kept by class
+/// (migration 0014) and per member (0015) equal a recount from the spaces,
+/// their memberships and their counters: each direction of an EXCEPT, and
+/// no expiry row left at zero.
+fn counter_differences() -> Vec<String> {
     const COUNTERS: &str = "products_active, products_archived, contracts_draft, contracts_active, \
         contracts_expired, contracts_deprecated, contracts_lapsed, issues_status_open, \
         issues_status_in_progress, issues_status_resolved, issues_status_wont_fix, checks_active, \
@@ -2094,12 +2276,53 @@ async fn organization_counters_follow_every_move_of_a_space() {
          WHERE s.organization_id IS NOT NULL AND s.deleted_at IS NULL \
          GROUP BY s.organization_id, s.visibility = 'organization', e.day HAVING SUM(e.n) <> 0";
     let kept_expiries = "SELECT organization_id, open, day, n FROM organization_expiries";
-    let differences = [
+    // Per member, the attached live restricted spaces it belongs to
+    // (migration 0015); rows at zero are removed, so every row is compared.
+    let restricted = "s.organization_id IS NOT NULL AND s.deleted_at IS NULL \
+         AND s.visibility <> 'organization'";
+    let member_recount = format!(
+        "SELECT s.organization_id, sm.user_id, count(*), {sums} \
+         FROM spaces s JOIN space_members sm ON sm.space_id = s.id \
+         LEFT JOIN space_stats st ON st.space_id = s.id \
+         WHERE {restricted} GROUP BY s.organization_id, sm.user_id"
+    );
+    let member_kept = format!("SELECT organization_id, user_id, spaces, {COUNTERS} FROM member_stats");
+    let member_expiries = format!(
+        "SELECT s.organization_id, sm.user_id, e.day, SUM(e.n) \
+         FROM spaces s JOIN space_members sm ON sm.space_id = s.id \
+         JOIN contract_expiries e ON e.space_id = s.id \
+         WHERE {restricted} GROUP BY s.organization_id, sm.user_id, e.day HAVING SUM(e.n) <> 0"
+    );
+    let member_kept_expiries = "SELECT organization_id, user_id, day, n FROM member_expiries";
+    vec![
         format!("SELECT CAST(count(*) AS TEXT) FROM ({kept} EXCEPT {recount}) x"),
         format!("SELECT CAST(count(*) AS TEXT) FROM ({recount} EXCEPT {kept}) x"),
         format!("SELECT CAST(count(*) AS TEXT) FROM ({kept_expiries} EXCEPT {expiries}) x"),
         format!("SELECT CAST(count(*) AS TEXT) FROM ({expiries} EXCEPT {kept_expiries}) x"),
-    ];
+        format!("SELECT CAST(count(*) AS TEXT) FROM ({member_kept} EXCEPT {member_recount}) x"),
+        format!("SELECT CAST(count(*) AS TEXT) FROM ({member_recount} EXCEPT {member_kept}) x"),
+        format!("SELECT CAST(count(*) AS TEXT) FROM ({member_kept_expiries} EXCEPT {member_expiries}) x"),
+        format!("SELECT CAST(count(*) AS TEXT) FROM ({member_expiries} EXCEPT {member_kept_expiries}) x"),
+        "SELECT CAST(count(*) AS TEXT) FROM organization_expiries WHERE n = 0".to_string(),
+        "SELECT CAST(count(*) AS TEXT) FROM member_expiries WHERE n = 0".to_string(),
+    ]
+}
+
+/// The organization's counters by visibility class (migration 0014) are
+/// the sums of its attached live spaces' counters after every kind of
+/// change that moves a space or its rows: content writes and deletes
+/// (expiries in the past included), visibility changes, attach and
+/// detach, space delete, undelete and purge, organization delete and
+/// undelete, space memberships given and taken, and the expiry fold at
+/// start. After each step, the tables (and the per-member ones of
+/// migration 0015) equal a recount, and GetStats and a list total as the
+/// plain member and as a superadmin equal sums over the spaces each may
+/// see.
+#[tokio::test]
+async fn organization_counters_follow_every_move_of_a_space() {
+    use rand::{Rng, SeedableRng};
+
+    let differences = counter_differences();
 
     let mut app = TestApp::spawn_with(|c| c.soft_delete_window = std::time::Duration::from_secs(2)).await;
     let w = world(&app).await;
@@ -2140,6 +2363,9 @@ async fn organization_counters_follow_every_move_of_a_space() {
     }
     let now = chrono::Utc::now().timestamp();
     let mut contract_ids: Vec<(String, String)> = Vec::new();
+    let mut detached: Vec<String> = Vec::new();
+    // Memberships of restricted spaces a step may take back.
+    let mut joined: Vec<(String, String)> = vec![(w.invited.clone(), w.member.clone())];
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x0c1a_55e5);
 
     let check = |app: &TestApp, step: String| {
@@ -2152,17 +2378,6 @@ async fn organization_counters_follow_every_move_of_a_space() {
                 let n = db.strings(q, &[]).await;
                 assert_eq!(n, vec!["0".to_string()], "{step}: {q}");
             }
-            let zero = db
-                .strings(
-                    "SELECT CAST(count(*) AS TEXT) FROM organization_expiries WHERE n = 0",
-                    &[],
-                )
-                .await;
-            assert_eq!(
-                zero,
-                vec!["0".to_string()],
-                "{step}: expiry rows at zero are removed"
-            );
             for slug in slugs.iter() {
                 let org = db
                     .ids(
@@ -2263,13 +2478,19 @@ async fn organization_counters_follow_every_move_of_a_space() {
     };
     check(&app, "start".into()).await;
 
-    let mut succeeded = [0u32; 10];
-    for step in 0..120 {
+    let mut succeeded = [0u32; 12];
+    for step in 0..150 {
         let space = spaces[rng.random_range(0..spaces.len())].clone();
         let slug = slugs[rng.random_range(0..2)].clone();
         // Deletes are rarer than the rest: a purged space is gone for good.
-        let op = match rng.random_range(0..10) {
+        let op = match rng.random_range(0..12) {
             7 if rng.random_bool(0.5) => 3,
+            op => op,
+        };
+        // A step that has nothing to take back changes an organization.
+        let op = match op {
+            5 if contract_ids.is_empty() => 9,
+            11 if joined.is_empty() => 9,
             op => op,
         };
         let what = format!("step {step} op {op}");
@@ -2313,20 +2534,30 @@ async fn organization_counters_follow_every_move_of_a_space() {
                             .map(|_| ());
                     }
                 }
+                if done.is_ok() {
+                    detached.push(space);
+                }
                 done
             }
-            2 => app
-                .orgs()
-                .add_space(req(
-                    &root,
-                    AddSpaceRequest {
-                        slug,
-                        space_id: space,
-                        ..Default::default()
-                    },
-                ))
-                .await
-                .map(|_| ()),
+            2 => {
+                // Mostly a space detached before (any other is refused).
+                let space = if !detached.is_empty() && rng.random_bool(0.8) {
+                    detached.swap_remove(rng.random_range(0..detached.len()))
+                } else {
+                    space
+                };
+                app.orgs()
+                    .add_space(req(
+                        &root,
+                        AddSpaceRequest {
+                            slug,
+                            space_id: space,
+                            ..Default::default()
+                        },
+                    ))
+                    .await
+                    .map(|_| ())
+            }
             3 => put_products(
                 &app,
                 &root,
@@ -2429,6 +2660,44 @@ async fn organization_counters_follow_every_move_of_a_space() {
                 ))
                 .await
                 .map(|_| ()),
+            10 => {
+                // The plain member, or the admin (whose rows are kept but
+                // not read), joins the space.
+                let email = if rng.random_bool(0.7) { &w.member } else { &w.admin };
+                let done = app
+                    .spaces()
+                    .add_space_member(req(
+                        &root,
+                        AddSpaceMemberRequest {
+                            space_id: space.clone(),
+                            user_email: email.clone(),
+                            role: "viewer".into(),
+                            ..Default::default()
+                        },
+                    ))
+                    .await
+                    .map(|_| ());
+                if done.is_ok() {
+                    joined.push((space, email.clone()));
+                }
+                done
+            }
+            11 if !joined.is_empty() => {
+                // A member leaves a space it was given.
+                let (space, email) = joined.swap_remove(rng.random_range(0..joined.len()));
+                let user = user_id(&app.database_url, &email).await;
+                app.spaces()
+                    .remove_space_member(req(
+                        &root,
+                        RemoveSpaceMemberRequest {
+                            space_id: space,
+                            user_id: user,
+                            ..Default::default()
+                        },
+                    ))
+                    .await
+                    .map(|_| ())
+            }
             _ => {
                 if rng.random_bool(0.5) {
                     app.orgs()
