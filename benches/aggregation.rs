@@ -9,6 +9,12 @@
 //! PostgreSQL needs DATABASE_URL (scripts/bench.sh starts a throwaway
 //! cluster). Queries run as a plain member of the largest organization, so
 //! visibility filtering is always on.
+//!
+//! `ORGD_BENCH_KEEP=1` keeps the generated databases and prints their
+//! URLs; `ORGD_BENCH_REUSE_SMALL=<url>` and `ORGD_BENCH_REUSE_LARGE=<url>`
+//! measure such a kept database again (migrated to the current code at
+//! start) instead of generating one: the same run's plan flags must be
+//! given, and the printed generation time is then 0.
 
 use std::time::{Duration, Instant};
 
@@ -381,7 +387,39 @@ struct Measured {
     plans: Vec<(String, String)>,
 }
 
-async fn measure(backend: &str, plan: Plan, iterations: usize) -> Measured {
+/// The dataset an earlier run generated into the database at `url` and
+/// kept (`ORGD_BENCH_KEEP`): the generator's admin and member, and the
+/// organization with the most spaces.
+async fn kept_dataset(url: &str) -> Dataset {
+    use sqlx::Connection;
+    const ADMIN: &str = "SELECT email FROM users WHERE email LIKE 'admin-%@gen.test' ORDER BY email LIMIT 1";
+    const MEMBER: &str = "SELECT email FROM users WHERE email LIKE 'member-%@gen.test' ORDER BY email LIMIT 1";
+    const LARGEST: &str = "SELECT o.slug FROM organizations o JOIN spaces s ON s.organization_id = o.id \
+         GROUP BY o.slug ORDER BY count(*) DESC, o.slug LIMIT 1";
+    let [admin_email, member_email, largest_slug] = if url.starts_with("sqlite:") {
+        let mut c = sqlx::SqliteConnection::connect(url).await.expect("open the kept database");
+        let mut found = Vec::new();
+        for q in [ADMIN, MEMBER, LARGEST] {
+            found.push(sqlx::query_scalar::<_, String>(q).fetch_one(&mut c).await.expect(q));
+        }
+        found.try_into().expect("three answers")
+    } else {
+        let mut c = sqlx::PgConnection::connect(url).await.expect("open the kept database");
+        let mut found = Vec::new();
+        for q in [ADMIN, MEMBER, LARGEST] {
+            found.push(sqlx::query_scalar::<_, String>(q).fetch_one(&mut c).await.expect(q));
+        }
+        found.try_into().expect("three answers")
+    };
+    Dataset {
+        largest_slug,
+        admin_email,
+        member_email,
+        search_term: "revenue".into(),
+    }
+}
+
+async fn measure(backend: &str, plan: Plan, iterations: usize, reuse: Option<String>) -> Measured {
     let rows = plan.content_rows();
     let dir = tempfile::tempdir().expect("tempdir");
     // ORGD_BENCH_KEEP=1 keeps the generated data (its directory is
@@ -394,7 +432,10 @@ async fn measure(backend: &str, plan: Plan, iterations: usize) -> Measured {
         dir.path().to_path_buf()
     };
     let config = ServerConfig {
-        database_url: database_url(backend, &dir_path, "bench").await,
+        database_url: match &reuse {
+            Some(url) => url.clone(),
+            None => database_url(backend, &dir_path, "bench").await,
+        },
         storage_root: dir_path.join("storage"),
         auth: AuthConfig {
             hs256_secret: Secret::new(SECRET),
@@ -421,14 +462,17 @@ async fn measure(backend: &str, plan: Plan, iterations: usize) -> Measured {
     }
     let app = build_app(&config).await.expect("app");
     let started = Instant::now();
-    let dataset = generate(&app, &plan, &|phase: &str| {
-        eprintln!(
-            "  [{backend} {rows} rows {:>7.1}s] {phase}",
-            started.elapsed().as_secs_f64()
-        )
-    })
-    .await
-    .expect("generate");
+    let dataset = match &reuse {
+        Some(url) => kept_dataset(url).await,
+        None => generate(&app, &plan, &|phase: &str| {
+            eprintln!(
+                "  [{backend} {rows} rows {:>7.1}s] {phase}",
+                started.elapsed().as_secs_f64()
+            )
+        })
+        .await
+        .expect("generate"),
+    };
     let generate_secs = started.elapsed().as_secs_f64();
 
     // The plans of the main queries, as the member sees them.
@@ -512,7 +556,13 @@ async fn main() {
             o.small
         );
         let small_plan = Plan::scaled(o.small);
-        let small = measure(backend, small_plan, o.iterations).await;
+        let small = measure(
+            backend,
+            small_plan,
+            o.iterations,
+            std::env::var("ORGD_BENCH_REUSE_SMALL").ok(),
+        )
+        .await;
         eprintln!(
             "{backend}: generating and measuring the large dataset (x{})",
             o.large
@@ -524,7 +574,13 @@ async fn main() {
             largest_org_members: o.large_members.unwrap_or(scaled.largest_org_members),
             ..scaled
         };
-        let large = measure(backend, large_plan, o.iterations).await;
+        let large = measure(
+            backend,
+            large_plan,
+            o.iterations,
+            std::env::var("ORGD_BENCH_REUSE_LARGE").ok(),
+        )
+        .await;
         println!("\n### {backend}\n");
         println!(
             "Datasets: small {} content rows (generated in {:.0} s), large {} content rows (generated in {:.0} s). \
