@@ -393,21 +393,36 @@ struct Measured {
 async fn kept_dataset(url: &str) -> Dataset {
     use sqlx::Connection;
     const ADMIN: &str = "SELECT email FROM users WHERE email LIKE 'admin-%@gen.test' ORDER BY email LIMIT 1";
-    const MEMBER: &str = "SELECT email FROM users WHERE email LIKE 'member-%@gen.test' ORDER BY email LIMIT 1";
+    const MEMBER: &str =
+        "SELECT email FROM users WHERE email LIKE 'member-%@gen.test' ORDER BY email LIMIT 1";
     const LARGEST: &str = "SELECT o.slug FROM organizations o JOIN spaces s ON s.organization_id = o.id \
          GROUP BY o.slug ORDER BY count(*) DESC, o.slug LIMIT 1";
     let [admin_email, member_email, largest_slug] = if url.starts_with("sqlite:") {
-        let mut c = sqlx::SqliteConnection::connect(url).await.expect("open the kept database");
+        let mut c = sqlx::SqliteConnection::connect(url)
+            .await
+            .expect("open the kept database");
         let mut found = Vec::new();
         for q in [ADMIN, MEMBER, LARGEST] {
-            found.push(sqlx::query_scalar::<_, String>(q).fetch_one(&mut c).await.expect(q));
+            found.push(
+                sqlx::query_scalar::<_, String>(q)
+                    .fetch_one(&mut c)
+                    .await
+                    .expect(q),
+            );
         }
         found.try_into().expect("three answers")
     } else {
-        let mut c = sqlx::PgConnection::connect(url).await.expect("open the kept database");
+        let mut c = sqlx::PgConnection::connect(url)
+            .await
+            .expect("open the kept database");
         let mut found = Vec::new();
         for q in [ADMIN, MEMBER, LARGEST] {
-            found.push(sqlx::query_scalar::<_, String>(q).fetch_one(&mut c).await.expect(q));
+            found.push(
+                sqlx::query_scalar::<_, String>(q)
+                    .fetch_one(&mut c)
+                    .await
+                    .expect(q),
+            );
         }
         found.try_into().expect("three answers")
     };

@@ -1150,7 +1150,20 @@ where
              (SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM (",
         );
         Self::push_expiry_rows(&mut qb, scope, today);
-        qb.push(") past) AS past FROM (");
+        // Today's expiries that have passed, over the index of active
+        // contracts by expiry (one day of it).
+        qb.push(") past) AS past, (SELECT count(*) FROM contracts c");
+        Self::push_scope(&mut qb, scope);
+        qb.push(" AND c.status = 'active' AND c.expires_at >= ");
+        qb.push_bind(today * EXPIRY_DAY);
+        qb.push(" AND c.expires_at <= ");
+        qb.push_bind(now);
+        qb.push(
+            ") AS expired_today, COALESCE((SELECT m.members FROM organization_member_counts m \
+             WHERE m.organization_id = ",
+        );
+        qb.push_bind(scope.org);
+        qb.push("), 0) AS users FROM (");
         Self::push_counter_rows(
             &mut qb,
             scope,
@@ -1165,14 +1178,7 @@ where
         let row = qb.build().fetch_one(&mut *conn).await?;
         let ran: i64 = row.try_get("ran")?;
         let passed: i64 = row.try_get("passed")?;
-
-        let mut expired = QueryBuilder::<DB>::new("SELECT count(*) FROM contracts c");
-        Self::push_scope(&mut expired, scope);
-        expired.push(" AND c.status = 'active' AND c.expires_at >= ");
-        expired.push_bind(today * EXPIRY_DAY);
-        expired.push(" AND c.expires_at <= ");
-        expired.push_bind(now);
-        let expired_today: i64 = expired.build_query_scalar().fetch_one(&mut *conn).await?;
+        let expired_today: i64 = row.try_get("expired_today")?;
         let active: i64 = row.try_get("active")?;
         let past: i64 = row.try_get("past")?;
         let active_contracts = active - past - expired_today;
@@ -1185,15 +1191,10 @@ where
             );
         }
         let active_contracts = active_contracts.max(0);
-        let total_users: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM memberships WHERE organization_id = $1")
-                .bind(scope.org)
-                .fetch_one(&mut *conn)
-                .await?;
         Ok(Stats {
             total_spaces: row.try_get("spaces")?,
             total_products: row.try_get("products")?,
-            total_users,
+            total_users: row.try_get("users")?,
             quality_score: (ran > 0).then(|| passed as f64 / ran as f64),
             open_issues: row.try_get("issues")?,
             active_contracts,

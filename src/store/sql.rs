@@ -167,7 +167,8 @@ fn view_sql() -> sqlx::AssertSqlSafe<&'static str> {
                 ("role", "m.role"),
                 (
                     "user_count",
-                    "(SELECT count(*) FROM memberships c WHERE c.organization_id = o.id)",
+                    "COALESCE((SELECT c.members FROM organization_member_counts c \
+                     WHERE c.organization_id = o.id), 0)",
                 ),
                 (
                     "space_count",
@@ -1494,7 +1495,8 @@ where
         // the caller holds may predate a change that committed since).
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {ORG_COLUMNS}, \
-             (SELECT count(*) FROM memberships m WHERE m.organization_id = o.id) AS user_count, \
+             COALESCE((SELECT m.members FROM organization_member_counts m \
+               WHERE m.organization_id = o.id), 0) AS user_count, \
              (SELECT CAST(COALESCE(SUM(s.spaces), 0) AS BIGINT) FROM organization_stats s \
                WHERE s.organization_id = o.id) AS space_count \
              FROM organizations o WHERE o.id = $1"
@@ -1603,7 +1605,7 @@ where
         // by counting index entries; members by counting.
         let orgs: Vec<Uuid> = page.items.iter().map(|o| o.id).collect();
         let space_counts = Self::sum_by_org(&mut conn, "SUM(spaces)", "organization_stats", &orgs).await?;
-        let counts = Self::sum_by_org(&mut conn, "count(*)", "memberships", &orgs).await?;
+        let counts = Self::sum_by_org(&mut conn, "SUM(members)", "organization_member_counts", &orgs).await?;
         let items = page
             .items
             .into_iter()

@@ -2051,6 +2051,47 @@ async fn member_counters_stay_exact_under_racing_writes_and_memberships() {
             ("membership", ok)
         }));
     }
+    // People join and leave the organization meanwhile (its member count).
+    for joiner in 0..2 {
+        let mut client = app.orgs();
+        let slug = w.slug.clone();
+        tasks.push(tokio::spawn(async move {
+            let root = root();
+            let mut ok = 0u32;
+            for round in 0..8 {
+                let email = format!("joiner{joiner}-{round}-{slug}@agg.test");
+                let added = client
+                    .add_user(req(
+                        &root,
+                        AddUserRequest {
+                            slug: slug.clone(),
+                            user_email: email,
+                            role: "member".into(),
+                            ..Default::default()
+                        },
+                    ))
+                    .await;
+                let Some(member) = added.ok().and_then(|a| a.into_inner().member) else {
+                    continue;
+                };
+                ok += 1;
+                if round % 2 == 0 {
+                    let removed = client
+                        .remove_user(req(
+                            &root,
+                            RemoveUserRequest {
+                                slug: slug.clone(),
+                                user_id: member.user_id,
+                                ..Default::default()
+                            },
+                        ))
+                        .await;
+                    ok += u32::from(removed.is_ok());
+                }
+            }
+            ("organization membership", ok)
+        }));
+    }
     // One space changes visibility back and forth.
     {
         let mut client = app.spaces();
@@ -2087,14 +2128,23 @@ async fn member_counters_stay_exact_under_racing_writes_and_memberships() {
     assert!(
         done.get("write").copied().unwrap_or(0) >= 60
             && done.get("membership").copied().unwrap_or(0) >= 40
-            && done.get("visibility").copied().unwrap_or(0) >= 5,
+            && done.get("visibility").copied().unwrap_or(0) >= 5
+            && done.get("organization membership").copied().unwrap_or(0) >= 16,
         "most changes went through: {done:?}"
     );
     let mut db = Db::connect(&app.database_url).await;
     for q in counter_differences() {
         assert_eq!(db.strings(&q, &[]).await, vec!["0".to_string()], "{q}");
     }
-    // And what each member is answered is what its spaces hold.
+    // And what each member is answered is what its spaces hold, and the
+    // organization's people.
+    let people = db
+        .strings(
+            "SELECT CAST(count(*) AS TEXT) FROM memberships m JOIN organizations o \
+             ON o.id = m.organization_id WHERE o.slug = $1",
+            &[Arg::Text(w.slug.clone())],
+        )
+        .await;
     let org = db
         .ids(
             "SELECT id FROM organizations WHERE slug = $1",
@@ -2121,6 +2171,7 @@ async fn member_counters_stay_exact_under_racing_writes_and_memberships() {
             expected,
             "{email}"
         );
+        assert_eq!(vec![stats.total_users.to_string()], people, "{email}: people");
     }
     db.close().await;
 }
@@ -2243,9 +2294,10 @@ async fn active_contracts_follow_the_clock_and_survive_folding() {
 }
 
 /// Statements that each answer "0" when the counters kept by class
-/// (migration 0014) and per member (0015) equal a recount from the spaces,
-/// their memberships and their counters: each direction of an EXCEPT, and
-/// no expiry row left at zero.
+/// (migration 0014), per member and the organizations' member counts
+/// (0015) equal a recount from the spaces, the memberships and the
+/// spaces' counters: each direction of an EXCEPT, and no expiry row left
+/// at zero.
 fn counter_differences() -> Vec<String> {
     const COUNTERS: &str = "products_active, products_archived, contracts_draft, contracts_active, \
         contracts_expired, contracts_deprecated, contracts_lapsed, issues_status_open, \
@@ -2304,6 +2356,12 @@ fn counter_differences() -> Vec<String> {
         format!("SELECT CAST(count(*) AS TEXT) FROM ({member_kept_expiries} EXCEPT {member_expiries}) x"),
         format!("SELECT CAST(count(*) AS TEXT) FROM ({member_expiries} EXCEPT {member_kept_expiries}) x"),
         "SELECT CAST(count(*) AS TEXT) FROM organization_expiries WHERE n = 0".to_string(),
+        "SELECT CAST(count(*) AS TEXT) FROM (SELECT organization_id, members FROM organization_member_counts \
+         WHERE members <> 0 EXCEPT SELECT organization_id, count(*) FROM memberships GROUP BY organization_id) x"
+            .to_string(),
+        "SELECT CAST(count(*) AS TEXT) FROM (SELECT organization_id, count(*) FROM memberships \
+         GROUP BY organization_id EXCEPT SELECT organization_id, members FROM organization_member_counts) x"
+            .to_string(),
         "SELECT CAST(count(*) AS TEXT) FROM member_expiries WHERE n = 0".to_string(),
     ]
 }
