@@ -2354,9 +2354,15 @@ where
     ) -> Result<Page<Member>> {
         // One reader for all of the call's statements (see `read`).
         let mut conn = self.read().await?;
+        // Users are joined only for a search: the memberships index
+        // serves the rest (count, order, the page's ids).
         let build = |select: &str| {
             let mut qb = QueryBuilder::<DB>::new(select);
-            qb.push(" FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.organization_id = ");
+            qb.push(" FROM memberships m");
+            if filter.search.is_some() {
+                qb.push(" JOIN users u ON u.id = m.user_id");
+            }
+            qb.push(" WHERE m.organization_id = ");
             qb.push_bind(org);
             if let Some(role) = filter.role {
                 qb.push(" AND m.role = ");
@@ -2367,15 +2373,33 @@ where
             }
             qb
         };
-        let total: i64 = build("SELECT count(*)")
-            .build_query_scalar()
-            .persistent(filter.search.is_none())
+        // Unfiltered, the total is the organization's member count, kept
+        // by triggers (migration 0016).
+        let total: i64 = if filter.role.is_none() && filter.search.is_none() {
+            sqlx::query_scalar(
+                "SELECT COALESCE((SELECT members FROM organization_member_counts \
+                 WHERE organization_id = $1), 0)",
+            )
+            .bind(org)
             .fetch_one(&mut *conn)
-            .await?;
-        let mut qb = build(
-            "SELECT u.id AS user_id, u.email, u.display_name, m.role, m.created_at AS joined_at, m.version",
-        );
+            .await?
+        } else {
+            build("SELECT count(*)")
+                .build_query_scalar()
+                .persistent(filter.search.is_none())
+                .fetch_one(&mut *conn)
+                .await?
+        };
+        // The page's ids first (page 500 skips 10,000 index entries, not
+        // 10,000 users), then those members in full.
+        let mut qb = build("WITH page AS MATERIALIZED (SELECT m.user_id, m.created_at");
         Self::push_page(&mut qb, "m.created_at", "m.user_id", &page);
+        qb.push(
+            ") SELECT u.id AS user_id, u.email, u.display_name, m.role, m.created_at AS joined_at, m.version \
+             FROM page JOIN memberships m ON m.user_id = page.user_id AND m.organization_id = ",
+        );
+        qb.push_bind(org);
+        qb.push(" JOIN users u ON u.id = m.user_id ORDER BY m.created_at DESC, m.user_id DESC");
         let rows = qb
             .build()
             .persistent(filter.search.is_none())
@@ -2527,7 +2551,17 @@ where
         };
         // The branches, disjoint, joined by UNION ALL: the reach's walks,
         // then the caller's own spaces (space member) not already reached.
-        let branches = |qb: &mut QueryBuilder<DB>, select: &str, keyset: bool| {
+        // `bound`: each walk stops after that many rows in list order
+        // (the page's offset and size), so a page reads a few index entries
+        // per walk instead of every space of a pair (PostgreSQL would
+        // otherwise collect and sort them all).
+        // `walks`: the reach's walks and the caller's own spaces; without,
+        // the own spaces alone.
+        let branches = |qb: &mut QueryBuilder<DB>,
+                        select: &str,
+                        keyset: bool,
+                        bound: Option<i64>,
+                        walks: bool| {
             if filter.search.is_some() {
                 // A search is driven by the text index: one branch, so the
                 // matches are found once per statement, then kept if the
@@ -2569,13 +2603,25 @@ where
                 if !std::mem::take(&mut first) {
                     qb.push(" UNION ALL ");
                 }
+                if bound.is_some() {
+                    qb.push("SELECT * FROM (");
+                }
                 qb.push(select);
             };
+            let close = |qb: &mut QueryBuilder<DB>| {
+                if let Some(n) = bound {
+                    qb.push(" ORDER BY s.created_at DESC, s.id DESC LIMIT ");
+                    qb.push_bind(n);
+                    qb.push(") AS walk");
+                }
+            };
             match &reach {
+                _ if !walks => {}
                 SpaceReach::All => {
                     union(qb);
                     qb.push(" FROM spaces s WHERE 1 = 1");
                     conditions(qb, keyset);
+                    close(qb);
                 }
                 SpaceReach::Pairs(pairs) => {
                     for (org, visibility) in pairs {
@@ -2585,6 +2631,7 @@ where
                         qb.push(" AND s.visibility = ");
                         qb.push_bind(*visibility);
                         conditions(qb, keyset);
+                        close(qb);
                     }
                 }
                 SpaceReach::Joined(user) => {
@@ -2596,6 +2643,7 @@ where
                     qb.push_bind(*user);
                     qb.push(" AND (m.role = 'admin' OR s.visibility = 'organization')");
                     conditions(qb, keyset);
+                    close(qb);
                 }
             }
             let Some(user) = filter.visible_to else { return };
@@ -2623,31 +2671,89 @@ where
                 _ => {}
             }
             conditions(qb, keyset);
+            close(qb);
         };
         let persistent = filter.search.is_none();
-        let mut count = QueryBuilder::<DB>::new("SELECT count(*) FROM (");
-        branches(&mut count, "SELECT s.id", false);
-        count.push(") AS v");
-        let total: i64 = count
-            .build_query_scalar()
-            .persistent(persistent)
-            .fetch_one(&mut *conn)
-            .await?;
         // The page's ids over the indexes, then only those rows in full.
         let mut ids = QueryBuilder::<DB>::new("");
-        branches(&mut ids, "SELECT s.created_at AS created_at, s.id AS id", true);
+        if filter.search.is_some() {
+            // The matches first (over the text index), then their order:
+            // given the LIMIT, PostgreSQL would rather walk every space
+            // newest first and test each against the pattern.
+            ids.push("WITH found AS MATERIALIZED (");
+            branches(
+                &mut ids,
+                "SELECT s.created_at AS created_at, s.id AS id",
+                true,
+                None,
+                true,
+            );
+            // A first search page counts the matches in the same pass.
+            ids.push(") SELECT created_at, id, count(*) OVER () AS found FROM found");
+        } else {
+            let bound = page.fetch() + page.offset();
+            branches(
+                &mut ids,
+                "SELECT s.created_at AS created_at, s.id AS id",
+                true,
+                Some(bound),
+                true,
+            );
+        }
         ids.push(" ORDER BY created_at DESC, id DESC LIMIT ");
         ids.push_bind(page.fetch());
         ids.push(" OFFSET ");
         ids.push_bind(page.offset());
-        let ids: Vec<Uuid> = ids
-            .build()
-            .persistent(persistent)
-            .fetch_all(&mut *conn)
-            .await?
+        let found = ids.build().persistent(persistent).fetch_all(&mut *conn).await?;
+        let ids: Vec<Uuid> = found
             .iter()
             .map(|row| row.try_get("id"))
             .collect::<std::result::Result<_, _>>()?;
+        // A search's total came with its page, unless the page started
+        // after the matches (a cursor, or an offset past them).
+        let searched: Option<i64> = match found.first() {
+            Some(row) if filter.search.is_some() && page.after.is_none() => Some(row.try_get("found")?),
+            None if filter.search.is_some() && page.after.is_none() && page.offset() == 0 => Some(0),
+            _ => None,
+        };
+        let total: i64 = match &reach {
+            _ if let Some(n) = searched => n,
+            SpaceReach::Pairs(pairs) if filter.search.is_none() && filter.labels.is_empty() => {
+                // The pairs' live spaces are counted by visibility class
+                // (migration 0014): only the caller's own spaces beyond
+                // them are counted here.
+                let mut qb = QueryBuilder::<DB>::new(
+                    "SELECT CAST(COALESCE(SUM(st.spaces), 0) AS BIGINT) FROM organization_stats st WHERE 1 = 0",
+                );
+                for (org, visibility) in pairs {
+                    qb.push(" OR (st.organization_id = ");
+                    qb.push_bind(*org);
+                    qb.push(" AND st.open = ");
+                    qb.push_bind(*visibility == Visibility::Organization.as_str());
+                    qb.push(")");
+                }
+                let reached: i64 = qb.build_query_scalar().fetch_one(&mut *conn).await?;
+                let own: i64 = if filter.visible_to.is_some() {
+                    let mut count = QueryBuilder::<DB>::new("SELECT count(*) FROM (");
+                    branches(&mut count, "SELECT s.id", false, None, false);
+                    count.push(") AS v");
+                    count.build_query_scalar().fetch_one(&mut *conn).await?
+                } else {
+                    0
+                };
+                reached + own
+            }
+            _ => {
+                let mut count = QueryBuilder::<DB>::new("SELECT count(*) FROM (");
+                branches(&mut count, "SELECT s.id", false, None, true);
+                count.push(") AS v");
+                count
+                    .build_query_scalar()
+                    .persistent(persistent)
+                    .fetch_one(&mut *conn)
+                    .await?
+            }
+        };
         let mut rows = Vec::with_capacity(ids.len());
         if !ids.is_empty() {
             let mut qb =
