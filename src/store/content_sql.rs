@@ -508,14 +508,22 @@ where
     }
 
     /// The count and the page query of one aggregated list, each
-    /// starting with `prefix` (empty, or EXPLAIN for the plans).
+    /// starting with `prefix` (empty, or EXPLAIN for the plans). With
+    /// `found`, the page's rows also carry the number of rows the
+    /// conditions match (column `found`), counted in the same pass.
     fn list_queries<T>(
         prefix: &str,
         listing: &Listing<T, DB::Row>,
         page: &PageRequest,
         scope: &Scope,
         filters: &dyn Fn(&mut QueryBuilder<DB>),
+        found: bool,
     ) -> (QueryBuilder<DB>, QueryBuilder<DB>) {
+        let (counted, carried) = if found {
+            (", count(*) OVER () AS found", ", page.found AS found")
+        } else {
+            ("", "")
+        };
         let (table, columns) = (listing.table, listing.columns);
         let mut count = QueryBuilder::<DB>::new(format!("{prefix}SELECT count(*) FROM {table} c"));
         Self::push_scope(&mut count, scope);
@@ -524,13 +532,13 @@ where
         // (MATERIALIZED: as an IN list, SQLite ran it again for each
         // table it joined); only those rows are read in full.
         let mut rows = QueryBuilder::<DB>::new(format!(
-            "{prefix}WITH page AS MATERIALIZED (SELECT c.space_id, c.id FROM {table} c"
+            "{prefix}WITH page AS MATERIALIZED (SELECT c.space_id, c.id{counted} FROM {table} c"
         ));
         Self::push_scope(&mut rows, scope);
         filters(&mut rows);
         Self::push_page(&mut rows, "c.created_at", "c.id", page);
         rows.push(format!(
-            ") SELECT {columns}, p.space_id, s.name AS space_name, s.slug AS space_slug \
+            ") SELECT {columns}, p.space_id, s.name AS space_name, s.slug AS space_slug{carried} \
              FROM page JOIN {table} p ON p.space_id = page.space_id AND p.id = page.id \
              JOIN spaces s ON s.id = p.space_id ORDER BY p.created_at DESC, p.id DESC"
         ));
@@ -554,12 +562,23 @@ where
         // (and may be refused, see `SqlStore::read`) once, never after
         // part of its work is done.
         let mut conn = store.read().await?;
-        let (mut count, mut rows) = Self::list_queries("", listing, &page, scope, &filters);
+        // A search without a cursor counts its matches in the pass that
+        // pages them: the text index is read once per call, not twice.
+        let found = searching && counters.is_none() && page.after.is_none();
+        let (mut count, mut rows) = Self::list_queries("", listing, &page, scope, &filters, found);
         // A search is planned for its pattern (a one-shot statement gets a
         // custom plan on PostgreSQL); other lists reuse prepared plans.
-        let total: i64 = match counters {
-            Some(expr) => Self::counted_total(&mut conn, scope, &expr).await?,
-            None => {
+        let raw = rows.build().persistent(!searching).fetch_all(&mut *conn).await?;
+        let counted: Option<i64> = match raw.first() {
+            Some(row) if found => Some(row.try_get("found")?),
+            // No row: nothing matches, unless the page started past them.
+            None if found && page.offset() == 0 => Some(0),
+            _ => None,
+        };
+        let total: i64 = match (counted, counters) {
+            (Some(n), _) => n,
+            (None, Some(expr)) => Self::counted_total(&mut conn, scope, &expr).await?,
+            (None, None) => {
                 count
                     .build_query_scalar()
                     .persistent(!searching)
@@ -567,11 +586,7 @@ where
                     .await?
             }
         };
-        let rows = rows
-            .build()
-            .persistent(!searching)
-            .fetch_all(&mut *conn)
-            .await?
+        let rows = raw
             .iter()
             .map(listing.decode)
             .collect::<std::result::Result<Vec<_>, _>>()?;
@@ -595,17 +610,23 @@ where
         let open = |qb: &mut QueryBuilder<DB>| Self::push_in(qb, "c.status", &["open", "in_progress"]);
         let mut plans = Vec::new();
         let prefix = DB::EXPLAIN;
-        let (c, r) = Self::list_queries(prefix, &Self::PRODUCTS, &first, scope, &live);
+        let (c, r) = Self::list_queries(prefix, &Self::PRODUCTS, &first, scope, &live, false);
         plans.push(("ListProducts: total".to_owned(), c));
         plans.push(("ListProducts: page 1".to_owned(), r));
-        let (_, r) = Self::list_queries(prefix, &Self::PRODUCTS, &deep, scope, &live);
+        let (_, r) = Self::list_queries(prefix, &Self::PRODUCTS, &deep, scope, &live, false);
         plans.push(("ListProducts: page 500".to_owned(), r));
-        let (c, r) = Self::list_queries(prefix, &Self::PRODUCTS, &first, scope, &searched);
-        plans.push((format!("ListProducts: search '{search}', total"), c));
-        plans.push((format!("ListProducts: search '{search}', page 1"), r));
-        let (_, r) = Self::list_queries(prefix, &Self::ISSUES, &deep, scope, &open);
+        let (c, r) = Self::list_queries(prefix, &Self::PRODUCTS, &first, scope, &searched, true);
+        plans.push((
+            format!("ListProducts: search '{search}', total (after a page token)"),
+            c,
+        ));
+        plans.push((
+            format!("ListProducts: search '{search}', page 1 (with its total)"),
+            r,
+        ));
+        let (_, r) = Self::list_queries(prefix, &Self::ISSUES, &deep, scope, &open, false);
         plans.push(("ListIssues: status open,in_progress, page 500".to_owned(), r));
-        let (_, r) = Self::list_queries(prefix, &Self::CONTRACTS, &deep, scope, &no_filter);
+        let (_, r) = Self::list_queries(prefix, &Self::CONTRACTS, &deep, scope, &no_filter, false);
         plans.push(("ListContracts: page 500".to_owned(), r));
         let mut out = Vec::new();
         for (name, mut qb) in plans {

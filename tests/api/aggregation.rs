@@ -2176,6 +2176,76 @@ async fn member_counters_stay_exact_under_racing_writes_and_memberships() {
     db.close().await;
 }
 
+/// A search counts its matches in the pass that pages them on a first
+/// request, and apart after a page token or past the last match: the total
+/// is the same on every page, as the plain member and as a superadmin.
+#[tokio::test]
+async fn searched_totals_hold_on_every_page_and_past_the_last() {
+    let app = TestApp::spawn().await;
+    let w = world(&app).await;
+    let root = root();
+    let member = token(&w.member);
+    // Matches in a space the member sees, one it does not, and one it was
+    // let into; and rows that do not match.
+    for (space, base) in [(&w.open, 0), (&w.locked, 100), (&w.invited, 200)] {
+        let items = (0..7)
+            .map(|i| {
+                let name = if i % 3 == 0 {
+                    format!("hay {base}-{i}")
+                } else {
+                    format!("needle {base}-{i}")
+                };
+                product(&name, base + i)
+            })
+            .collect();
+        put_products(&app, &root, space, items).await.expect("put");
+    }
+    for (who, expected) in [(&member, 8), (&root, 12)] {
+        for (term, want) in [
+            ("needle", expected),
+            ("NEEDLE 1", if *who == root { 4 } else { 0 }),
+            ("absent", 0),
+        ] {
+            let ask = |page: Option<i32>, page_token: String| {
+                let mut client = agg(&app);
+                let request = req(
+                    who,
+                    ListProductsRequest {
+                        slug: w.slug.clone(),
+                        search: term.into(),
+                        size: 3,
+                        page,
+                        page_token,
+                        ..Default::default()
+                    },
+                );
+                async move { client.list_products(request).await }
+            };
+            // Page numbers, up to past the last match.
+            let mut seen = 0;
+            for n in 1..=6 {
+                let page = ask(Some(n), String::new()).await.expect("page").into_inner();
+                assert_eq!(page.total, want, "{term}: total on page {n}");
+                seen += page.items.len() as i32;
+            }
+            assert_eq!(seen, want, "{term}: every match once over the pages");
+            // Page tokens.
+            let mut token = String::new();
+            let mut listed = 0;
+            loop {
+                let page = ask(None, token).await.expect("page").into_inner();
+                assert_eq!(page.total, want, "{term}: total after {listed} rows");
+                listed += page.items.len() as i32;
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                token = page.next_page_token;
+            }
+            assert_eq!(listed, want, "{term}: every match once through page tokens");
+        }
+    }
+}
+
 /// GetStats' active contracts follow the clock without counting contracts:
 /// expiries in past days (before and after they are folded into the
 /// counters at start), earlier today, later today and in the future, and
