@@ -274,28 +274,51 @@ where
         Ok(Counts { totals, days })
     }
 
-    /// Moves the space's counters by what a change did to the rows `ids`
-    /// (`before` is [`Self::counted`] ahead of the change): the counters
-    /// follow the rows by deltas, never by recounting the space.
-    async fn apply_counts(
-        tx: &mut Tx<DB>,
-        kind: ContentKind,
-        space: Uuid,
-        ids: &[Uuid],
-        before: &Counts,
-    ) -> Result<()> {
-        let after = Self::counted(tx, kind, space, ids).await?;
+    /// Columns saying what one row counts into its space's counters
+    /// (`k0`, `k1`, …: 1 or 0 per counter of the kind, see
+    /// [`Self::counters`]; `day`: an active contract's expiry day, else
+    /// NULL), over the row's own columns, unqualified.
+    fn count_columns(kind: ContentKind) -> String {
+        let mut columns: Vec<String> = Self::counters(kind)
+            .iter()
+            .enumerate()
+            .map(|(i, (_, when))| format!("CAST(CASE WHEN {when} THEN 1 ELSE 0 END AS BIGINT) AS k{i}"))
+            .collect();
+        columns.push(if kind == ContentKind::Contract {
+            format!(
+                "CASE WHEN status = 'active' AND expires_at IS NOT NULL THEN expires_at / {EXPIRY_DAY} END AS day"
+            )
+        } else {
+            "CAST(NULL AS BIGINT) AS day".to_owned()
+        });
+        columns.join(", ")
+    }
+
+    /// Adds (`sign` 1) or takes off (-1) what a row read with
+    /// [`Self::count_columns`] counts.
+    fn tally(counts: &mut Counts, row: &DB::Row, sign: i64) -> std::result::Result<(), sqlx::Error> {
+        for (i, total) in counts.totals.iter_mut().enumerate() {
+            *total += sign * row.try_get::<i64, _>(format!("k{i}").as_str())?;
+        }
+        if let Some(day) = row.try_get::<Option<i64>, _>("day")? {
+            *counts.days.entry(day).or_insert(0) += sign;
+        }
+        Ok(())
+    }
+
+    /// Moves the space's counters and expiry days by `moved`.
+    async fn apply_moves(tx: &mut Tx<DB>, kind: ContentKind, space: Uuid, moved: Counts) -> Result<()> {
         let counters = Self::counters(kind);
-        if after.totals != before.totals {
+        if moved.totals.iter().any(|n| *n != 0) {
             let columns: Vec<&str> = counters.iter().map(|(c, _)| *c).collect();
             let mut qb = QueryBuilder::<DB>::new(format!(
                 "INSERT INTO space_stats (space_id, {}) VALUES (",
                 columns.join(", ")
             ));
             qb.push_bind(space);
-            for (new, old) in after.totals.iter().zip(&before.totals) {
+            for n in &moved.totals {
                 qb.push(", ");
-                qb.push_bind(new - old);
+                qb.push_bind(*n);
             }
             let sets: Vec<String> = columns
                 .iter()
@@ -309,20 +332,37 @@ where
         }
         // Expiry days after the counters (the order every writer and the
         // fold take their locks in).
-        let mut moved = after.days.clone();
-        for (day, n) in &before.days {
-            *moved.entry(*day).or_insert(0) -= n;
-        }
-        moved.retain(|_, n| *n != 0);
-        if !moved.is_empty() {
+        let mut days = moved.days;
+        days.retain(|_, n| *n != 0);
+        if !days.is_empty() {
             let mut qb = QueryBuilder::<DB>::new("INSERT INTO contract_expiries (space_id, day, n) ");
-            qb.push_values(&moved, |mut row, (day, n)| {
+            qb.push_values(&days, |mut row, (day, n)| {
                 row.push_bind(space).push_bind(*day).push_bind(*n);
             });
             qb.push(" ON CONFLICT (space_id, day) DO UPDATE SET n = contract_expiries.n + excluded.n");
             qb.build().execute(&mut **tx).await?;
         }
         Ok(())
+    }
+
+    /// Moves the space's counters by what a change did to the rows `ids`
+    /// (`before` is [`Self::counted`] ahead of the change): the counters
+    /// follow the rows by deltas, never by recounting the space.
+    async fn apply_counts(
+        tx: &mut Tx<DB>,
+        kind: ContentKind,
+        space: Uuid,
+        ids: &[Uuid],
+        before: &Counts,
+    ) -> Result<()> {
+        let mut moved = Self::counted(tx, kind, space, ids).await?;
+        for (total, old) in moved.totals.iter_mut().zip(&before.totals) {
+            *total -= old;
+        }
+        for (day, n) in &before.days {
+            *moved.days.entry(*day).or_insert(0) -= n;
+        }
+        Self::apply_moves(tx, kind, space, moved).await
     }
 
     /// The spaces of the scope's organization the caller may see
@@ -665,13 +705,29 @@ where
         // sees it (the space is locked: neither changes before commit).
         let open = access.space.visibility == Visibility::Organization;
         if !ids.is_empty() {
-            let before = Self::counted(&mut tx, kind, space, &ids).await?;
-            Self::release_names(&mut tx, kind, space, names).await?;
+            // The counters follow the rows the statement inserts or
+            // changes (RETURNING: an identical row is left alone and not
+            // returned), each counted after less what it counted before,
+            // from one lookup of the batch's ids.
+            let (before, renamed) = Self::batch_before(&mut tx, kind, space, &ids, names).await?;
+            Self::release_names(&mut tx, kind, space, &renamed).await?;
             let mut qb = insert(org, open);
-            if let Err(e) = qb.build().execute(&mut *tx).await {
-                return Err(Self::unique_name(&e, kind).unwrap_or_else(|| e.into()));
+            qb.push(format!(" RETURNING id, {}", Self::count_columns(kind)));
+            let written = match qb.build().fetch_all(&mut *tx).await {
+                Ok(rows) => rows,
+                Err(e) => return Err(Self::unique_name(&e, kind).unwrap_or_else(|| e.into())),
+            };
+            let mut moved = Counts {
+                totals: vec![0; Self::counters(kind).len()],
+                days: BTreeMap::new(),
+            };
+            for row in &written {
+                Self::tally(&mut moved, row, 1)?;
+                if let Some(old) = before.get(&row.try_get::<Uuid, _>("id")?) {
+                    Self::tally(&mut moved, old, -1)?;
+                }
             }
-            Self::apply_counts(&mut tx, kind, space, &ids, &before).await?;
+            Self::apply_moves(&mut tx, kind, space, moved).await?;
         }
         let draft = Draft::success(actor, action, target(space))
             .with("space_id", space.to_string())
@@ -685,35 +741,62 @@ where
         Ok(upserted)
     }
 
-    /// Names are unique within a space, checked row by row: a batch that
-    /// swaps two names (a valid end state) would collide with itself. The
-    /// rows the batch renames first take a placeholder no real name can be
-    /// (it starts with a control character), so only a collision with a row
-    /// outside the batch remains, and is NAME_TAKEN.
-    async fn release_names(
+    /// The batch's rows already in the space, by id, each with what it
+    /// counts ([`Self::count_columns`]), and those the batch renames
+    /// (`names`, when the kind's names are unique): one lookup per id
+    /// (see `Dialect::push_by_ids`), the cost of the batch, not of the
+    /// space.
+    async fn batch_before(
         tx: &mut Tx<DB>,
         kind: ContentKind,
         space: Uuid,
+        ids: &[Uuid],
         names: &[(Uuid, &str)],
-    ) -> Result<()> {
+    ) -> Result<(std::collections::HashMap<Uuid, DB::Row>, Vec<Uuid>)> {
+        let renaming = if names.is_empty() {
+            "0"
+        } else {
+            "CASE WHEN p.name <> v.column2 THEN 1 ELSE 0 END"
+        };
+        let mut qb = QueryBuilder::<DB>::new(format!(
+            "SELECT p.id AS id, CAST({renaming} AS BIGINT) AS renamed, {} FROM (",
+            Self::count_columns(kind)
+        ));
         if names.is_empty() {
-            return Ok(());
+            qb.push_values(ids, |mut row, id| {
+                row.push_bind(*id);
+            });
+        } else {
+            qb.push_values(names, |mut row, (id, name)| {
+                row.push_bind(*id).push_bind((*name).to_owned());
+            });
         }
-        let table = kind.table();
-        // Which rows the batch renames, looked up id by id (see `counted`):
-        // usually none.
-        let mut qb = QueryBuilder::<DB>::new("SELECT p.id FROM (");
-        qb.push_values(names, |mut row, (id, name)| {
-            row.push_bind(*id).push_bind((*name).to_owned());
-        });
-        DB::push_by_ids(&mut qb, table, space);
-        qb.push(" AND p.name <> v.column2");
-        let renamed: Vec<Uuid> = qb.build_query_scalar().fetch_all(&mut **tx).await?;
+        DB::push_by_ids(&mut qb, kind.table(), space);
+        let mut before = std::collections::HashMap::new();
+        let mut renamed = Vec::new();
+        for row in qb.build().fetch_all(&mut **tx).await? {
+            let id: Uuid = row.try_get("id")?;
+            if row.try_get::<i64, _>("renamed")? != 0 {
+                renamed.push(id);
+            }
+            before.insert(id, row);
+        }
+        Ok((before, renamed))
+    }
+
+    /// Names are unique within a space, checked row by row: a batch that
+    /// swaps two names (a valid end state) would collide with itself. The
+    /// rows the batch renames (`renamed`, found by [`Self::batch_before`])
+    /// first take a placeholder no real name can be (it starts with a
+    /// control character), so only a collision with a row outside the
+    /// batch remains, and is NAME_TAKEN.
+    async fn release_names(tx: &mut Tx<DB>, kind: ContentKind, space: Uuid, renamed: &[Uuid]) -> Result<()> {
         if renamed.is_empty() {
             return Ok(());
         }
+        let table = kind.table();
         let mut qb = QueryBuilder::<DB>::new(format!("UPDATE {table} SET name = v.column2 FROM ("));
-        qb.push_values(&renamed, |mut row, id| {
+        qb.push_values(renamed, |mut row, id| {
             row.push_bind(*id).push_bind(format!("\u{1}{id}"));
         });
         qb.push(format!(
