@@ -603,8 +603,9 @@ where
         // part of its work is done.
         let mut conn = store.read().await?;
         // A search without a cursor counts its matches in the pass that
-        // pages them: the text index is read once per call, not twice.
-        let found = searching && counters.is_none() && page.after.is_none();
+        // pages them where that pays (`SEARCH_COUNTED_WITH_PAGE`): the
+        // text index is read once per call, not twice.
+        let found = DB::SEARCH_COUNTED_WITH_PAGE && searching && counters.is_none() && page.after.is_none();
         let (mut count, mut rows) = Self::list_queries("", listing, &page, scope, &filters, found);
         // A search is planned for its pattern (a one-shot statement gets a
         // custom plan on PostgreSQL); other lists reuse prepared plans.
@@ -655,7 +656,14 @@ where
         plans.push(("ListProducts: page 1".to_owned(), r));
         let (_, r) = Self::list_queries(prefix, &Self::PRODUCTS, &deep, scope, &live, false);
         plans.push(("ListProducts: page 500".to_owned(), r));
-        let (c, r) = Self::list_queries(prefix, &Self::PRODUCTS, &first, scope, &searched, true);
+        let (c, r) = Self::list_queries(
+            prefix,
+            &Self::PRODUCTS,
+            &first,
+            scope,
+            &searched,
+            DB::SEARCH_COUNTED_WITH_PAGE,
+        );
         plans.push((
             format!("ListProducts: search '{search}', total (after a page token)"),
             c,

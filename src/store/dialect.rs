@@ -40,6 +40,13 @@ pub trait Dialect: Database + sqlx::database::HasStatementCache {
     /// (SQLite, whose planner would otherwise sort instead of walking the
     /// organization's index); empty on PostgreSQL.
     const NOT_INDEXED: &'static str;
+    /// Whether a content search's first page counts its matches in the
+    /// same statement (`count(*) OVER ()`): on SQLite both statements are
+    /// driven by the text index, so one pass halves the work; PostgreSQL
+    /// pages a search by walking the organization's index newest first
+    /// (few rows) and counts over the trigram index, and a window over
+    /// every match costs it more than the two.
+    const SEARCH_COUNTED_WITH_PAGE: bool;
 
     /// Rows a statement changed.
     fn rows_affected(result: &Self::QueryResult) -> u64;

@@ -31,6 +31,7 @@ impl Dialect for Postgres {
     const EXPLAIN: &'static str = "EXPLAIN (ANALYZE, BUFFERS) ";
     const EXPLAIN_COLUMN: &'static str = "QUERY PLAN";
     const NOT_INDEXED: &'static str = "";
+    const SEARCH_COUNTED_WITH_PAGE: bool = false;
 
     fn rows_affected(result: &sqlx::postgres::PgQueryResult) -> u64 {
         result.rows_affected()

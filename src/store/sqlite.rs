@@ -33,6 +33,7 @@ impl Dialect for Sqlite {
     const EXPLAIN: &'static str = "EXPLAIN QUERY PLAN ";
     const EXPLAIN_COLUMN: &'static str = "detail";
     const NOT_INDEXED: &'static str = "+";
+    const SEARCH_COUNTED_WITH_PAGE: bool = true;
 
     fn rows_affected(result: &sqlx::sqlite::SqliteQueryResult) -> u64 {
         result.rows_affected()
