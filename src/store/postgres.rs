@@ -96,6 +96,9 @@ impl Dialect for Postgres {
     }
 }
 
+/// How long startup waits for the database to accept a first connection.
+const STARTUP_WAIT: Duration = Duration::from_secs(10);
+
 /// How long a pooled connection may sit idle before it is checked.
 const IDLE_CHECK_AFTER: Duration = Duration::from_millis(500);
 
@@ -124,9 +127,21 @@ impl SqlStore<Postgres> {
                 })
             })
             .acquire_timeout(Duration::from_secs(1))
-            .connect_with(connect)
-            .await
-            .map_err(|e| format!("cannot reach the database {shown}: {e}"))?;
+            .connect_lazy_with(connect);
+        // At start the database may still be starting, or slow to accept
+        // a connection under load: the first one is retried for a while
+        // (each try bounded by the second above) before giving up.
+        let started = std::time::Instant::now();
+        loop {
+            match pool.acquire().await {
+                Ok(_) => break,
+                Err(e) if started.elapsed() < STARTUP_WAIT => {
+                    tracing::warn!(database = %shown, error = %e, "the database does not answer yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(format!("cannot reach the database {shown}: {e}")),
+            }
+        }
         let in_use = super::dialect::InUse::default();
         Ok(Self {
             writer: pool.clone(),
