@@ -2609,6 +2609,7 @@ async fn organization_counters_follow_every_move_of_a_space() {
     let mut succeeded = [0u32; 12];
     for step in 0..150 {
         let space = spaces[rng.random_range(0..spaces.len())].clone();
+        let picked = space.clone();
         let slug = slugs[rng.random_range(0..2)].clone();
         // Deletes are rarer than the rest: a purged space is gone for good.
         let op = match rng.random_range(0..12) {
@@ -2852,10 +2853,29 @@ async fn organization_counters_follow_every_move_of_a_space() {
                 }
             }
         };
+        let deleted = op == 7 && done.is_ok();
         if done.is_ok() {
             succeeded[op] += 1;
         }
-        check(&app, what).await;
+        check(&app, what.clone()).await;
+        // Half the spaces deleted come back at once, well inside the
+        // window (a later undelete may find the space already purged).
+        if deleted && rng.random_bool(0.5) {
+            let back = app
+                .spaces()
+                .undelete_space(req(
+                    &root,
+                    UndeleteSpaceRequest {
+                        space_id: picked,
+                        ..Default::default()
+                    },
+                ))
+                .await;
+            if back.is_ok() {
+                succeeded[8] += 1;
+            }
+            check(&app, format!("{what}, undeleted")).await;
+        }
     }
     assert!(
         succeeded.iter().all(|n| *n > 0),
