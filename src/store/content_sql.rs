@@ -646,7 +646,14 @@ where
         let searched = |qb: &mut QueryBuilder<DB>| {
             qb.push(" AND c.is_archived = ");
             qb.push_bind(false);
-            DB::push_search(qb, "c", "products_fts", ["name", "description"], search);
+            DB::push_org_search(
+                qb,
+                "c",
+                "products_fts",
+                ["name", "description"],
+                search,
+                scope.org,
+            );
         };
         let open = |qb: &mut QueryBuilder<DB>| Self::push_in(qb, "c.status", &["open", "in_progress"]);
         let mut plans = Vec::new();
@@ -1083,7 +1090,7 @@ where
                     qb.push_bind(false);
                 }
                 if let Some(term) = &filter.search {
-                    DB::push_search(qb, "c", "products_fts", ["name", "description"], term);
+                    DB::push_org_search(qb, "c", "products_fts", ["name", "description"], term, scope.org);
                 }
             },
             filter.search.is_none().then(|| {
@@ -1113,7 +1120,7 @@ where
             |qb| {
                 Self::push_in(qb, "c.status", &filter.statuses);
                 if let Some(term) = &filter.search {
-                    DB::push_search(qb, "c", "contracts_fts", ["name", "description"], term);
+                    DB::push_org_search(qb, "c", "contracts_fts", ["name", "description"], term, scope.org);
                 }
             },
             filter

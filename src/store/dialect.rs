@@ -63,6 +63,24 @@ pub trait Dialect: Database + sqlx::database::HasStatementCache {
     /// table for the alias's table).
     fn push_search(qb: &mut QueryBuilder<Self>, alias: &str, fts: &str, columns: [&str; 2], term: &str);
 
+    /// `push_search` over content rows of organization `org` alone: the
+    /// text index itself is asked for that organization's matches only
+    /// (PostgreSQL's trigram indexes lead with `organization_id`, so the
+    /// plain search already is; SQLite's FTS5 tables index a token of the
+    /// organization, see `search_token`). The caller still scopes the rows
+    /// by `organization_id`: the index narrows, the scope decides.
+    fn push_org_search(
+        qb: &mut QueryBuilder<Self>,
+        alias: &str,
+        fts: &str,
+        columns: [&str; 2],
+        term: &str,
+        org: Uuid,
+    ) {
+        let _ = org;
+        Self::push_search(qb, alias, fts, columns, term);
+    }
+
     /// Closes a `FROM (VALUES <ids>, ...` list and joins to it, as `p`,
     /// the rows of `table` in `space` with those ids (`v.column1`), each
     /// looked up on (space_id, id), followed by a WHERE clause that more

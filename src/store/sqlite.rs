@@ -22,6 +22,28 @@ use crate::progress::Reporter;
 
 pub type SqliteStore = SqlStore<Sqlite>;
 
+/// One FTS5 string: the whole term as a phrase.
+fn fts_phrase(term: &str) -> String {
+    format!("\"{}\"", term.replace('"', "\"\""))
+}
+
+/// The token content rows of organization `org` carry in their FTS5
+/// index (`search_org`, migration 0017): three characters of the private
+/// use area from the last nine hex digits of the id, each three digits
+/// `d1 d2 d3` (their ASCII codes less 48, so 0 to 22) giving
+/// U+F0000 + d1 * 529 + d2 * 23 + d3. The migration's column computes the
+/// same from `hex(organization_id)`.
+pub fn search_token(org: Uuid) -> String {
+    let hex = org.simple().encode_upper(&mut Uuid::encode_buffer()).to_owned();
+    hex.as_bytes()[23..]
+        .chunks(3)
+        .map(|d| {
+            let code = 0xF0000 + (d[0] as u32 - 48) * 529 + (d[1] as u32 - 48) * 23 + (d[2] as u32 - 48);
+            char::from_u32(code).unwrap_or(char::REPLACEMENT_CHARACTER)
+        })
+        .collect()
+}
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
 impl Dialect for Sqlite {
@@ -80,8 +102,7 @@ impl Dialect for Sqlite {
             qb.push(format!(
                 " AND {alias}.rowid IN (SELECT rowid FROM {fts} WHERE {fts} MATCH "
             ));
-            // One FTS5 string: the whole term as a phrase.
-            qb.push_bind(format!("\"{}\"", term.replace('"', "\"\"")));
+            qb.push_bind(fts_phrase(term));
             qb.push(")");
         } else {
             let pattern = super::like_pattern(term);
@@ -92,6 +113,32 @@ impl Dialect for Sqlite {
             qb.push_bind(pattern);
             qb.push(" ESCAPE '\\')");
         }
+    }
+
+    /// FTS5 asked for the term in `columns` of the rows that carry the
+    /// organization's token (migration 0017), so that it never hands back
+    /// another organization's matches to be looked up and dropped.
+    fn push_org_search(
+        qb: &mut QueryBuilder<Self>,
+        alias: &str,
+        fts: &str,
+        columns: [&str; 2],
+        term: &str,
+        org: Uuid,
+    ) {
+        if term.chars().count() < 3 {
+            return Self::push_search(qb, alias, fts, columns, term);
+        }
+        let [first, second] = columns;
+        qb.push(format!(
+            " AND {alias}.rowid IN (SELECT rowid FROM {fts} WHERE {fts} MATCH "
+        ));
+        qb.push_bind(format!(
+            "search_org : \"{}\" AND {{{first} {second}}} : {}",
+            search_token(org),
+            fts_phrase(term)
+        ));
+        qb.push(")");
     }
 
     /// SQLite already looks each space up from the memberships.

@@ -2506,6 +2506,7 @@ async fn organization_counters_follow_every_move_of_a_space() {
                 let n = db.strings(q, &[]).await;
                 assert_eq!(n, vec!["0".to_string()], "{step}: {q}");
             }
+            text_indexes_hold(&url, &step).await;
             for slug in slugs.iter() {
                 let org = db
                     .ids(
@@ -2887,4 +2888,201 @@ async fn organization_counters_follow_every_move_of_a_space() {
     app.restart().await;
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     check(&app, "after the fold and purges".into()).await;
+}
+
+/// SQLite: every row's entry in the text indexes still says what its row
+/// says, organization token included (FTS5 compares the index with the
+/// content tables). PostgreSQL's indexes are its own to keep.
+async fn text_indexes_hold(database_url: &str, step: &str) {
+    if backend() != "sqlite" {
+        return;
+    }
+    let mut db = Db::connect(database_url).await;
+    for fts in ["products_fts", "contracts_fts"] {
+        db.try_execute(&format!(
+            "INSERT INTO {fts} ({fts}, rank) VALUES ('integrity-check', 1)"
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{step}: {fts} no longer matches its table: {e}"));
+    }
+    db.close().await;
+}
+
+/// A search answers the rows of the organization their space is in now,
+/// whichever the organization (the text index narrows by organization on
+/// SQLite, from a token of its id) and after every move: attach, detach,
+/// rename, delete.
+#[tokio::test]
+async fn a_search_finds_what_the_organization_holds_now_and_nothing_else() {
+    let app = TestApp::spawn().await;
+    let w = world(&app).await;
+    let root = root();
+    let searched = |slug: String, term: &'static str| {
+        let (app, root) = (&app, &root);
+        async move {
+            let products = agg(app)
+                .list_products(req(
+                    root,
+                    ListProductsRequest {
+                        slug: slug.clone(),
+                        search: term.into(),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .expect("search products")
+                .into_inner();
+            let contracts = agg(app)
+                .list_contracts(req(
+                    root,
+                    ListContractsRequest {
+                        slug,
+                        search: term.into(),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .expect("search contracts")
+                .into_inner();
+            assert_eq!(products.total as usize, products.items.len());
+            assert_eq!(contracts.total as usize, contracts.items.len());
+            (
+                products
+                    .items
+                    .into_iter()
+                    .map(|p| (p.name, p.space.map(|s| s.id).unwrap_or_default()))
+                    .collect::<Vec<_>>(),
+                contracts
+                    .items
+                    .into_iter()
+                    .map(|c| (c.name, c.space.map(|s| s.id).unwrap_or_default()))
+                    .collect::<Vec<_>>(),
+            )
+        }
+    };
+    let put = |space: String, products: Vec<Product>, contracts: Vec<Contract>| {
+        let (app, root) = (&app, &root);
+        async move {
+            put_products(app, root, &space, products).await.expect("products");
+            app.spaces()
+                .batch_upsert_contracts(req(
+                    root,
+                    BatchUpsertContractsRequest {
+                        space_id: space,
+                        items: contracts,
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .expect("contracts");
+        }
+    };
+
+    // Many organizations (ids of every shape of hex digit), each holding
+    // the same term: each search answers its own row only.
+    let mut orgs = Vec::new();
+    for i in 0..16 {
+        let slug = unique_slug("needle");
+        app.create_org("Needles", &slug, &w.admin).await;
+        let space = app
+            .create_space(&format!("Needles {slug}"), "organization", &w.admin)
+            .await;
+        app.attach(&slug, &space.id).await;
+        let name = format!("needle {i}");
+        put(
+            space.id.clone(),
+            vec![product(&name, i)],
+            vec![contract(&name, "active", i, None)],
+        )
+        .await;
+        orgs.push((slug, name, space.id));
+    }
+    for (slug, name, space) in &orgs {
+        let mine = vec![(name.clone(), space.clone())];
+        assert_eq!(searched(slug.clone(), "needle").await, (mine.clone(), mine));
+    }
+    assert_eq!(searched(w.slug.clone(), "needle").await, (vec![], vec![]));
+
+    // The same name in two organizations.
+    let traveller = product("traveller", 1);
+    put(
+        w.open.clone(),
+        vec![traveller.clone()],
+        vec![contract("traveller pact", "draft", 1, None)],
+    )
+    .await;
+    put(
+        w.elsewhere.clone(),
+        vec![product("traveller", 1)],
+        vec![contract("traveller pact", "draft", 1, None)],
+    )
+    .await;
+    let here = |name: &str, space: &str| vec![(name.to_owned(), space.to_owned())];
+    assert_eq!(
+        searched(w.slug.clone(), "travel").await,
+        (here("traveller", &w.open), here("traveller pact", &w.open))
+    );
+    text_indexes_hold(&app.database_url, "written").await;
+
+    // Detached: the organization no longer finds it; attached elsewhere,
+    // that one does.
+    app.orgs()
+        .remove_space(req(
+            &root,
+            RemoveSpaceRequest {
+                slug: w.slug.clone(),
+                space_id: w.open.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("detach");
+    assert_eq!(searched(w.slug.clone(), "travel").await, (vec![], vec![]));
+    text_indexes_hold(&app.database_url, "detached").await;
+    let (next, _, _) = &orgs[0];
+    app.attach(next, &w.open).await;
+    let (products, contracts) = searched(next.clone(), "travel").await;
+    assert_eq!(
+        (products, contracts),
+        (here("traveller", &w.open), here("traveller pact", &w.open))
+    );
+    assert_eq!(searched(w.slug.clone(), "travel").await, (vec![], vec![]));
+    text_indexes_hold(&app.database_url, "attached elsewhere").await;
+
+    // Renamed in place, then deleted.
+    put(
+        w.open.clone(),
+        vec![Product {
+            name: "wanderer".into(),
+            description: "no longer travelling".into(),
+            ..traveller.clone()
+        }],
+        vec![],
+    )
+    .await;
+    let (products, _) = searched(next.clone(), "travel").await;
+    assert_eq!(
+        products,
+        here("wanderer", &w.open),
+        "found by its new description"
+    );
+    let (products, _) = searched(next.clone(), "wander").await;
+    assert_eq!(products, here("wanderer", &w.open));
+    app.spaces()
+        .delete_product(req(
+            &root,
+            DeleteProductRequest {
+                space_id: w.open.clone(),
+                product_id: traveller.id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("delete");
+    let (products, _) = searched(next.clone(), "wander").await;
+    assert!(
+        products.is_empty(),
+        "a deleted product is not found: {products:?}"
+    );
+    text_indexes_hold(&app.database_url, "renamed and deleted").await;
 }

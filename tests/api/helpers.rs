@@ -443,6 +443,15 @@ impl Db {
         }
     }
 
+    /// Runs a statement that may fail, and says how.
+    pub async fn try_execute(&mut self, sql: &str) -> Result<u64, sqlx::Error> {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        match self {
+            Db::Sqlite(c) => sqlx::query(sql).execute(&mut *c).await.map(|r| r.rows_affected()),
+            Db::Postgres(c) => sqlx::query(sql).execute(&mut *c).await.map(|r| r.rows_affected()),
+        }
+    }
+
     /// The ids a query returns in its first column.
     pub async fn ids(&mut self, sql: &str, args: &[Arg]) -> Vec<uuid::Uuid> {
         let sql = sqlx::AssertSqlSafe(sql.to_owned());
