@@ -157,6 +157,24 @@ fn cases() -> Vec<Case> {
             .await
             .map(drop)
         }),
+        // The search's cost should follow the organization searched, not
+        // the database: a small organization's, as its admin would see it.
+        case(
+            "ListProducts search, page 1, a small organization (superadmin)",
+            |ch, t, d| async move {
+                let mut c = AggregationServiceClient::new(ch);
+                c.list_products(req(
+                    &t.root,
+                    ListProductsRequest {
+                        slug: d.small_slug,
+                        search: d.search_term,
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .map(drop)
+            },
+        ),
         case("ListContracts page 1", |ch, t, d| async move {
             let mut c = AggregationServiceClient::new(ch);
             c.list_contracts(req(
@@ -397,12 +415,15 @@ async fn kept_dataset(url: &str) -> Dataset {
         "SELECT email FROM users WHERE email LIKE 'member-%@gen.test' ORDER BY email LIMIT 1";
     // The generator's first organization, weighted the heaviest.
     const LARGEST: &str = "SELECT slug FROM organizations WHERE slug LIKE 'org-0-%' ORDER BY slug LIMIT 1";
-    let [admin_email, member_email, largest_slug] = if url.starts_with("sqlite:") {
+    // The 50th organization, or the 10th of a dataset of ten.
+    const SMALL: &str = "SELECT slug FROM organizations WHERE slug LIKE 'org-49-%' OR slug LIKE 'org-9-%' \
+         ORDER BY slug LIKE 'org-49-%' DESC, slug LIMIT 1";
+    let [admin_email, member_email, largest_slug, small_slug] = if url.starts_with("sqlite:") {
         let mut c = sqlx::SqliteConnection::connect(url)
             .await
             .expect("open the kept database");
         let mut found = Vec::new();
-        for q in [ADMIN, MEMBER, LARGEST] {
+        for q in [ADMIN, MEMBER, LARGEST, SMALL] {
             found.push(
                 sqlx::query_scalar::<_, String>(q)
                     .fetch_one(&mut c)
@@ -410,13 +431,13 @@ async fn kept_dataset(url: &str) -> Dataset {
                     .expect(q),
             );
         }
-        found.try_into().expect("three answers")
+        found.try_into().expect("four answers")
     } else {
         let mut c = sqlx::PgConnection::connect(url)
             .await
             .expect("open the kept database");
         let mut found = Vec::new();
-        for q in [ADMIN, MEMBER, LARGEST] {
+        for q in [ADMIN, MEMBER, LARGEST, SMALL] {
             found.push(
                 sqlx::query_scalar::<_, String>(q)
                     .fetch_one(&mut c)
@@ -424,10 +445,11 @@ async fn kept_dataset(url: &str) -> Dataset {
                     .expect(q),
             );
         }
-        found.try_into().expect("three answers")
+        found.try_into().expect("four answers")
     };
     Dataset {
         largest_slug,
+        small_slug,
         admin_email,
         member_email,
         search_term: "revenue".into(),

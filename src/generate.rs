@@ -64,6 +64,9 @@ impl Plan {
 pub struct Dataset {
     /// The largest organization.
     pub largest_slug: String,
+    /// An organization about a hundredth of its size (the 50th by
+    /// weight, or the last of fewer), for what a search costs elsewhere.
+    pub small_slug: String,
     /// Its admin, and a plain member who belongs to some restricted spaces.
     pub admin_email: String,
     pub member_email: String,
@@ -353,6 +356,7 @@ pub async fn generate(app: &App, plan: &Plan, progress: &dyn Reporter) -> Result
 
     Ok(Dataset {
         largest_slug: orgs[0].org.slug.clone(),
+        small_slug: orgs[orgs.len().min(50) - 1].org.slug.clone(),
         admin_email,
         member_email,
         search_term: "revenue".into(),
