@@ -75,9 +75,8 @@ pub trait Dialect: Database + sqlx::database::HasStatementCache {
         fts: &str,
         columns: [&str; 2],
         term: &str,
-        org: Uuid,
+        _org: Uuid,
     ) {
-        let _ = org;
         Self::push_search(qb, alias, fts, columns, term);
     }
 

@@ -33,8 +33,9 @@ fn fts_phrase(term: &str) -> String {
 /// `d1 d2 d3` (their ASCII codes less 48, so 0 to 22) giving
 /// U+F0000 + d1 * 529 + d2 * 23 + d3. The migration's column computes the
 /// same from `hex(organization_id)`.
-pub fn search_token(org: Uuid) -> String {
-    let hex = org.simple().encode_upper(&mut Uuid::encode_buffer()).to_owned();
+fn search_token(org: Uuid) -> String {
+    let mut buffer = Uuid::encode_buffer();
+    let hex = org.simple().encode_upper(&mut buffer);
     hex.as_bytes()[23..]
         .chunks(3)
         .map(|d| {
