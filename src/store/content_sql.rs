@@ -549,8 +549,12 @@ where
 
     /// The count and the page query of one aggregated list, each
     /// starting with `prefix` (empty, or EXPLAIN for the plans). With
-    /// `found`, the page's rows also carry the number of rows the
-    /// conditions match (column `found`), counted in the same pass.
+    /// `found` (no cursor), the page query also carries the number of
+    /// rows the conditions match (column `found`), counted in the same
+    /// pass: the matches are gathered once, counted, and paged, and the
+    /// count sits on a row that is left-joined to the page, so a page
+    /// past the last match still answers it, as a single row whose
+    /// columns are NULL (`list_of` drops it).
     fn list_queries<T>(
         prefix: &str,
         listing: &Listing<T, DB::Row>,
@@ -559,28 +563,45 @@ where
         filters: &dyn Fn(&mut QueryBuilder<DB>),
         found: bool,
     ) -> (QueryBuilder<DB>, QueryBuilder<DB>) {
-        let (counted, carried) = if found {
-            (", count(*) OVER () AS found", ", page.found AS found")
-        } else {
-            ("", "")
-        };
         let (table, columns) = (listing.table, listing.columns);
         let mut count = QueryBuilder::<DB>::new(format!("{prefix}SELECT count(*) FROM {table} c"));
         Self::push_scope(&mut count, scope);
         filters(&mut count);
-        // The page of ids comes from the covering index, once
-        // (MATERIALIZED: as an IN list, SQLite ran it again for each
-        // table it joined); only those rows are read in full.
-        let mut rows = QueryBuilder::<DB>::new(format!(
-            "{prefix}WITH page AS MATERIALIZED (SELECT c.space_id, c.id{counted} FROM {table} c"
-        ));
-        Self::push_scope(&mut rows, scope);
-        filters(&mut rows);
-        Self::push_page(&mut rows, "c.created_at", "c.id", page);
+        let found = found && page.after.is_none();
+        let mut rows = if found {
+            let mut qb = QueryBuilder::<DB>::new(format!(
+                "{prefix}WITH found AS MATERIALIZED (SELECT c.space_id, c.id, c.created_at FROM {table} c"
+            ));
+            Self::push_scope(&mut qb, scope);
+            filters(&mut qb);
+            qb.push("), page AS MATERIALIZED (SELECT f.space_id, f.id FROM found f");
+            Self::push_page(&mut qb, "f.created_at", "f.id", page);
+            qb
+        } else {
+            // The page of ids comes from the covering index, once
+            // (MATERIALIZED: as an IN list, SQLite ran it again for each
+            // table it joined); only those rows are read in full.
+            let mut qb = QueryBuilder::<DB>::new(format!(
+                "{prefix}WITH page AS MATERIALIZED (SELECT c.space_id, c.id FROM {table} c"
+            ));
+            Self::push_scope(&mut qb, scope);
+            filters(&mut qb);
+            Self::push_page(&mut qb, "c.created_at", "c.id", page);
+            qb
+        };
+        let (carried, from, join) = if found {
+            (
+                ", n.found AS found",
+                "(SELECT count(*) AS found FROM found) n LEFT JOIN page ON 1 = 1 LEFT ",
+                "LEFT JOIN",
+            )
+        } else {
+            ("", "page ", "JOIN")
+        };
         rows.push(format!(
             ") SELECT {columns}, p.space_id, s.name AS space_name, s.slug AS space_slug{carried} \
-             FROM page JOIN {table} p ON p.space_id = page.space_id AND p.id = page.id \
-             JOIN spaces s ON s.id = p.space_id ORDER BY p.created_at DESC, p.id DESC"
+             FROM {from}JOIN {table} p ON p.space_id = page.space_id AND p.id = page.id \
+             {join} spaces s ON s.id = p.space_id ORDER BY p.created_at DESC, p.id DESC"
         ));
         (count, rows)
     }
@@ -609,13 +630,22 @@ where
         let (mut count, mut rows) = Self::list_queries("", listing, &page, scope, &filters, found);
         // A search is planned for its pattern (a one-shot statement gets a
         // custom plan on PostgreSQL); other lists reuse prepared plans.
-        let raw = rows.build().persistent(!searching).fetch_all(&mut *conn).await?;
+        let mut raw = rows.build().persistent(!searching).fetch_all(&mut *conn).await?;
         let counted: Option<i64> = match raw.first() {
             Some(row) if found => Some(row.try_get("found")?),
-            // No row: nothing matches, unless the page started past them.
-            None if found && page.offset() == 0 => Some(0),
             _ => None,
         };
+        if found {
+            // The row that only carries the count of a page past the
+            // last match.
+            let mut kept = Vec::with_capacity(raw.len());
+            for row in raw {
+                if row.try_get::<Option<Uuid>, _>("id")?.is_some() {
+                    kept.push(row);
+                }
+            }
+            raw = kept;
+        }
         let total: i64 = match (counted, counters) {
             (Some(n), _) => n,
             (None, Some(expr)) => Self::counted_total(&mut conn, scope, &expr).await?,
