@@ -885,10 +885,12 @@ where
         let ids = items.iter().map(|i| i.id).collect();
         let names: Vec<(Uuid, &str)> = items.iter().map(|i| (i.id, i.name.as_str())).collect();
         Self::upsert_batch(self, actor, ContentKind::Product, space, ids, &names, |org, open| {
-            let mut qb = QueryBuilder::<DB>::new(
+            let token = DB::search_org_value(org);
+            let mut qb = QueryBuilder::<DB>::new(format!(
                 "INSERT INTO products (id, space_id, organization_id, space_open, name, slug, description, product_type, \
-                 provider, tags, quality_score, is_archived, created_at, updated_at) ",
-            );
+                 provider, tags, quality_score, is_archived, created_at, updated_at{}) ",
+                if token.is_some() { ", search_org" } else { "" }
+            ));
             qb.push_values(items, |mut row, item| {
                 row.push_bind(item.id)
                     .push_bind(space)
@@ -904,6 +906,9 @@ where
                     .push_bind(item.is_archived)
                     .push_bind(Self::micros_or(item.created_at, now))
                     .push_bind(Self::micros_or(item.updated_at, now));
+                if let Some(token) = &token {
+                    row.push_bind(token.clone());
+                }
             });
             Self::push_update(
                 &mut qb,
@@ -930,11 +935,13 @@ where
         let now = now_micros();
         let ids = items.iter().map(|i| i.id).collect();
         Self::upsert_batch(self, actor, ContentKind::Contract, space, ids, &[], |org, open| {
-            let mut qb = QueryBuilder::<DB>::new(
+            let token = DB::search_org_value(org);
+            let mut qb = QueryBuilder::<DB>::new(format!(
                 "INSERT INTO contracts (id, space_id, organization_id, space_open, name, description, status, \
                  producer_id, producer_name, consumer_id, consumer_name, freshness_hours, \
-                 availability_percent, quality_score_min, response_time_hours, created_at, expires_at) ",
-            );
+                 availability_percent, quality_score_min, response_time_hours, created_at, expires_at{}) ",
+                if token.is_some() { ", search_org" } else { "" }
+            ));
             qb.push_values(items, |mut row, item| {
                 row.push_bind(item.id)
                     .push_bind(space)
@@ -953,6 +960,9 @@ where
                     .push_bind(item.response_time_hours)
                     .push_bind(Self::micros_or(item.created_at, now))
                     .push_bind(item.expires_at);
+                if let Some(token) = &token {
+                    row.push_bind(token.clone());
+                }
             });
             Self::push_update(
                 &mut qb,

@@ -80,6 +80,13 @@ pub trait Dialect: Database + sqlx::database::HasStatementCache {
         Self::push_search(qb, alias, fts, columns, term);
     }
 
+    /// The search token a content row of organization `org` is written
+    /// with, where the backend's text index keeps one (SQLite, column
+    /// `search_org`, migration 0018); None where there is no such column.
+    fn search_org_value(_org: Option<Uuid>) -> Option<String> {
+        None
+    }
+
     /// Closes a `FROM (VALUES <ids>, ...` list and joins to it, as `p`,
     /// the rows of `table` in `space` with those ids (`v.column1`), each
     /// looked up on (space_id, id), followed by a WHERE clause that more

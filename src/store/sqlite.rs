@@ -28,11 +28,12 @@ fn fts_phrase(term: &str) -> String {
 }
 
 /// The token content rows of organization `org` carry in their FTS5
-/// index (`search_org`, migration 0017): three characters of the private
+/// index (`search_org`, migrations 0017 and 0018): three characters of the private
 /// use area from the last nine hex digits of the id, each three digits
 /// `d1 d2 d3` (their ASCII codes less 48, so 0 to 22) giving
-/// U+F0000 + d1 * 529 + d2 * 23 + d3. The migration's column computes the
-/// same from `hex(organization_id)`.
+/// U+F0000 + d1 * 529 + d2 * 23 + d3. Upserts write it with each row;
+/// the triggers of 0018 compute the same from `hex(organization_id)` when
+/// a row changes organization (the tests compare the two on every row).
 fn search_token(org: Uuid) -> String {
     let mut buffer = Uuid::encode_buffer();
     let hex = org.simple().encode_upper(&mut buffer);
@@ -140,6 +141,10 @@ impl Dialect for Sqlite {
             fts_phrase(term)
         ));
         qb.push(")");
+    }
+
+    fn search_org_value(org: Option<Uuid>) -> Option<String> {
+        Some(org.map(search_token).unwrap_or_default())
     }
 
     /// SQLite already looks each space up from the memberships.
