@@ -568,27 +568,29 @@ where
         Self::push_scope(&mut count, scope);
         filters(&mut count);
         let found = found && page.after.is_none();
-        let mut rows = if found {
-            let mut qb = QueryBuilder::<DB>::new(format!(
-                "{prefix}WITH found AS MATERIALIZED (SELECT c.space_id, c.id, c.created_at FROM {table} c"
-            ));
-            Self::push_scope(&mut qb, scope);
-            filters(&mut qb);
-            qb.push("), page AS MATERIALIZED (SELECT f.space_id, f.id FROM found f");
-            Self::push_page(&mut qb, "f.created_at", "f.id", page);
-            qb
+        // The page of ids comes from the covering index, once
+        // (MATERIALIZED: as an IN list, SQLite ran it again for each
+        // table it joined); only those rows are read in full.
+        let (head, created, id) = if found {
+            (
+                "found AS MATERIALIZED (SELECT c.space_id, c.id, c.created_at",
+                "f.created_at",
+                "f.id",
+            )
         } else {
-            // The page of ids comes from the covering index, once
-            // (MATERIALIZED: as an IN list, SQLite ran it again for each
-            // table it joined); only those rows are read in full.
-            let mut qb = QueryBuilder::<DB>::new(format!(
-                "{prefix}WITH page AS MATERIALIZED (SELECT c.space_id, c.id FROM {table} c"
-            ));
-            Self::push_scope(&mut qb, scope);
-            filters(&mut qb);
-            Self::push_page(&mut qb, "c.created_at", "c.id", page);
-            qb
+            (
+                "page AS MATERIALIZED (SELECT c.space_id, c.id",
+                "c.created_at",
+                "c.id",
+            )
         };
+        let mut rows = QueryBuilder::<DB>::new(format!("{prefix}WITH {head} FROM {table} c"));
+        Self::push_scope(&mut rows, scope);
+        filters(&mut rows);
+        if found {
+            rows.push("), page AS MATERIALIZED (SELECT f.space_id, f.id FROM found f");
+        }
+        Self::push_page(&mut rows, created, id, page);
         let (carried, from, join) = if found {
             (
                 ", n.found AS found",
@@ -604,6 +606,12 @@ where
              {join} spaces s ON s.id = p.space_id ORDER BY p.created_at DESC, p.id DESC"
         ));
         (count, rows)
+    }
+
+    /// The column an insert names for `Dialect::search_org_value`'s
+    /// token, if the backend keeps one.
+    fn token_column(token: &Option<String>) -> &'static str {
+        if token.is_some() { ", search_org" } else { "" }
     }
 
     /// Counts and pages one aggregated list: `filters` appends the
@@ -889,7 +897,7 @@ where
             let mut qb = QueryBuilder::<DB>::new(format!(
                 "INSERT INTO products (id, space_id, organization_id, space_open, name, slug, description, product_type, \
                  provider, tags, quality_score, is_archived, created_at, updated_at{}) ",
-                if token.is_some() { ", search_org" } else { "" }
+                Self::token_column(&token)
             ));
             qb.push_values(items, |mut row, item| {
                 row.push_bind(item.id)
@@ -940,7 +948,7 @@ where
                 "INSERT INTO contracts (id, space_id, organization_id, space_open, name, description, status, \
                  producer_id, producer_name, consumer_id, consumer_name, freshness_hours, \
                  availability_percent, quality_score_min, response_time_hours, created_at, expires_at{}) ",
-                if token.is_some() { ", search_org" } else { "" }
+                Self::token_column(&token)
             ));
             qb.push_values(items, |mut row, item| {
                 row.push_bind(item.id)
