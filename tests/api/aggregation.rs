@@ -3115,3 +3115,173 @@ async fn a_search_finds_what_the_organization_holds_now_and_nothing_else() {
     );
     text_indexes_hold(&app.database_url, "renamed and deleted").await;
 }
+
+/// A database written at migration 0017 (the search token a virtual
+/// generated column) upgrades to 0018 (a written column) with its rows
+/// kept searchable: every row's token is the formula's, the FTS indexes
+/// match their tables, a search still answers each organization's own
+/// rows, and a row moved or written after the upgrade is found where it
+/// belongs.
+#[tokio::test]
+async fn a_database_at_0017_upgrades_with_its_search_tokens() {
+    if backend() != "sqlite" {
+        return; // 0017 and 0018 are SQLite's.
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("orgd.db").display());
+    let (a, b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let (in_a, in_b, loose) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    {
+        use sqlx::ConnectOptions;
+        let mut conn = format!("{url}?mode=rwc")
+            .parse::<sqlx::sqlite::SqliteConnectOptions>()
+            .expect("sqlite url")
+            .connect()
+            .await
+            .expect("create the database");
+        sqlx::migrate!("migrations/sqlite")
+            .run_to(17, &mut conn)
+            .await
+            .expect("migrate to 0017");
+        let mut db = Db::Sqlite(conn);
+        for (org, slug) in [(a, "org-a"), (b, "org-b")] {
+            db.execute(
+                "INSERT INTO organizations (id, name, slug, created_at, updated_at) VALUES (?, ?, ?, 1, 1)",
+                &[Arg::Uuid(org), Arg::Text(slug.into()), Arg::Text(slug.into())],
+            )
+            .await;
+        }
+        let blob = |org: Option<uuid::Uuid>| match org {
+            Some(o) => format!("X'{}'", o.simple()),
+            None => "NULL".into(),
+        };
+        for (space, org, slug) in [
+            (in_a, Some(a), "s-a"),
+            (in_b, Some(b), "s-b"),
+            (loose, None, "s-loose"),
+        ] {
+            db.execute(
+                &format!(
+                    "INSERT INTO spaces (id, name, slug, visibility, organization_id, created_at, updated_at) \
+                     VALUES (?, ?, ?, 'organization', {}, 1, 1)",
+                    blob(org)
+                ),
+                &[Arg::Uuid(space), Arg::Text(slug.into()), Arg::Text(slug.into())],
+            )
+            .await;
+        }
+        for (space, org, word, n) in [
+            (in_a, Some(a), "alpha", 3),
+            (in_b, Some(b), "beta", 2),
+            (loose, None, "delta", 1),
+        ] {
+            for i in 0..n {
+                for table in ["products", "contracts"] {
+                    let (cols, vals) = if table == "products" {
+                        ("", "")
+                    } else {
+                        (", status", ", 'active'")
+                    };
+                    let org_arg = blob(org);
+                    let extra = if table == "products" { ", updated_at" } else { "" };
+                    let extra_val = if table == "products" { ", 1" } else { "" };
+                    db.execute(
+                        &format!(
+                            "INSERT INTO {table} (id, space_id, organization_id, name, description, created_at{extra}{cols}) \
+                             VALUES (?, ?, {org_arg}, ?, 'quarterly revenue', ?{extra_val}{vals})"
+                        ),
+                        &[
+                            Arg::Uuid(uuid::Uuid::new_v4()),
+                            Arg::Uuid(space),
+                            Arg::Text(format!("{word} {i}")),
+                            Arg::I64(i + 1),
+                        ],
+                    )
+                    .await;
+                }
+            }
+        }
+        db.close().await;
+    }
+    let storage = dir.path().join("storage");
+    let app = TestApp::spawn_on(&url, &storage).await;
+    text_indexes_hold(&url, "after the upgrade").await;
+    let root = root();
+    let found = |slug: &'static str| {
+        let (app, root) = (&app, &root);
+        async move {
+            let products = agg(app)
+                .list_products(req(
+                    root,
+                    ListProductsRequest {
+                        slug: slug.into(),
+                        search: "revenue".into(),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .expect("search products")
+                .into_inner();
+            let contracts = agg(app)
+                .list_contracts(req(
+                    root,
+                    ListContractsRequest {
+                        slug: slug.into(),
+                        search: "revenue".into(),
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .expect("search contracts")
+                .into_inner();
+            let mut p: Vec<String> = products.items.into_iter().map(|p| p.name).collect();
+            let mut c: Vec<String> = contracts.items.into_iter().map(|c| c.name).collect();
+            p.sort();
+            c.sort();
+            (p, c)
+        }
+    };
+    let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        found("org-a").await,
+        (
+            names(&["alpha 0", "alpha 1", "alpha 2"]),
+            names(&["alpha 0", "alpha 1", "alpha 2"])
+        )
+    );
+    assert_eq!(
+        found("org-b").await,
+        (names(&["beta 0", "beta 1"]), names(&["beta 0", "beta 1"]))
+    );
+
+    // A move after the upgrade: the trigger recomputes the token.
+    app.orgs()
+        .add_space(req(
+            &root,
+            AddSpaceRequest {
+                slug: "org-b".into(),
+                space_id: loose.to_string(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("attach the loose space");
+    text_indexes_hold(&url, "after the attach").await;
+    assert_eq!(found("org-b").await.0, names(&["beta 0", "beta 1", "delta 0"]));
+    // A write after the upgrade: the upsert binds the token.
+    put_products(&app, &root, &in_a.to_string(), vec![product("alpha new", 9)])
+        .await
+        .expect("upsert");
+    text_indexes_hold(&url, "after an upsert").await;
+    let mut expected = names(&["alpha 0", "alpha 1", "alpha 2"]);
+    // product() describes "alpha new description": not a revenue match.
+    assert_eq!(found("org-a").await.0, expected);
+    let mut p = product("alpha newer", 10);
+    p.description = "revenue per quarter".into();
+    put_products(&app, &root, &in_a.to_string(), vec![p])
+        .await
+        .expect("upsert");
+    text_indexes_hold(&url, "after a matching upsert").await;
+    expected.push("alpha newer".into());
+    assert_eq!(found("org-a").await.0, expected);
+}
